@@ -1,0 +1,47 @@
+"""The ``arvla`` command line: ``arvla <command> [args]``.
+
+Each command lives in its own module and is imported only when used, so ``arvla doctor`` works
+even when an optional heavy dependency of another command is broken.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> ("module:function", one-line help). The function takes argv (list[str]) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("arvla.doctor:main", "check ROS 2, rmw, torch, device; VLPrefix round trip over DDS"),
+    "train": ("arvla_action_expert.train:cli_main", "train the action expert (stage 1 or 2)"),
+}
+
+
+def usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: arvla <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "arvla <command> --help for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"arvla: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    target, _ = COMMANDS[name]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(rest) or 0)
+    except KeyboardInterrupt:
+        print("arvla: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

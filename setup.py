@@ -46,6 +46,5 @@ setup(
     maintainer_email="maintainers@arvla.dev",
     description="AR-VLA on ROS 2: perception node + autoregressive action expert.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -1,0 +1,155 @@
+"""Hybrid KV cache: a single prefix slot + a rolling FIFO of the last W step tokens.
+
+Layout per decoder layer (one preallocated tensor, so attention never concatenates):
+
+    slot:  [ 0 .. P-1 | P .. P+W-1        | P+W .. P+W+S-1       ]
+           [ prefix   | ring of W steps   | S speculative steps  ]
+
+- Prefix slot: K/V of the prefix encoder's layer i, computed once per refresh, keys already
+  rotated at the frame's capture step. A refresh overwrites it; nothing else changes.
+- Ring: committed step tokens, oldest evicted first. Keys are rotated once, at their own
+  absolute step index, and never touched again; because RoPE scores depend only on index
+  differences, this equals recomputing the window (the property test/core checks).
+- Scratch: up to S speculative lookahead tokens; visible only until ``end_lookahead``.
+
+Which slots a query sees is a boolean mask rebuilt at each step from the step index stored per
+slot: slot s is visible to step t iff ``t - W < step[s] <= t``. That is the same rule as
+``ARExpert.window_mask`` for whole sequences, so cached and uncached paths agree exactly, also
+when step indices jump (late ticks).
+"""
+
+from __future__ import annotations
+
+import torch
+
+_EMPTY = -(2 ** 62)  # step index of an empty slot: never inside any window
+
+
+class CacheError(RuntimeError):
+    """A cache precondition failed (wrong step order, over-long prefix, lookahead overflow)."""
+
+
+class HybridKVCache:
+    """Preallocated prefix slot + ring buffer + speculative scratch for one sequence (batch 1)."""
+
+    def __init__(self, n_layer: int, n_head: int, head_dim: int, window: int,
+                 max_prefix_tokens: int, max_lookahead: int = 16, *,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        if window < 1 or max_prefix_tokens < 1 or max_lookahead < 0:
+            raise CacheError(f"window {window}, max_prefix_tokens {max_prefix_tokens} must be "
+                             f">= 1 and max_lookahead {max_lookahead} >= 0")
+        self.window = window
+        self.n_prefix = max_prefix_tokens
+        self.max_lookahead = max_lookahead
+        slots = max_prefix_tokens + window + max_lookahead
+        self.k = torch.zeros(n_layer, 1, n_head, slots, head_dim, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+        # step index per ring/scratch slot, and the visibility mask (1, 1, 1, slots) for SDPA
+        self.slot_step = torch.full((window + max_lookahead,), _EMPTY, dtype=torch.int64,
+                                    device=device)
+        self.mask = torch.zeros(1, 1, 1, slots, dtype=torch.bool, device=device)
+        self.reset()
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every step and the prefix (new episode)."""
+        self.slot_step.fill_(_EMPTY)
+        self.mask.fill_(False)
+        self.prefix_len = 0
+        self.capture_step: int | None = None
+        self.head = 0                    # next ring slot to overwrite (the oldest)
+        self.fill = 0                    # committed tokens held, <= window
+        self.last_step: int | None = None  # last committed step index
+        self._write_slot: int | None = None
+        self._lookahead = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.window
+
+    def set_prefix(self, kv: list[tuple[torch.Tensor, torch.Tensor]], capture_step: int) -> None:
+        """Replace the prefix slot with per-layer (k rotated at capture_step, v), (1, H, N, D)."""
+        n = kv[0][0].shape[2]
+        if len(kv) != self.k.shape[0]:
+            raise CacheError(f"prefix has {len(kv)} layers, cache has {self.k.shape[0]}")
+        if n > self.n_prefix:
+            raise CacheError(f"prefix has {n} tokens, the cache slot holds {self.n_prefix}")
+        for layer, (k, v) in enumerate(kv):
+            self.k[layer, :, :, :n] = k
+            self.v[layer, :, :, :n] = v
+        self.prefix_len = n
+        self.capture_step = int(capture_step)
+
+    def clear_prefix(self) -> None:
+        self.prefix_len = 0
+        self.capture_step = None
+
+    # ---- one step -----------------------------------------------------------------------------
+
+    def begin_step(self, step_index: int, *, commit: bool) -> None:
+        """Reserve the slot for the token of ``step_index`` and build the visibility mask.
+
+        Committed steps go into the ring (evicting the oldest); speculative ones into scratch.
+        Step indices must increase: the ring's FIFO order is the step order.
+        """
+        if self._write_slot is not None:
+            raise CacheError("begin_step called twice without end_step")
+        step_index = int(step_index)
+        if commit:
+            if self._lookahead:
+                raise CacheError(f"{self._lookahead} speculative steps still pending: call "
+                                 "end_lookahead() before committing a step")
+            if self.last_step is not None and step_index <= self.last_step:
+                raise CacheError(f"step {step_index} does not follow the last committed step "
+                                 f"{self.last_step}; call reset() to start a new episode")
+            slot = self.head
+        else:
+            if self._lookahead >= self.max_lookahead:
+                raise CacheError(f"lookahead of {self._lookahead + 1} steps exceeds the "
+                                 f"{self.max_lookahead} scratch slots")
+            newest = self.slot_step.max().item()
+            if step_index <= newest:
+                raise CacheError(f"speculative step {step_index} must follow step {newest}")
+            slot = self.window + self._lookahead
+        self.slot_step[slot] = step_index
+        self.mask[..., : self.n_prefix] = False
+        self.mask[..., : self.prefix_len] = True
+        visible = (self.slot_step > step_index - self.window) & (self.slot_step <= step_index)
+        self.mask[0, 0, 0, self.n_prefix:] = visible
+        self._write_slot = self.n_prefix + slot
+        self._commit = commit
+
+    def keys_values(self, layer: int, k: torch.Tensor, v: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store the new token's (1, H, 1, D) k/v of ``layer``; return all keys, values, mask."""
+        if self._write_slot is None:
+            raise CacheError("keys_values outside begin_step/end_step")
+        if k.shape[2] != 1:
+            raise CacheError(f"the cache takes one token per step, got {k.shape[2]}")
+        s = self._write_slot
+        self.k[layer, :, :, s: s + 1] = k
+        self.v[layer, :, :, s: s + 1] = v
+        return self.k[layer], self.v[layer], self.mask
+
+    def end_step(self) -> None:
+        if self._write_slot is None:
+            raise CacheError("end_step without begin_step")
+        if self._commit:
+            self.last_step = int(self.slot_step[self.head])
+            self.head = (self.head + 1) % self.window
+            self.fill = min(self.fill + 1, self.window)
+        else:
+            self._lookahead += 1
+        self._write_slot = None
+
+    def abort_step(self) -> None:
+        """Undo a begun step whose forward failed, so the cache stays usable."""
+        if self._write_slot is not None:
+            self.slot_step[self._write_slot - self.n_prefix] = _EMPTY
+            self._write_slot = None
+
+    def end_lookahead(self) -> None:
+        """Drop the speculative tokens; the committed memory is as before the lookahead."""
+        self.slot_step[self.window:] = _EMPTY
+        self._lookahead = 0

@@ -1,0 +1,238 @@
+"""Checkpoints: a directory with ``model.safetensors`` + ``config.json`` (+ ``optim.safetensors``).
+
+- Weights (and normaliser stats, bin centres) are safetensors: no pickle, so loading a file
+  cannot execute code. ``.pt/.pth/.pkl`` paths are refused outright.
+- ``config.json`` holds the ExpertConfig the model is rebuilt from, metadata (model_id,
+  control_rate_hz, joint_names, stage, step), the training config and the sha256 of the weights
+  file. It is written last, so a directory with a config always has complete weights.
+- Every file is written to a temp file in the same directory and ``os.replace``d: a crash
+  mid-save leaves the previous checkpoint intact.
+- Loading checks everything and raises ``CheckpointError`` naming what is wrong (key, expected
+  shape, got shape; which file is truncated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from arvla.config import ConfigError, from_dict, to_dict
+from arvla_action_expert.model import ARExpert, ExpertConfig
+from arvla_action_expert.normalize import Normalizer
+
+__all__ = ["CheckpointError", "CheckpointMeta", "LoadedCheckpoint", "load_checkpoint",
+           "save_checkpoint", "resolve_checkpoint_dir"]
+
+FORMAT = "arvla-expert/1"
+WEIGHTS = "model.safetensors"
+OPTIM = "optim.safetensors"
+CONFIG = "config.json"
+_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or read; the message says which file/key and why."""
+
+
+@dataclass
+class CheckpointMeta:
+    model_id: str = ""                       # perception model the prefixes came from
+    control_rate_hz: float = 20.0            # rate of the training data
+    joint_names: list[str] = field(default_factory=list)
+    stage: int = 1                           # 1 = action only, 2 = with prefixes
+    step: int = 0                            # optimiser steps taken
+    max_staleness: int = 0                   # largest staleness seen in training (stage 2)
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: ARExpert
+    state_norm: Normalizer
+    target_norm: Normalizer
+    meta: CheckpointMeta
+    train_config: dict[str, Any] | None
+    optimizer_state: dict[str, Any] | None
+    path: pathlib.Path
+
+
+def _atomic_write(path: pathlib.Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _optimizer_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state_dict into flat tensors + JSON-able rest (no pickle needed)."""
+    tensors, plain = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for pid, st in state["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"{pid}.{name}"] = val.detach().cpu().contiguous()
+            else:
+                plain["scalars"][f"{pid}.{name}"] = val
+    return tensors, plain
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in list(tensors.items()) + list(plain["scalars"].items()):
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = val
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: ARExpert, *, state_norm: Normalizer,
+                    target_norm: Normalizer, meta: CheckpointMeta,
+                    train_config: dict[str, Any] | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> pathlib.Path:
+    """Write the checkpoint directory ``path`` atomically file by file; returns the path."""
+    d = pathlib.Path(path)
+    if d.suffix in _PICKLE_SUFFIXES:
+        raise CheckpointError(f"{d}: checkpoints are directories of safetensors, not {d.suffix}")
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name, norm in (("state", state_norm), ("target", target_norm)):
+        tensors[f"norm.{name}.mean"] = torch.from_numpy(np.ascontiguousarray(norm.mean, np.float32))
+        tensors[f"norm.{name}.std"] = torch.from_numpy(np.ascontiguousarray(norm.std, np.float32))
+    _atomic_write(d / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    optim_plain = None
+    if optimizer is not None:
+        opt_tensors, optim_plain = _optimizer_tensors(optimizer.state_dict())
+        _atomic_write(d / OPTIM, lambda tmp: save_file(opt_tensors, tmp))
+    doc = {"format": FORMAT, "expert": to_dict(model.config), "meta": to_dict(meta),
+           "train": train_config, "optimizer": optim_plain,
+           "weights_sha256": _sha256(d / WEIGHTS),
+           "optim_sha256": _sha256(d / OPTIM) if optimizer is not None else None}
+
+    def write_json(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+
+    _atomic_write(d / CONFIG, write_json)
+    return d
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> pathlib.Path:
+    """A checkpoint directory, or a file inside one -> the directory; pickle paths refused."""
+    p = pathlib.Path(path)
+    if p.suffix.lower() in _PICKLE_SUFFIXES:
+        raise CheckpointError(f"{p}: refusing to load a pickle-based checkpoint ({p.suffix}); "
+                              f"arvla checkpoints are a directory with {WEIGHTS} + {CONFIG}")
+    if p.is_file():
+        p = p.parent
+    if not p.is_dir():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    for name in (CONFIG, WEIGHTS):
+        if not (p / name).is_file():
+            raise CheckpointError(f"{p}: missing {name} (incomplete or not an arvla checkpoint)")
+    return p
+
+
+def _read_tensors(path: pathlib.Path, device: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file "
+                              f"({path.stat().st_size} bytes): {err}") from err
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu", *,
+                    expect: ExpertConfig | None = None,
+                    load_optimizer: bool = False) -> LoadedCheckpoint:
+    """Rebuild the model from ``config.json`` and load the weights, checking every shape.
+
+    ``expect``: a config the checkpoint must match exactly (e.g. ``--init`` for stage 2);
+    the first differing field is named.
+    """
+    d = resolve_checkpoint_dir(path)
+    try:
+        doc = json.loads((d / CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{d / CONFIG}: not valid JSON (truncated?): {err}") from err
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"{d / CONFIG}: format {got!r}, expected {FORMAT!r}")
+    try:
+        config = from_dict(ExpertConfig, doc["expert"], prefix="expert.")
+        meta = from_dict(CheckpointMeta, doc.get("meta") or {}, prefix="meta.")
+    except (ConfigError, KeyError) as err:
+        raise CheckpointError(f"{d / CONFIG}: invalid config: {err}") from err
+    if expect is not None and expect != config:
+        diffs = [f"{f.name}: expected {getattr(expect, f.name)!r}, checkpoint has "
+                 f"{getattr(config, f.name)!r}" for f in dataclasses.fields(ExpertConfig)
+                 if getattr(expect, f.name) != getattr(config, f.name)]
+        raise CheckpointError(f"{d}: config mismatch: " + "; ".join(diffs))
+    sha = doc.get("weights_sha256")
+    if sha and _sha256(d / WEIGHTS) != sha:
+        raise CheckpointError(f"{d / WEIGHTS}: sha256 differs from {CONFIG} (file replaced or "
+                              "truncated after the checkpoint was written)")
+    tensors = _read_tensors(d / WEIGHTS, device)
+    model = ARExpert(config)
+    load_model_tensors(model, tensors, source=str(d / WEIGHTS))
+    try:
+        norms = [Normalizer(tensors[f"norm.{n}.mean"].cpu().numpy(),
+                            tensors[f"norm.{n}.std"].cpu().numpy()) for n in ("state", "target")]
+    except KeyError as err:
+        raise CheckpointError(f"{d / WEIGHTS}: missing normaliser tensor {err}") from err
+    for norm, dim, what in ((norms[0], config.state_dim, "state"),
+                            (norms[1], config.action_dim, "target")):
+        if norm.mean.shape != (dim,) or norm.std.shape != (dim,):
+            raise CheckpointError(f"{d / WEIGHTS}: norm.{what}: expected shape ({dim},), got "
+                                  f"{tuple(norm.mean.shape)} / {tuple(norm.std.shape)}")
+    opt_state = None
+    if load_optimizer and doc.get("optimizer") is not None:
+        if not (d / OPTIM).is_file():
+            raise CheckpointError(f"{d}: config lists optimiser state but {OPTIM} is missing")
+        opt_sha = doc.get("optim_sha256")
+        if opt_sha and _sha256(d / OPTIM) != opt_sha:
+            raise CheckpointError(f"{d / OPTIM}: sha256 differs from {CONFIG}")
+        opt_state = _optimizer_state(_read_tensors(d / OPTIM, "cpu"), doc["optimizer"])
+    return LoadedCheckpoint(model.to(device), norms[0], norms[1], meta, doc.get("train"),
+                            opt_state, d)
+
+
+def load_model_tensors(model: ARExpert, tensors: dict[str, torch.Tensor], *, source: str) -> None:
+    """Copy ``model.*`` tensors into ``model``; any missing/unexpected key or shape -> error."""
+    own = model.state_dict()
+    got = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing = sorted(set(own) - set(got))
+    unexpected = sorted(set(got) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: weights do not match the config: missing "
+                              f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                              f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    for key, want in own.items():
+        if tuple(got[key].shape) != tuple(want.shape):
+            raise CheckpointError(f"{source}: model.{key}: expected shape {tuple(want.shape)}, "
+                                  f"got {tuple(got[key].shape)}")
+        if got[key].dtype != want.dtype:
+            raise CheckpointError(f"{source}: model.{key}: expected dtype {want.dtype}, got "
+                                  f"{got[key].dtype}")
+    model.load_state_dict(got)

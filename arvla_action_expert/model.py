@@ -1,0 +1,414 @@
+"""The AR action expert: one causal token per control step, attending to a refreshed VL prefix.
+
+Read top to bottom: RoPE -> attention -> MLP -> blocks -> config -> model.
+
+- A bidirectional *prefix encoder* turns backbone tokens (N, prefix_dim) into per-layer keys and
+  values. Decoder layer i attends to prefix layer i's K/V inside its own causal attention
+  (pi0-style: no separate cross-attention block, the prefix just adds keys to the softmax).
+- The *decoder* has one token per control step: a linear projection of the (normalised) proprio
+  state, optionally plus the previous action target. Every step token attends to the last W step
+  tokens (itself included) and, if it has one, to its prefix.
+- Positions are RoPE at ABSOLUTE control-step indices. A prefix's keys are rotated at the step
+  its frame was captured, so the query-key angle between a step token and the prefix encodes
+  exactly ``current_step - capture_step``: the prefix's staleness (Dynamic Temporal
+  Re-anchoring). Cached keys are never re-rotated, which is what makes the KV cache exact.
+- Heads: per-dimension binned actions (k-means bin centres, cross-entropy, decoded by centre)
+  or continuous regression (L1); optionally an ACT-style auxiliary chunk head on the prefix.
+
+Training (whole sequences with masks, ``forward``) and inference (one step against a
+``HybridKVCache``, ``step``) go through the same attention code: the only difference is where the
+keys/values and the mask come from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from arvla.config import ConfigError, require
+
+if TYPE_CHECKING:
+    from arvla_action_expert.cache import HybridKVCache
+
+
+# --------------------------------------------------------------------------------------------
+# RoPE at absolute step indices
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables for integer step indices ``positions`` (any shape) -> (*shape, head_dim/2).
+
+    Angles are formed in float64: step indices grow without bound over a long run (50 Hz for an
+    hour is 180k steps), and ``pos * freq`` in float32 would lose ~1e-2 rad there, breaking the
+    "only relative positions matter" property the cache and re-anchoring rely on.
+    """
+    half = head_dim // 2
+    inv_freq = base ** (-torch.arange(half, dtype=torch.float64, device=positions.device) / half)
+    angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # (*shape, half)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (..., T, head_dim) by cos/sin (..., T, head_dim/2), half-split convention."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class Attention(nn.Module):
+    """Multi-head attention whose keys/values may be extended by an external (prefix) set.
+
+    ``forward`` is used by both the prefix encoder (bidirectional, no RoPE: all prefix tokens sit
+    at the same capture step, so relative angles among them are zero anyway) and the decoder.
+    """
+
+    def __init__(self, n_embd: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.head_dim = n_embd // n_head
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=-1)  # (B, T, C) each
+        shape = (B, T, self.n_head, self.head_dim)
+        return (q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2),
+                v.view(shape).transpose(1, 2))  # (B, heads, T, head_dim)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + mask) v, then the output projection -> (B, T, C)."""
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, T, head_dim)
+        B, _, T, _ = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int, ffn: int):
+        super().__init__()
+        self.fc = nn.Linear(n_embd, ffn)
+        self.proj = nn.Linear(ffn, n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class PrefixBlock(nn.Module):
+    """Bidirectional pre-LN block over prefix tokens; exposes its K/V for the decoder layer."""
+
+    def __init__(self, n_embd: int, n_head: int, ffn: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.attn = Attention(n_embd, n_head)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = MLP(n_embd, ffn)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = self.attn.qkv_heads(self.ln_1(h))  # (B, heads, N, head_dim)
+        h = h + self.attn.attend(q, k, v, mask)
+        h = h + self.mlp(self.ln_2(h))
+        return h, k, v  # k un-rotated: the caller rotates it at the capture step
+
+
+class DecoderBlock(nn.Module):
+    """Causal pre-LN block over step tokens; keys = [its prefix layer's K/V ; step K/V]."""
+
+    def __init__(self, n_embd: int, n_head: int, ffn: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.attn = Attention(n_embd, n_head)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = MLP(n_embd, ffn)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                memory: "_Memory", layer: int) -> torch.Tensor:
+        q, k, v = self.attn.qkv_heads(self.ln_1(x))  # (B, heads, T, head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        keys, values, mask = memory.keys_values(layer, k, v)
+        x = x + self.attn.attend(q, keys, values, mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class _Memory:
+    """Where a decoder layer's keys/values/mask come from during a whole-sequence forward.
+
+    The cached path passes a ``HybridKVCache`` instead, which has the same ``keys_values``
+    method; that is the one seam between training and inference.
+    """
+
+    def __init__(self, prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+                 mask: torch.Tensor):
+        self.prefix_kv = prefix_kv
+        self.mask = mask  # (B, 1, T, P + T) bool, True = may attend
+
+    def keys_values(self, layer: int, k: torch.Tensor, v: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.prefix_kv is None:
+            return k, v, self.mask
+        pk, pv = self.prefix_kv[layer]  # (B, heads, P, head_dim)
+        return torch.cat((pk, k), dim=2), torch.cat((pv, v), dim=2), self.mask
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class ExpertConfig:
+    """Hyper-parameters of the expert; saved in every checkpoint, the model is rebuilt from it."""
+
+    state_dim: int = 7               # proprio dims fed per step (joint positions)
+    action_dim: int = 7              # action dims predicted per step (absolute joint targets)
+    prefix_dim: int = 384            # dim of the backbone tokens perception publishes
+    max_prefix_tokens: int = 64      # most prefix tokens one refresh may carry (cache slot size)
+    n_embd: int = 512                # width of prefix encoder and decoder
+    n_layer: int = 4                 # decoder layers = prefix-encoder layers (layer i <-> i)
+    n_head: int = 8
+    ffn: int = 3200                  # MLP hidden width
+    window: int = 100                # W: step tokens in the rolling memory (itself included)
+    head: Literal["binned", "regression"] = "binned"
+    n_bins: int = 256                # bins per action dim (binned head)
+    delta_actions: bool = False      # predict action - state instead of the absolute target
+    use_prev_action: bool = False    # step token also sees the previous action target
+    aux_chunk: int = 0               # >0: ACT-style auxiliary head predicting this many actions
+    aux_loss_weight: float = 0.1     # weight of the auxiliary chunk loss
+    detach_prefix: bool = False      # stop the action loss from training the prefix encoder
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        for key in ("state_dim", "action_dim", "prefix_dim", "max_prefix_tokens", "n_embd",
+                    "n_layer", "n_head", "ffn", "window"):
+            require(getattr(self, key) > 0, key, getattr(self, key), "must be > 0")
+        require(self.n_embd % self.n_head == 0, "n_embd", self.n_embd,
+                f"must be divisible by n_head={self.n_head}")
+        require((self.n_embd // self.n_head) % 2 == 0, "n_head", self.n_head,
+                f"head_dim = n_embd/n_head = {self.n_embd // self.n_head} must be even for RoPE")
+        require(self.head in ("binned", "regression"), "head", self.head,
+                "must be 'binned' or 'regression'")
+        require(self.n_bins >= 2, "n_bins", self.n_bins, "must be >= 2")
+        require(self.aux_chunk >= 0, "aux_chunk", self.aux_chunk, "must be >= 0")
+        require(self.aux_loss_weight >= 0, "aux_loss_weight", self.aux_loss_weight, "must be >= 0")
+        require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
+        if self.delta_actions and self.state_dim != self.action_dim:
+            raise ConfigError(f"delta_actions: needs state_dim == action_dim, got "
+                              f"state_dim={self.state_dim}, action_dim={self.action_dim}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class PrefixBatch:
+    """Prefixes of a training batch: F frames per sample, each seen by some of the steps."""
+
+    tokens: torch.Tensor    # (B, F, N, prefix_dim) float
+    capture: torch.Tensor   # (B, F) int64: capture step of each frame
+    assign: torch.Tensor    # (B, T) int64: frame each step token attends to, -1 = none
+
+
+class ARExpert(nn.Module):
+    """Prefix encoder + causal step decoder + action head. See the module docstring."""
+
+    def __init__(self, config: ExpertConfig):
+        super().__init__()
+        c = self.config = config
+        self.prefix_in = nn.Linear(c.prefix_dim, c.n_embd)
+        self.prefix_pos = nn.Parameter(torch.zeros(c.max_prefix_tokens, c.n_embd))
+        self.prefix_blocks = nn.ModuleList(PrefixBlock(c.n_embd, c.n_head, c.ffn)
+                                           for _ in range(c.n_layer))
+        self.state_in = nn.Linear(c.state_dim, c.n_embd)
+        self.prev_in = nn.Linear(c.action_dim, c.n_embd, bias=False) if c.use_prev_action else None
+        self.blocks = nn.ModuleList(DecoderBlock(c.n_embd, c.n_head, c.ffn)
+                                    for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd)
+        out = c.action_dim * (c.n_bins if c.head == "binned" else 1)
+        self.head = nn.Linear(c.n_embd, out)
+        # bin centres (normalised target units), sorted per dim; set by fit_bins before training
+        self.register_buffer("bin_centers", torch.linspace(-2, 2, c.n_bins).repeat(c.action_dim, 1)
+                             if c.head == "binned" else torch.zeros(0))
+        if c.aux_chunk > 0:
+            self.aux_ln = nn.LayerNorm(c.n_embd)
+            self.aux_head = nn.Linear(c.n_embd, c.aux_chunk * c.action_dim)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.prefix_pos, std=0.02)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # ---- prefix -------------------------------------------------------------------------------
+
+    def encode_prefix(self, tokens: torch.Tensor, capture: torch.Tensor
+                      ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """Backbone tokens (B, N, prefix_dim) captured at steps ``capture`` (B,) ->
+        per-layer (k rotated at the capture step, v), each (B, heads, N, head_dim), and the last
+        hidden state (B, N, n_embd) for the auxiliary head."""
+        c = self.config
+        B, N, D = tokens.shape
+        if D != c.prefix_dim or N > c.max_prefix_tokens or N < 1:
+            raise ValueError(f"prefix tokens must be (B, N<= {c.max_prefix_tokens}, "
+                             f"{c.prefix_dim}), got {tuple(tokens.shape)}")
+        h = self.prefix_in(tokens) + self.prefix_pos[:N]  # (B, N, C)
+        cos, sin = rope_cos_sin(capture.view(B, 1, 1), c.head_dim, c.rope_base, h.dtype)
+        kv = []
+        for block in self.prefix_blocks:
+            h, k, v = block(h, None)
+            kv.append((apply_rope(k, cos, sin), v))  # k rotated once, at the capture step
+        if c.detach_prefix:
+            kv = [(k.detach(), v.detach()) for k, v in kv]
+        return kv, h
+
+    def aux_chunk(self, prefix_hidden: torch.Tensor) -> torch.Tensor:
+        """ACT-style auxiliary prediction of the next aux_chunk targets from the prefix alone:
+        (B, N, C) -> (B, aux_chunk, action_dim), normalised target units."""
+        c = self.config
+        pooled = self.aux_ln(prefix_hidden.mean(dim=1))  # (B, C)
+        return self.aux_head(pooled).view(-1, c.aux_chunk, c.action_dim)
+
+    # ---- step tokens --------------------------------------------------------------------------
+
+    def embed_steps(self, states: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, state_dim) [+ (B, T, action_dim)] normalised -> (B, T, n_embd)."""
+        x = self.state_in(states)
+        if self.prev_in is not None:
+            if prev is None:
+                raise ValueError("config.use_prev_action=True needs the previous action targets")
+            x = x + self.prev_in(prev)
+        return x
+
+    def window_mask(self, positions: torch.Tensor) -> torch.Tensor:
+        """(B, T) step indices -> (B, T, T) bool: key s visible to query t iff
+        ``pos[t] - W < pos[s] <= pos[t]``, the rolling memory of W steps (itself included)."""
+        d = positions.unsqueeze(2) - positions.unsqueeze(1)  # (B, T, T): pos[t] - pos[s]
+        return (d >= 0) & (d < self.config.window)
+
+    def forward(self, states: torch.Tensor, positions: torch.Tensor, *,
+                prev: torch.Tensor | None = None, prefix: PrefixBatch | None = None,
+                step_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Whole sequences (training / reference). Returns (head output, aux chunk or None).
+
+        states (B, T, state_dim) normalised, positions (B, T) int64 absolute step indices,
+        step_mask (B, T, T) bool extra restriction on step->step attention (e.g. dropped
+        history). Head output: logits (B, T, action_dim, n_bins) or values (B, T, action_dim).
+        """
+        c = self.config
+        if states.dim() != 3 or states.shape[-1] != c.state_dim:
+            raise ValueError(f"states must be (B, T, {c.state_dim}), got {tuple(states.shape)}")
+        B, T, _ = states.shape
+        if positions.shape != (B, T):
+            raise ValueError(f"positions must be {(B, T)}, got {tuple(positions.shape)}")
+        x = self.embed_steps(states, prev)  # (B, T, C)
+        mask = self.window_mask(positions)  # (B, T, T)
+        if step_mask is not None:
+            mask = mask & step_mask
+        prefix_kv, aux = None, None
+        if prefix is not None:
+            Bf, Fn, N, D = prefix.tokens.shape
+            if Bf != B or prefix.capture.shape != (B, Fn) or prefix.assign.shape != (B, T):
+                raise ValueError(
+                    f"prefix shapes disagree with states (B={B}, T={T}): tokens "
+                    f"{tuple(prefix.tokens.shape)}, capture {tuple(prefix.capture.shape)}, "
+                    f"assign {tuple(prefix.assign.shape)}")
+            kv, hidden = self.encode_prefix(prefix.tokens.reshape(B * Fn, N, D),
+                                            prefix.capture.reshape(B * Fn))
+            # frames of one sample side by side: (B, heads, F*N, head_dim)
+            prefix_kv = [tuple(t.view(B, Fn, c.n_head, N, c.head_dim).transpose(1, 2)
+                               .reshape(B, c.n_head, Fn * N, c.head_dim) for t in pair)
+                         for pair in kv]
+            frame_of_key = torch.arange(Fn, device=x.device).repeat_interleave(N)  # (F*N,)
+            sees = prefix.assign.unsqueeze(-1) == frame_of_key  # (B, T, F*N)
+            mask = torch.cat((sees, mask), dim=-1)  # (B, T, F*N + T)
+            if c.aux_chunk > 0:
+                aux = self.aux_chunk(hidden).view(B, Fn, c.aux_chunk, c.action_dim)
+        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
+        memory = _Memory(prefix_kv, mask.unsqueeze(1))
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, memory, i)
+        return self.head_out(self.ln_f(x)), aux
+
+    def step(self, states: torch.Tensor, positions: torch.Tensor, cache: "HybridKVCache",
+             prev: torch.Tensor | None = None) -> torch.Tensor:
+        """One (or a few) new step tokens against the cache: the inference path.
+
+        states (1, T, state_dim) normalised, positions (1, T). The cache decides where the new
+        keys go (committed ring slot or speculative scratch slot) and which keys are visible.
+        """
+        c = self.config
+        x = self.embed_steps(states, prev)
+        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, i)
+        return self.head_out(self.ln_f(x))
+
+    # ---- heads --------------------------------------------------------------------------------
+
+    def head_out(self, h: torch.Tensor) -> torch.Tensor:
+        y = self.head(h)
+        if self.config.head == "binned":
+            return y.view(*h.shape[:-1], self.config.action_dim, self.config.n_bins)
+        return y
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """Head output -> normalised targets (..., action_dim): argmax bin centre or the value."""
+        if self.config.head == "regression":
+            return out
+        idx = out.argmax(dim=-1)  # (..., A)
+        centers = self.bin_centers  # (A, n_bins)
+        flat = idx.reshape(-1, self.config.action_dim)
+        vals = centers.gather(1, flat.t()).t()  # (M, A)
+        return vals.reshape(idx.shape)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-token action loss, averaged with weights (B, T) (e.g. 0 for unused tokens).
+
+        Binned: cross-entropy against the nearest bin centre per dim; regression: L1.
+        """
+        if self.config.head == "binned":
+            labels = encode_bins(target, self.bin_centers)  # (B, T, A)
+            per = F.cross_entropy(out.flatten(0, -2), labels.flatten(), reduction="none")
+            per = per.view(target.shape).mean(-1)  # (B, T)
+        else:
+            per = (out - target).abs().mean(-1)  # (B, T)
+        if weight is None:
+            return per.mean()
+        return (per * weight).sum() / weight.sum().clamp_min(1e-8)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def encode_bins(values: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest bin centre per dim: values (..., A), centers (A, n_bins) sorted."""
+    A = centers.shape[0]
+    flat = values.reshape(-1, A).t().contiguous()  # (A, M)
+    # nearest of sorted centres: compare against midpoints between neighbours
+    mids = (centers[:, 1:] + centers[:, :-1]) / 2  # (A, n_bins-1)
+    idx = torch.searchsorted(mids.contiguous(), flat)  # (A, M)
+    return idx.t().reshape(values.shape)
+
+
+def config_replace(config: ExpertConfig, **changes: object) -> ExpertConfig:
+    """A copy of ``config`` with ``changes`` (validated again)."""
+    return dataclasses.replace(config, **changes)
+

@@ -1,0 +1,112 @@
+"""Collect scripted-expert episodes straight from ``SimEnv`` as numpy arrays (no ROS, no bags).
+
+One episode follows the episode format of docs/CONTRACTS.md, minus ``frame_tokens`` (those are
+backbone outputs; the training pipeline computes them from ``images`` with the perception
+model it trains with, so one set of demonstrations serves any backbone):
+
+* ``states``  (T, 8) float32 -- joint positions in ``JOINT_NAMES`` order, observed BEFORE action t
+* ``actions`` (T, 8) float32 -- absolute joint targets the expert commanded at step t
+* ``images``  (F, H, W, 3) uint8 and ``frame_steps`` (F,) int64 -- camera frames captured at
+  those steps (every ``frame_every``-th step, before the action of that step)
+* metadata: ``control_rate_hz``, ``model_id`` (""), ``joint_names``, ``task``, ``instruction``,
+  ``seed``, ``success``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Iterable
+
+import numpy as np
+
+from arvla_sim.env import SimEnv, SimEnvConfig
+from arvla_sim.experts import make_expert
+
+
+def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: bool = True,
+                    settle_steps: int = 5, expert: Any = None) -> dict[str, Any]:
+    """Run the scripted expert for one seeded episode; ``settle_steps`` extra steps are recorded
+    after success so a policy also sees "task done, hold still"."""
+    if frame_every < 1:
+        raise ValueError(f"frame_every must be >= 1, got {frame_every}")
+    expert = expert or make_expert(env)
+    obs = env.reset(seed)
+    states, actions, images, frame_steps = [], [], [], []
+    after = 0
+    while env.step_index < env.max_steps:
+        t = env.step_index
+        if render and t % frame_every == 0:
+            images.append(env.render())
+            frame_steps.append(t)
+        action = expert.act(obs)
+        states.append(obs["state"])
+        actions.append(action)
+        obs = env.step(action)
+        if env.failure():
+            break
+        if env.success():
+            after += 1
+            if after > settle_steps:
+                break
+    h, w = env.config.image_height, env.config.image_width
+    return {
+        "states": np.asarray(states, dtype=np.float32),
+        "actions": np.asarray(actions, dtype=np.float32),
+        "images": np.asarray(images, dtype=np.uint8).reshape(-1, h, w, 3),
+        "frame_steps": np.asarray(frame_steps, dtype=np.int64),
+        "control_rate_hz": float(env.config.control_rate_hz),
+        "model_id": "",
+        "joint_names": list(env.joint_names),
+        "task": env.task.name,
+        "instruction": env.task.instruction,
+        "seed": int(seed),
+        "success": bool(env.success()),
+    }
+
+
+def save_episode(episode: dict[str, Any], path: str | pathlib.Path) -> pathlib.Path:
+    """Write one episode as a compressed ``.npz`` (strings/lists stored as numpy arrays, no pickle)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in episode.items()}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_episode(path: str | pathlib.Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as z:
+        ep: dict[str, Any] = {k: z[k] for k in z.files}
+    for key in ("model_id", "task", "instruction"):
+        ep[key] = str(ep[key])
+    for key, cast in (("control_rate_hz", float), ("seed", int), ("success", bool)):
+        ep[key] = cast(ep[key])
+    ep["joint_names"] = [str(n) for n in ep["joint_names"]]
+    return ep
+
+
+def collect(config: SimEnvConfig, seeds: Iterable[int], *, out_dir: str | pathlib.Path | None = None,
+            frame_every: int = 1, render: bool = True, only_success: bool = False,
+            progress: bool = True) -> tuple[list[dict[str, Any]], float]:
+    """Episodes for ``seeds`` (kept in memory, and saved as ``<task>_<seed>.npz`` under
+    ``out_dir`` if given). Returns (episodes kept, expert success rate over all seeds)."""
+    from tqdm import tqdm
+
+    env = SimEnv(config)
+    seeds = list(seeds)
+    kept, wins = [], 0
+    try:
+        bar = tqdm(seeds, desc=f"collect {config.task}", disable=not progress)
+        for i, seed in enumerate(bar):
+            ep = collect_episode(env, seed, frame_every=frame_every, render=render)
+            wins += ep["success"]
+            bar.set_postfix(success=f"{wins}/{i + 1}")
+            if only_success and not ep["success"]:
+                continue
+            if out_dir is not None:
+                save_episode(ep, pathlib.Path(out_dir) / f"{config.task}_{seed:06d}.npz")
+            kept.append(ep)
+    finally:
+        env.close()
+    return kept, wins / max(len(seeds), 1)

@@ -1,0 +1,233 @@
+"""Scripted experts: Cartesian waypoint plans turned into joint-position targets by DLS IK.
+
+ROS-free. Each expert reads the privileged ground truth in the observation (object and goal
+poses), keeps a commanded end-effector pose that moves toward the current waypoint at a bounded
+speed, and converts it to 7 arm joint targets with damped least squares on MuJoCo's site
+Jacobian (its own MjData, so planning never disturbs the simulation), seeded from the previous
+command for continuity. Output: 8 absolute joint targets (``JOINT_NAMES`` order) per control
+step -- exactly the action a learned policy is trained to produce.
+
+The memory-task expert deliberately waits, motionless, until the cue has vanished: only then
+does the goal become invisible in both image and proprioception, which is what makes the task
+unsolvable without memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from arvla_sim.robot import GRIPPER_CLOSED, GRIPPER_OPEN, HOME_Q
+
+if TYPE_CHECKING:
+    from arvla_sim.env import SimEnv
+    from arvla_sim.robot import PandaWorld
+
+
+def _rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _yaw_of_quat(q: np.ndarray) -> float:
+    w, x, y, z = q
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+class DlsIK:
+    """Position + orientation IK for the 7 arm joints by damped least squares.
+
+    A null-space term pulls toward the home posture so the redundant 7th DoF does not drift
+    over a long episode.
+    """
+
+    def __init__(self, world: "PandaWorld", *, damping: float = 0.05, posture_gain: float = 0.05):
+        import mujoco
+
+        self._mj = mujoco
+        self.model = world.model
+        self.data = mujoco.MjData(world.model)
+        self.site = world.ee_site
+        self.qadr = world.qpos_adr[:7]
+        self.dadr = world.dof_adr[:7]
+        self.lower, self.upper = world.lower[:7], world.upper[:7]
+        self.damping = damping
+        self.posture_gain = posture_gain
+        self._jacp = np.zeros((3, self.model.nv))
+        self._jacr = np.zeros((3, self.model.nv))
+        # "Gripper pointing straight down, yaw 0" = the home orientation squared up exactly.
+        _, rot = self.fk(HOME_Q[:7])
+        x = rot[:, 0] * np.array([1.0, 1.0, 0.0])
+        x /= np.linalg.norm(x)
+        z = np.array([0.0, 0.0, -1.0])
+        self.down = np.column_stack([x, np.cross(z, x), z])
+
+    def fk(self, q7: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.data.qpos[self.qadr] = q7
+        self._mj.mj_kinematics(self.model, self.data)
+        return self.data.site_xpos[self.site].copy(), self.data.site_xmat[self.site].reshape(3, 3).copy()
+
+    def solve(self, q_seed: np.ndarray, pos: np.ndarray, rot: np.ndarray, *, iters: int = 20,
+              max_dq: float = 0.2) -> np.ndarray:
+        q = np.array(q_seed, dtype=np.float64)
+        lam2 = self.damping ** 2
+        for _ in range(iters):
+            p, r = self.fk(q)
+            err_p = pos - p
+            err_r = 0.5 * sum(np.cross(r[:, i], rot[:, i]) for i in range(3))
+            err = np.concatenate([err_p, err_r])
+            if np.linalg.norm(err_p) < 1e-4 and np.linalg.norm(err_r) < 1e-3:
+                break
+            self._mj.mj_comPos(self.model, self.data)
+            self._mj.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.site)
+            jac = np.vstack([self._jacp[:, self.dadr], self._jacr[:, self.dadr]])  # (6, 7)
+            jjt = jac @ jac.T + lam2 * np.eye(6)
+            dq = jac.T @ np.linalg.solve(jjt, err)
+            null = np.eye(7) - jac.T @ np.linalg.solve(jjt, jac)
+            dq += null @ (self.posture_gain * (HOME_Q[:7] - q))
+            scale = np.max(np.abs(dq)) / max_dq
+            if scale > 1.0:
+                dq /= scale
+            q = np.clip(q + dq, self.lower, self.upper)
+        return q
+
+
+@dataclasses.dataclass
+class Waypoint:
+    pos: np.ndarray            # end-effector site target (m, world)
+    gripper: float             # finger opening target (m)
+    speed: float = 0.25        # m/s of the commanded pose toward pos
+    settle_s: float = 0.2      # wait after the command arrived before the next waypoint
+
+
+class WaypointExpert:
+    """Base class: follow a list of waypoints from ``plan(obs)``; subclasses make the plan."""
+
+    def __init__(self, env: "SimEnv"):
+        self.env = env
+        self.ik = DlsIK(env.world)
+        self.dt = env.dt
+
+    def reset(self, obs: dict[str, Any]) -> None:
+        state = obs["state"].astype(np.float64)
+        self.q = state[:7].copy()
+        self.grip = float(state[7])
+        self.pos, _ = self.ik.fk(self.q)
+        self.yaw = 0.0
+        self.waypoints: list[Waypoint] = []
+        self.settle = 0.0
+        self.t = 0.0
+
+    def plan(self, obs: dict[str, Any]) -> list[Waypoint]:
+        raise NotImplementedError
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        """Joint targets (8,) for this control step."""
+        if obs["step"] == 0 or not hasattr(self, "q"):
+            self.reset(obs)
+        self.t = float(obs["time"])
+        if not self.waypoints:
+            self.waypoints = self.plan(obs)
+        if self.waypoints:
+            wp = self.waypoints[0]
+            delta = wp.pos - self.pos
+            dist = float(np.linalg.norm(delta))
+            step = wp.speed * self.dt
+            self.pos = wp.pos.copy() if dist <= step else self.pos + delta * (step / dist)
+            self.grip = wp.gripper
+            if dist <= step:
+                self.settle += self.dt
+                if self.settle >= wp.settle_s:
+                    self.waypoints.pop(0)
+                    self.settle = 0.0
+        self.q = self.ik.solve(self.q, self.pos, _rot_z(self.yaw) @ self.ik.down)
+        return np.concatenate([self.q, [self.grip]])
+
+
+class PickLiftExpert(WaypointExpert):
+    grasp_offset = 0.035    # site height above the cube centre at grasp (finger pads on the cube)
+
+    def plan(self, obs):
+        if getattr(self, "_done", False) and self.t > 0:
+            return []
+        p = obs["privileged"]["object_pos"]
+        yaw = _yaw_of_quat(obs["privileged"]["object_quat"])
+        self.yaw = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4   # cube is 90-degree symmetric
+        self._done = True
+        above = p + np.array([0.0, 0.0, 0.12])
+        grasp = p + np.array([0.0, 0.0, self.grasp_offset])
+        return [Waypoint(above, GRIPPER_OPEN, speed=0.35, settle_s=0.1),
+                Waypoint(grasp, GRIPPER_OPEN, speed=0.15, settle_s=0.15),
+                Waypoint(grasp, GRIPPER_CLOSED, settle_s=0.6),
+                Waypoint(p + np.array([0.0, 0.0, 0.25]), GRIPPER_CLOSED, speed=0.2, settle_s=10.0)]
+
+    def reset(self, obs):
+        super().reset(obs)
+        self._done = False
+
+
+class PushExpert(WaypointExpert):
+    """Closed loop: re-plans an approach behind the block whenever it drifts off the push line."""
+
+    push_height = 0.065     # site height while pushing (fingertips ~1.5 cm above the table)
+
+    def reset(self, obs):
+        super().reset(obs)
+        self.pushing = False
+
+    def plan(self, obs):
+        pr = obs["privileged"]
+        b, g, half = pr["object_pos"][:2], pr["target_pos"][:2], float(pr["object_half"][0])
+        to_goal = g - b
+        dist = float(np.linalg.norm(to_goal))
+        if dist < 0.02:
+            return [Waypoint(self.pos.copy(), GRIPPER_CLOSED, settle_s=0.5)]
+        u = to_goal / dist
+        behind = b - u * (half + 0.03)
+        pusher = self.pos[:2]
+        rel = b - pusher
+        lateral = abs(rel[0] * u[1] - rel[1] * u[0])
+        aligned = self.pushing and lateral < 0.012 and float(rel @ u) > 0
+        if aligned:
+            # Push a short stretch along the current block->goal line, then re-plan.
+            nxt = pusher + u * min(0.03, dist)
+            return [Waypoint(np.array([nxt[0], nxt[1], self.push_height]), GRIPPER_CLOSED,
+                             speed=0.08, settle_s=0.0)]
+        self.pushing = True
+        self.yaw = float(np.arctan2(u[1], u[0]))
+        self.yaw = (self.yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        lift = max(self.pos[2], 0.14)
+        return [Waypoint(np.array([self.pos[0], self.pos[1], lift]), GRIPPER_CLOSED, speed=0.3, settle_s=0.0),
+                Waypoint(np.array([behind[0], behind[1], lift]), GRIPPER_CLOSED, speed=0.35, settle_s=0.0),
+                Waypoint(np.array([behind[0], behind[1], self.push_height]), GRIPPER_CLOSED,
+                         speed=0.2, settle_s=0.1)]
+
+
+class CuedReachExpert(WaypointExpert):
+    hover = 0.15
+    touch = 0.065           # below CuedReach.touch_height
+
+    def reset(self, obs):
+        super().reset(obs)
+        self._planned = False
+
+    def plan(self, obs):
+        pr = obs["privileged"]
+        # Do not move (not even toward the middle) while the cue is still visible.
+        if self.t < float(pr["cue_until_s"][0]) + 0.25 or self._planned:
+            return [Waypoint(self.pos.copy(), self.grip, settle_s=0.0)] if not self._planned else []
+        self._planned = True
+        g = pr["goal_pos"]
+        return [Waypoint(np.array([g[0], g[1], self.hover]), GRIPPER_OPEN, speed=0.35, settle_s=0.05),
+                Waypoint(np.array([g[0], g[1], self.touch]), GRIPPER_OPEN, speed=0.2, settle_s=10.0)]
+
+
+EXPERTS: dict[str, type[WaypointExpert]] = {
+    "pick_lift": PickLiftExpert, "push": PushExpert, "cued_reach": CuedReachExpert}
+
+
+def make_expert(env: "SimEnv") -> WaypointExpert:
+    """The scripted expert for ``env``'s task."""
+    return EXPERTS[env.task.name](env)

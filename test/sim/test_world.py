@@ -1,0 +1,129 @@
+"""The MuJoCo scene, SimEnv, the tasks' cue, the scripted experts and the episode collector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arvla.config import ConfigError
+from arvla_sim.collect import collect_episode, load_episode, save_episode
+from arvla_sim.env import SimEnv, SimEnvConfig
+from arvla_sim.experts import make_expert
+from arvla_sim.robot import HOME_Q, JOINT_NAMES, PandaWorld, SimError
+
+
+def test_scene_loads_steps_and_tracks_a_joint_target():
+    w = PandaWorld()
+    w.reset(HOME_Q)
+    target = HOME_Q.copy()
+    target[0] += 0.3
+    target[3] += 0.2
+    w.set_targets(target)
+    w.step(1000)      # 2 s at 500 Hz
+    assert w.time == pytest.approx(2.0)
+    np.testing.assert_allclose(w.positions(), target, atol=0.01)
+    np.testing.assert_allclose(w.velocities(), 0.0, atol=0.02)
+    with pytest.raises(SimError, match="expected 8 joint values"):
+        w.set_targets(target[:7])
+    with pytest.raises(SimError, match="finite"):
+        w.set_targets(np.full(8, np.nan))
+
+
+def test_render_shows_the_scene():
+    env = SimEnv(task="pick_lift")
+    env.reset(0)
+    img = env.render()
+    assert img.shape == (224, 224, 3) and img.dtype == np.uint8
+    red = (img[..., 0] > 150) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert red.sum() > 10, "the red cube should be visible from the camera"
+    white = img.min(axis=-1) > 200
+    assert white.sum() > 500, "the (white) arm should be visible from the camera"
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="task"):
+        SimEnvConfig(task="juggle")
+    with pytest.raises(ConfigError, match="control_rate_hz"):
+        SimEnvConfig(control_rate_hz=30.0)   # 500 Hz / 30 is not an integer
+
+
+def test_reset_is_deterministic_per_seed():
+    env = SimEnv(task="push")
+    a = env.reset(3)
+    b = env.reset(3)
+    c = env.reset(4)
+    np.testing.assert_array_equal(a["state"], b["state"])
+    np.testing.assert_array_equal(a["privileged"]["object_pos"], b["privileged"]["object_pos"])
+    assert not np.allclose(a["privileged"]["object_pos"], c["privileged"]["object_pos"])
+
+
+@pytest.mark.parametrize("task, seeds, min_rate", [
+    ("pick_lift", range(8), 0.85), ("push", range(8), 0.85), ("cued_reach", range(10), 0.9)])
+def test_scripted_expert_solves_its_task(task, seeds, min_rate):
+    env = SimEnv(task=task)
+    expert = make_expert(env)
+    wins = 0
+    for seed in seeds:
+        obs = env.reset(seed)
+        while not env.done():
+            obs = env.step(expert.act(obs))
+        wins += env.success()
+    rate = wins / len(seeds)
+    print(f"{task}: expert success {wins}/{len(seeds)} = {rate:.0%}")
+    assert rate >= min_rate
+
+
+def _green(img: np.ndarray) -> np.ndarray:
+    return (img[..., 1] > 150) & (img[..., 0] < 90) & (img[..., 2] < 110)
+
+
+def test_memory_cue_visible_early_then_hidden_and_on_the_goal_side():
+    env = SimEnv(task="cued_reach")
+    sides = set()
+    for seed in range(6):
+        obs = env.reset(seed)
+        early = _green(env.render())
+        assert early.sum() > 15, f"seed {seed}: cue should be visible at t=0"
+        # Goal at +y appears on the RIGHT half of the image (camera looks back at the robot).
+        cols = np.nonzero(early)[1]
+        goal_y = obs["privileged"]["goal_pos"][1]
+        assert (cols.mean() > 112) == (goal_y > 0), f"seed {seed}: cue on the wrong side"
+        sides.add(goal_y > 0)
+        hold = obs["state"].copy()
+        for _ in range(int(1.5 * env.config.control_rate_hz)):
+            env.step(hold)
+        assert _green(env.render()).sum() == 0, f"seed {seed}: cue still visible after 1.5 s"
+    assert sides == {True, False}, "both goals should occur over the seeds"
+
+
+def test_memory_task_expert_does_not_move_while_cue_is_visible():
+    env = SimEnv(task="cued_reach")
+    expert = make_expert(env)
+    obs = env.reset(1)
+    start = obs["state"].copy()
+    actions = []
+    while env.world.time < env.task.cue_duration_s:
+        a = expert.act(obs)
+        actions.append(a)
+        obs = env.step(a)
+    actions = np.asarray(actions)
+    # One constant command (the start posture squared up to "gripper down"), nothing goal-directed.
+    np.testing.assert_allclose(actions, actions[:1].repeat(len(actions), 0), atol=1e-6)
+    np.testing.assert_allclose(actions[0, :7], start[:7], atol=0.05)
+
+
+def test_collect_episode_format_and_roundtrip(tmp_path):
+    env = SimEnv(task="cued_reach")
+    ep = collect_episode(env, seed=2, frame_every=4)
+    T = len(ep["states"])
+    assert ep["success"] and T > 20
+    assert ep["states"].shape == (T, 8) and ep["actions"].shape == (T, 8)
+    assert ep["states"].dtype == np.float32 and ep["actions"].dtype == np.float32
+    np.testing.assert_array_equal(ep["frame_steps"], np.arange(0, T, 4))
+    assert ep["images"].shape == (len(ep["frame_steps"]), 224, 224, 3)
+    assert ep["joint_names"] == list(JOINT_NAMES)
+    back = load_episode(save_episode(ep, tmp_path / "ep.npz"))
+    for key in ("states", "actions", "images", "frame_steps"):
+        np.testing.assert_array_equal(back[key], ep[key])
+    for key in ("control_rate_hz", "model_id", "joint_names", "task", "instruction", "seed", "success"):
+        assert back[key] == ep[key]

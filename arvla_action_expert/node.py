@@ -1,0 +1,501 @@
+"""ROS 2 node of the AR action expert: prefixes + joint states in, JointTrajectory out.
+
+Thin by design: callbacks only convert messages into plain values; each control tick calls the
+ROS-free rules (``reanchor`` for stamps -> steps -> decision, ``joints`` for reading joint
+states by name, ``trajectory`` for a safe JTC trajectory) and the ``ExpertPolicy``.
+
+Per tick (timer on the node clock, so ``use_sim_time`` and bag replay drive it):
+
+1. ``step`` = index of "now" on the episode clock (origin: first tick after start/reset), kept
+   strictly increasing because the policy's memory is a FIFO in step order.
+2. The newest received prefix, if newer than the one in use: ``capture_step`` from its header
+   stamp; from the future -> rejected and counted; wrong model id / dim -> rejected, FAULT
+   until a good prefix arrives; else ``policy.refresh_prefix(tokens, capture_step)``.
+3. Joint states (by name): none ever -> wait; missing / NaN / older than
+   ``joint_state_timeout`` -> FAULT and hold the last good measured position.
+4. ``decide_prefix``: USE / ACTION_ONLY -> ``policy.step`` for ``lookahead_steps`` rows ->
+   ``build_plan`` (limits, finite) -> publish; HOLD_STALE -> hold; WAIT_MISSING -> publish nothing.
+5. ExpertStatus every tick; /diagnostics every ``diagnostics_period`` and on state changes.
+
+Hold = one point at the measured (clamped) position, zero velocity, one period ahead: JTC then
+stops the arm where it is. Disabled (``/arvla/enable`` false) = publish nothing, so MoveIt or a
+teleop node can own the controller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from arvla_msgs.msg import ExpertStatus, VLPrefix
+from arvla_msgs.srv import ResetMemory
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from arvla.config import ConfigError
+from arvla.rosutil import stamp_to_ns
+from arvla_action_expert.joints import JointError, JointReading, permutation, read_joints
+from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, config_from_parameters,
+                                             default_of, parameter_fields)
+from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
+from arvla_action_expert.trajectory import TrajectoryError, TrajectoryPlan, build_plan, hold_plan
+
+if typing.TYPE_CHECKING:
+    from arvla_action_expert.policy import ExpertPolicy
+
+# A tick whose interval exceeds this many periods counts as late.
+LATE_FACTOR = 1.5
+
+_STATE_NAMES = {ExpertStatus.STATE_WAITING: "WAITING", ExpertStatus.STATE_RUNNING: "RUNNING",
+                ExpertStatus.STATE_HOLDING: "HOLDING", ExpertStatus.STATE_FAULT: "FAULT",
+                ExpertStatus.STATE_DISABLED: "DISABLED"}
+_DIAG_LEVEL = {ExpertStatus.STATE_WAITING: DiagnosticStatus.WARN, ExpertStatus.STATE_RUNNING: DiagnosticStatus.OK,
+               ExpertStatus.STATE_HOLDING: DiagnosticStatus.WARN, ExpertStatus.STATE_FAULT: DiagnosticStatus.ERROR,
+               ExpertStatus.STATE_DISABLED: DiagnosticStatus.OK}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceivedPrefix:
+    """A VLPrefix message as plain values (converted in the callback, judged in the tick)."""
+
+    stamp_ns: int
+    frame_seq: int
+    model_id: str
+    token_count: int
+    dim: int
+    data: np.ndarray  # (token_count * dim,) float32 as received
+
+    def tokens(self) -> np.ndarray:
+        return self.data.reshape(self.token_count, self.dim)  # (N, dim)
+
+
+def prefix_problem(prefix: ReceivedPrefix, *, model_id: str, prefix_dim: int, max_tokens: int) -> str | None:
+    """Why ``prefix`` cannot be used by a policy (None if it can).
+
+    Model ids are compared only when both are set: an empty id means "unknown / any".
+    """
+    if prefix.model_id and model_id and prefix.model_id != model_id:
+        return f"prefix model_id '{prefix.model_id}' != policy model_id '{model_id}'"
+    if prefix.dim != prefix_dim:
+        return f"prefix dim {prefix.dim} != policy prefix_dim {prefix_dim}"
+    if not 1 <= prefix.token_count <= max_tokens:
+        return f"prefix token_count {prefix.token_count} not in [1, {max_tokens}]"
+    if prefix.data.size != prefix.token_count * prefix.dim:
+        return (f"prefix data has {prefix.data.size} values, header says {prefix.token_count} x "
+                f"{prefix.dim} = {prefix.token_count * prefix.dim}")
+    if not np.all(np.isfinite(prefix.data)):
+        return "prefix data contains NaN/inf"
+    return None
+
+
+@dataclasses.dataclass
+class Counters:
+    """Counters since start or the last reset (reported in ExpertStatus and /diagnostics).
+
+    Message counts (``LIFETIME``) survive resets: they describe the topics, not the episode.
+    """
+
+    LIFETIME: typing.ClassVar[tuple[str, ...]] = ("prefixes_received", "joint_states_received", "trajectories")
+
+    ticks: int = 0
+    late_ticks: int = 0
+    dropped_steps: int = 0          # control steps without a tick (the timer fell behind)
+    rejected_prefixes: int = 0      # from the future, wrong model/dim, refresh failed
+    ignored_old_prefixes: int = 0   # arrived out of order, older than the one in use
+    prefixes_used: int = 0
+    prefixes_received: int = 0
+    joint_states_received: int = 0
+    clamped_values: int = 0         # trajectory values moved by position/velocity limits
+    trajectories: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TickResult:
+    state: int
+    reason: str
+    plan: Optional[TrajectoryPlan]
+    step_latency_s: float = 0.0
+
+
+def _descriptor(field: dataclasses.Field[Any]) -> ParameterDescriptor:
+    # Scalars are dynamically typed so that "control_rate: 50" works like 50.0; ExpertNodeConfig
+    # then checks the type and names the key. read_only: values are read once at start.
+    scalar = not isinstance(default_of(field), list)
+    return ParameterDescriptor(description=field.metadata["help"], read_only=True, dynamic_typing=scalar)
+
+
+_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Parameter.Type.DOUBLE_ARRAY}
+
+
+class ActionExpertNode(Node):
+    """The AR action expert behind ROS topics (see the module docstring).
+
+    ``policy``: an ``ExpertPolicy`` to run instead of loading the ``checkpoint`` parameter
+    (tests and benchmarks). Raises ``ConfigError`` (bad parameter, naming it) or the policy's
+    ``CheckpointError`` at construction: a node that cannot act safely does not start.
+    """
+
+    def __init__(self, *, policy: Optional[ExpertPolicy] = None, node_name: str = NODE_NAME, **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        try:
+            self._configure(policy)
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    def _declare_parameters(self) -> dict[str, Any]:
+        """All parameters in one block: name, default/type and description from ExpertNodeConfig."""
+        values: dict[str, Any] = {}
+        for field in parameter_fields():
+            default = default_of(field)
+            if isinstance(default, list) and not default:
+                self.declare_parameter(field.name, _LIST_TYPES[str(field.type)], _descriptor(field))
+            else:
+                self.declare_parameter(field.name, default, _descriptor(field))
+            values[field.name] = self.get_parameter(field.name).value
+        return values
+
+    def _configure(self, policy: Optional[ExpertPolicy]) -> None:
+        self.config: ExpertNodeConfig = config_from_parameters(self._declare_parameters())
+        cfg = self.config
+        self.joints: list[str] = cfg.controller_joints()
+        self.limits = cfg.joint_limits(self.joints)
+        self.policy: ExpertPolicy = policy if policy is not None else self._load_policy(cfg)
+        self._check_policy_fits(self.policy)
+        self._period_ns = cfg.period_ns
+
+        # run-time state (all reset by _reset_memory)
+        self.counters = Counters()
+        self._enabled = cfg.enabled_at_start
+        self._t0_ns: Optional[int] = None
+        self._last_tick_ns: Optional[int] = None
+        self._last_step: Optional[int] = None
+        self._pending: Optional[ReceivedPrefix] = None     # newest received, not yet judged
+        self._prefix: Optional[ReceivedPrefix] = None      # in the policy's prefix slot
+        self._capture_step: Optional[int] = None
+        self._prefix_fault: Optional[str] = None           # last received prefix was bad
+        self._joint: Optional[tuple[JointReading, int]] = None  # (reading, receipt time ns)
+        self._last_good: Optional[np.ndarray] = None       # last complete finite position
+        self._last_state: Optional[int] = None
+        self._last_diag_ns: Optional[int] = None
+
+        reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+        newest = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
+        self._traj_pub = self.create_publisher(JointTrajectory, cfg.trajectory_topic, reliable)
+        self._status_pub = self.create_publisher(ExpertStatus, cfg.status_topic, reliable)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(VLPrefix, cfg.prefix_topic, self._on_prefix, newest)
+        self.create_subscription(JointState, cfg.joint_states_topic, self._on_joint_state, qos_profile_sensor_data)
+        self.create_service(ResetMemory, cfg.reset_service, self._on_reset)
+        self.create_service(SetBool, cfg.enable_service, self._on_enable)
+        self._timer = self.create_timer(self._period_ns * 1e-9, self._on_tick)  # node clock
+        self.get_logger().info(
+            f"action expert ready: {cfg.control_rate:g} Hz, lookahead {cfg.lookahead_steps}, "
+            f"joints {self.joints} -> {cfg.trajectory_topic}, max_staleness {cfg.max_staleness} steps, "
+            f"model_id '{self.policy.model_id}', memory window {self.policy.cache_capacity}"
+            + ("" if self._enabled else " (disabled until /arvla/enable)"))
+
+    @staticmethod
+    def _load_policy(cfg: ExpertNodeConfig) -> ExpertPolicy:
+        if not cfg.checkpoint:
+            raise ConfigError("checkpoint: no checkpoint given; set the 'checkpoint' parameter to a "
+                              "trained expert (arvla train)")
+        from arvla_action_expert.policy import ExpertPolicy
+
+        return ExpertPolicy.from_checkpoint(cfg.checkpoint, device=cfg.device)
+
+    def _check_policy_fits(self, policy: ExpertPolicy) -> None:
+        cfg = self.config
+        if abs(policy.control_rate_hz - cfg.control_rate) > 1e-6 * cfg.control_rate:
+            raise ConfigError(f"control_rate: {cfg.control_rate:g} Hz, but the policy was trained at "
+                              f"{policy.control_rate_hz:g} Hz (one AR step = one control period)")
+        if policy.joint_names:
+            try:
+                self._to_policy = permutation(self.joints, policy.joint_names)
+                self._to_controller = permutation(policy.joint_names, self.joints)
+            except JointError as err:
+                raise ConfigError(f"joints: controller joints {self.joints} do not match the policy's "
+                                  f"joint_names {policy.joint_names}") from err
+        else:
+            self._to_policy = self._to_controller = np.arange(len(self.joints))
+        if not policy.state_dim == policy.action_dim == len(self.joints):
+            raise ConfigError(f"joints: {len(self.joints)} controller joints, but the policy has state_dim "
+                              f"{policy.state_dim} and action_dim {policy.action_dim}")
+        from arvla_action_expert.policy import MAX_LOOKAHEAD
+
+        if cfg.lookahead_steps > MAX_LOOKAHEAD + 1:
+            raise ConfigError(f"lookahead_steps: {cfg.lookahead_steps} > the policy's limit {MAX_LOOKAHEAD + 1}")
+
+    # ---- callbacks: convert only --------------------------------------------------------------
+
+    def _on_prefix(self, msg: VLPrefix) -> None:
+        self.counters.prefixes_received += 1
+        prefix = ReceivedPrefix(stamp_to_ns(msg.header.stamp), int(msg.frame_seq), msg.model_id,
+                                int(msg.token_count), int(msg.dim), np.asarray(msg.data, dtype=np.float32))
+        if self._pending is None or prefix.stamp_ns > self._pending.stamp_ns:
+            self._pending = prefix
+        else:
+            self.counters.ignored_old_prefixes += 1
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self.counters.joint_states_received += 1
+        reading = read_joints(msg.name, msg.position, self.joints)
+        self._joint = (reading, self.get_clock().now().nanoseconds)
+        if reading.ok:
+            self._last_good = reading.positions
+
+    def _on_reset(self, request: ResetMemory.Request, response: ResetMemory.Response) -> ResetMemory.Response:
+        self._reset_memory(clear_prefix=request.clear_prefix)
+        what = "memory and prefix" if request.clear_prefix else "memory (prefix kept)"
+        self.get_logger().info(f"reset: {what} cleared by service")
+        response.success, response.message = True, f"cleared {what}"
+        return response
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if request.data and not self._enabled:
+            # The arm may have been moved by someone else meanwhile: the old memory no longer
+            # describes this episode, so start a new one (the prefix in use stays valid).
+            self._reset_memory(clear_prefix=False)
+        self._enabled = bool(request.data)
+        self.get_logger().info("enabled" if self._enabled else "disabled: publishing no commands")
+        response.success = True
+        response.message = "enabled (memory reset)" if self._enabled else "disabled"
+        return response
+
+    # ---- memory -------------------------------------------------------------------------------
+
+    def _reset_memory(self, *, clear_prefix: bool) -> None:
+        """New episode: policy memory cleared, step origin re-taken at the next tick.
+
+        A kept prefix is re-installed at the next tick, its capture step recomputed against
+        the new origin (the policy's reset clears its prefix slot too).
+        """
+        self.policy.reset()
+        if not clear_prefix and self._prefix is not None:
+            if self._pending is None or self._pending.stamp_ns <= self._prefix.stamp_ns:
+                self._pending = self._prefix
+        if clear_prefix:
+            self._pending = None
+        self._prefix = None
+        self._capture_step = None
+        self._prefix_fault = None
+        self._t0_ns = None
+        self._last_step = None
+        self._last_tick_ns = None
+        self.counters = Counters(**{k: getattr(self.counters, k) for k in Counters.LIFETIME})
+
+    # ---- the control tick ---------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        if now_ns == 0:  # use_sim_time and no /clock yet
+            return
+        if self._last_tick_ns is not None and now_ns < self._last_tick_ns:
+            self.get_logger().warning(
+                f"clock jumped back {(self._last_tick_ns - now_ns) * 1e-9:.3f} s (bag loop / sim reset): "
+                "memory and prefix reset, waiting for fresh joint states")
+            self._reset_memory(clear_prefix=True)
+            self._joint = None
+            self._last_good = None
+        if self._t0_ns is None:
+            self._t0_ns = now_ns
+        step = time_to_step(now_ns, self._t0_ns, self._period_ns)
+        if self._last_step is not None:
+            self.counters.dropped_steps += max(0, step - self._last_step - 1)
+            step = max(step, self._last_step + 1)  # the policy's FIFO needs increasing steps
+        if self._last_tick_ns is not None and now_ns - self._last_tick_ns > LATE_FACTOR * self._period_ns:
+            self.counters.late_ticks += 1
+        self._last_tick_ns = now_ns
+        self._last_step = step
+        self.counters.ticks += 1
+
+        if not self._enabled:
+            result = TickResult(ExpertStatus.STATE_DISABLED, "disabled by service", None)
+        else:
+            self._take_pending_prefix(step)
+            result = self._act(now_ns, step)
+        if result.plan is not None:
+            self._traj_pub.publish(self._trajectory_msg(result.plan))
+            self.counters.trajectories += 1
+        self._publish_status(now_ns, step, result)
+
+    def _take_pending_prefix(self, step: int) -> None:
+        """Judge the newest received prefix; install it in the policy if usable and newer."""
+        prefix, self._pending = self._pending, None
+        if prefix is None:
+            return
+        assert self._t0_ns is not None
+        if self._prefix is not None and prefix.stamp_ns <= self._prefix.stamp_ns:
+            self.counters.ignored_old_prefixes += 1
+            return
+        problem = prefix_problem(prefix, model_id=self.policy.model_id, prefix_dim=self.policy.prefix_dim,
+                                 max_tokens=self.policy.config.max_prefix_tokens)
+        if problem is not None:
+            self.counters.rejected_prefixes += 1
+            self._prefix_fault = problem
+            return
+        capture = time_to_step(prefix.stamp_ns, self._t0_ns, self._period_ns)
+        decision = decide_prefix(step, capture, max_staleness=self.config.max_staleness,
+                                 allow_action_only=self.config.allow_action_only,
+                                 future_tolerance=self.config.future_tolerance)
+        if decision is PrefixDecision.REJECT_FUTURE:
+            self.counters.rejected_prefixes += 1
+            self.get_logger().warning(
+                f"prefix frame {prefix.frame_seq} is from the future: capture step {capture} > step {step} "
+                f"(+{self.config.future_tolerance} tolerance); rejected", throttle_duration_sec=5.0)
+            return
+        try:
+            self.policy.refresh_prefix(prefix.tokens(), capture)
+        except (ValueError, RuntimeError) as err:
+            self.counters.rejected_prefixes += 1
+            self._prefix_fault = f"prefix refresh failed: {err}"
+            return
+        self._prefix, self._capture_step, self._prefix_fault = prefix, capture, None
+        self.counters.prefixes_used += 1
+
+    def _act(self, now_ns: int, step: int) -> TickResult:
+        fault = ExpertStatus.STATE_FAULT
+        if self._joint is None:
+            return TickResult(ExpertStatus.STATE_WAITING, "no /joint_states received yet", None)
+        reading, received_ns = self._joint
+        age_s = (now_ns - received_ns) * 1e-9
+        if age_s > self.config.joint_state_timeout:
+            return self._hold(fault, f"joint_states stale: last one {age_s:.3f} s ago > "
+                                     f"joint_state_timeout {self.config.joint_state_timeout:g} s")
+        if not reading.ok:
+            return self._hold(fault, reading.problem or "bad joint_states")
+        if self._prefix_fault is not None:
+            return self._hold(fault, self._prefix_fault)
+        decision = decide_prefix(step, self._capture_step, max_staleness=self.config.max_staleness,
+                                 allow_action_only=self.config.allow_action_only,
+                                 future_tolerance=self.config.future_tolerance)
+        if decision is PrefixDecision.WAIT_MISSING:
+            return TickResult(ExpertStatus.STATE_WAITING, "no prefix received yet", None)
+        if decision is PrefixDecision.HOLD_STALE:
+            assert self._capture_step is not None
+            return self._hold(ExpertStatus.STATE_HOLDING,
+                              f"prefix stale: {step - self._capture_step} steps > max_staleness "
+                              f"{self.config.max_staleness}")
+        if decision is PrefixDecision.REJECT_FUTURE:  # only after a clock jump not caught above
+            return self._hold(fault, "prefix in use lies in the future")
+
+        measured = reading.positions
+        start = time.perf_counter()
+        try:
+            targets = self.policy.step(measured[self._to_policy], step, self.config.lookahead_steps)
+        except (ValueError, RuntimeError) as err:
+            return self._hold(fault, f"model error: {err}", time.perf_counter() - start)
+        latency = time.perf_counter() - start
+        try:
+            plan = build_plan(measured, targets[:, self._to_controller], self._period_ns, self.limits)
+        except TrajectoryError as err:
+            return self._hold(fault, f"trajectory rejected: {err}", latency)
+        if plan.n_nonfinite:
+            return self._hold(fault, f"model output has {plan.n_nonfinite} NaN/inf values", latency)
+        self.counters.clamped_values += plan.n_clamped
+        reason = "action-only (no prefix yet)" if decision is PrefixDecision.ACTION_ONLY else ""
+        return TickResult(ExpertStatus.STATE_RUNNING, reason, plan, latency)
+
+    def _hold(self, state: int, reason: str, latency: float = 0.0) -> TickResult:
+        """Hold the last good measured position (nothing to hold on if there never was one)."""
+        if self._last_good is None:
+            return TickResult(state, reason + " (no valid joint state yet: publishing nothing)", None, latency)
+        return TickResult(state, reason, hold_plan(self._last_good, self._period_ns, self.limits), latency)
+
+    # ---- output messages ----------------------------------------------------------------------
+
+    def _trajectory_msg(self, plan: TrajectoryPlan) -> JointTrajectory:
+        msg = JointTrajectory()  # header.stamp stays 0: JTC starts it on arrival
+        msg.joint_names = list(self.joints)
+        for t_ns, pos, vel in zip(plan.times_ns.tolist(), plan.positions, plan.velocities):
+            point = JointTrajectoryPoint()
+            point.positions = pos.tolist()
+            point.velocities = vel.tolist()
+            sec, nanosec = divmod(int(t_ns), 1_000_000_000)
+            point.time_from_start = Duration(sec=sec, nanosec=nanosec)
+            msg.points.append(point)
+        return msg
+
+    def _publish_status(self, now_ns: int, step: int, result: TickResult) -> None:
+        c = self.counters
+        msg = ExpertStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.state, msg.reason, msg.step = result.state, result.reason, step
+        if self._prefix is not None and self._capture_step is not None:
+            msg.prefix_capture_step = self._capture_step
+            msg.staleness_steps = step - self._capture_step
+            msg.staleness_sec = (now_ns - self._prefix.stamp_ns) * 1e-9
+            msg.prefix_frame_seq = self._prefix.frame_seq
+        else:
+            msg.staleness_steps, msg.staleness_sec = -1, -1.0
+        msg.cache_fill, msg.cache_capacity = self.policy.cache_fill, self.policy.cache_capacity
+        msg.step_latency_sec = result.step_latency_s
+        msg.ticks, msg.late_ticks, msg.rejected_prefixes = c.ticks, c.late_ticks, c.rejected_prefixes
+        self._status_pub.publish(msg)
+
+        changed = result.state != self._last_state
+        if changed and result.state in (ExpertStatus.STATE_FAULT, ExpertStatus.STATE_HOLDING):
+            self.get_logger().warning(f"{_STATE_NAMES[result.state]}: {result.reason}")
+        elif changed:
+            self.get_logger().info(f"{_STATE_NAMES[result.state]} {result.reason}".rstrip())
+        self._last_state = result.state
+        period = self.config.diagnostics_period
+        if changed or self._last_diag_ns is None or now_ns - self._last_diag_ns >= period * 1e9 or now_ns < self._last_diag_ns:
+            self._last_diag_ns = now_ns
+            self._diag_pub.publish(self._diagnostics(msg))
+
+    def _diagnostics(self, status: ExpertStatus) -> DiagnosticArray:
+        c = self.counters
+        diag = DiagnosticStatus(level=_DIAG_LEVEL[status.state], name=f"{self.get_name()}: action expert",
+                                hardware_id=self.config.controller_name)
+        diag.message = _STATE_NAMES[status.state] + (f": {status.reason}" if status.reason else "")
+        values = {"state": _STATE_NAMES[status.state], "reason": status.reason, "step": status.step,
+                  "staleness_steps": status.staleness_steps, "staleness_sec": f"{status.staleness_sec:.4f}",
+                  "prefix_frame_seq": status.prefix_frame_seq,
+                  "cache_fill": f"{status.cache_fill}/{status.cache_capacity}",
+                  "step_latency_ms": f"{status.step_latency_sec * 1e3:.3f}", "enabled": self._enabled,
+                  **dataclasses.asdict(c)}
+        diag.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        out = DiagnosticArray()
+        out.header.stamp = status.header.stamp
+        out.status = [diag]
+        return out
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console script ``action_expert_node``: run until Ctrl-C; exit 1 if configuration fails."""
+    from arvla_action_expert.checkpoint import CheckpointError
+
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = ActionExpertNode()
+            except (ConfigError, CheckpointError) as err:
+                rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
+                return 1
+            if node.config.torch_threads > 0:
+                import torch
+
+                torch.set_num_threads(node.config.torch_threads)
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

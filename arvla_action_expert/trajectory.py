@@ -1,0 +1,171 @@
+"""Build the short joint trajectory the expert sends to ros2_control each tick.
+
+ROS-free: a ``TrajectoryPlan`` is plain arrays; the node turns it into a
+``trajectory_msgs/JointTrajectory``. The rules come from joint_trajectory_controller (JTC):
+
+- JTC replaces the running trajectory when a new one arrives, starting "now" when the header
+  stamp is zero. A point at ``time_from_start == 0`` makes it jump (no interpolation), so the
+  first point lies one step period ahead.
+- ``time_from_start`` must strictly increase.
+- Jazzy and later reject a trajectory whose last point has a non-zero velocity (unless
+  ``allow_nonzero_velocity_at_trajectory_end``), so the last velocity is 0. That also means
+  that if our node stops publishing, the arm comes to rest at the end of the last lookahead.
+
+Safety is by construction, whatever the model emits (NaN, inf, 1e300): non-finite targets are
+replaced by the previous point (that joint holds), each point is kept within ``max_velocity *
+period`` of the previous one (starting from the measured position), then clamped to the
+position limits, velocities are clipped to the velocity limits. ``check_plan`` re-verifies all
+of it before anything is published, so a bug here raises instead of moving the robot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from arvla_action_expert.joints import JointLimits
+
+# Slack for float rounding in the per-segment check: clip() makes the position and velocity
+# bounds exact, but ``prev +- v_max*dt`` is rounded to the ulp of ``prev`` (at 5e5 rad that is
+# 1e-10, i.e. 1e-7 of a 1e-3 step), so the bound holds to a few ulps of the positions.
+_REL_TOL = 1e-12
+_ULPS = 4
+
+
+class TrajectoryError(ValueError):
+    """The trajectory cannot be built safely, or a built one fails the final check."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryPlan:
+    """A trajectory for ``limits.names``: K points at ``times_ns`` after "now".
+
+    ``n_nonfinite``: target values that were NaN/inf and replaced by holding the joint;
+    ``n_clamped``: target values moved by the position or velocity limits. The node reports
+    both (non-finite model output is a fault; clamping is normal near limits).
+    """
+
+    times_ns: np.ndarray  # (K,) int64, strictly increasing, > 0
+    positions: np.ndarray  # (K, J) float64
+    velocities: np.ndarray  # (K, J) float64, last row zero
+    n_nonfinite: int = 0
+    n_clamped: int = 0
+
+    @property
+    def n_points(self) -> int:
+        return int(self.times_ns.shape[0])
+
+
+def _start(current: np.ndarray, limits: JointLimits) -> np.ndarray:
+    """The measured positions as a start point, clamped into the limits.
+
+    A measurement slightly outside a limit (encoder noise, a controller overshoot) must not
+    become a command outside it; the clamp is at most the overshoot itself.
+    """
+    current = np.asarray(current, dtype=np.float64).reshape(-1)
+    if current.shape != (limits.dof,):
+        raise TrajectoryError(f"current position has {current.size} values for {limits.dof} joints")
+    if not np.all(np.isfinite(current)):
+        bad = [n for n, x in zip(limits.names, current) if not np.isfinite(x)]
+        raise TrajectoryError(f"current position is not finite for joints {bad}")
+    return np.clip(current, limits.lower, limits.upper)
+
+
+def hold_plan(current: np.ndarray, period_ns: int, limits: JointLimits) -> TrajectoryPlan:
+    """Keep the measured position: one point at t = one period, zero velocity."""
+    if period_ns <= 0:
+        raise TrajectoryError(f"period must be > 0 ns, got {period_ns}")
+    start = _start(current, limits)
+    plan = TrajectoryPlan(np.array([period_ns], dtype=np.int64), start[None, :].copy(),
+                          np.zeros((1, limits.dof)))
+    check_plan(plan, current, limits)
+    return plan
+
+
+def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits: JointLimits) -> TrajectoryPlan:
+    """Turn K absolute joint targets (one per control step) into a safe trajectory.
+
+    ``current`` (J,) is the measured position (must be finite: the node holds on bad joint
+    states before it gets here). ``targets`` (K, J) may hold anything. Point k is at
+    ``(k + 1) * period_ns``. Velocities: the mean of the two adjacent segment velocities
+    (a smooth cubic through the points for JTC's spline), 0 at the last point.
+    """
+    if period_ns <= 0:
+        raise TrajectoryError(f"period must be > 0 ns, got {period_ns}")
+    start = _start(current, limits)
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.ndim != 2 or targets.shape[1] != limits.dof or targets.shape[0] < 1:
+        raise TrajectoryError(f"targets must be (K>=1, {limits.dof}), got shape {targets.shape}")
+    k_points = targets.shape[0]
+    period_s = period_ns * 1e-9
+    max_step = limits.max_velocity * period_s  # (J,) largest move per segment
+
+    positions = np.empty_like(targets)
+    n_nonfinite = 0
+    n_clamped = 0
+    prev = start
+    for k in range(k_points):
+        row = targets[k]
+        finite = np.isfinite(row)
+        n_nonfinite += int(np.count_nonzero(~finite))
+        wanted = np.where(finite, row, prev)  # a NaN/inf joint holds where it was
+        # Velocity bound first, then position bound: prev is inside [lower, upper], so clamping
+        # into the position range can only move the point towards prev (both bounds hold).
+        with np.errstate(over="ignore"):
+            step = np.clip(wanted, prev - max_step, prev + max_step)
+        point = np.clip(step, limits.lower, limits.upper)
+        n_clamped += int(np.count_nonzero(finite & (point != row)))
+        positions[k] = point
+        prev = point
+
+    # Segment velocities, clipped: (p_k - p_{k-1}) / dt can only exceed v_max by rounding,
+    # the clip makes the bound exact (and maps a would-be overflow to v_max).
+    previous = np.vstack([start[None, :], positions[:-1]])
+    with np.errstate(over="ignore"):
+        seg = np.clip((positions - previous) / period_s, -limits.max_velocity, limits.max_velocity)  # (K, J)
+    velocities = np.zeros_like(positions)
+    if k_points > 1:
+        # Halves added separately so two finite values can never overflow to inf.
+        velocities[:-1] = 0.5 * seg[:-1] + 0.5 * seg[1:]
+    plan = TrajectoryPlan(np.arange(1, k_points + 1, dtype=np.int64) * np.int64(period_ns),
+                          positions, velocities, n_nonfinite, n_clamped)
+    check_plan(plan, current, limits)
+    return plan
+
+
+def check_plan(plan: TrajectoryPlan, current: np.ndarray, limits: JointLimits) -> None:
+    """Raise TrajectoryError unless ``plan`` is safe to hand to JTC.
+
+    Checked: shapes; all values finite; times > 0 and strictly increasing; last velocity zero;
+    positions within the position limits; velocities within the velocity limits; each segment
+    (from the clamped measured position) moves at most ``max_velocity * segment duration``.
+    """
+    k = plan.n_points
+    j = limits.dof
+    if k < 1 or plan.positions.shape != (k, j) or plan.velocities.shape != (k, j):
+        raise TrajectoryError(f"plan shapes: times {plan.times_ns.shape}, positions {plan.positions.shape}, "
+                              f"velocities {plan.velocities.shape}, expected ({k}, {j})")
+    if not (np.all(np.isfinite(plan.positions)) and np.all(np.isfinite(plan.velocities))):
+        raise TrajectoryError("plan has NaN/inf values")
+    times = plan.times_ns.astype(np.int64)
+    if times[0] <= 0 or np.any(np.diff(times) <= 0):
+        raise TrajectoryError(f"plan times must be > 0 and strictly increasing, got {times.tolist()} ns")
+    if np.any(plan.velocities[-1] != 0.0):
+        raise TrajectoryError(f"last point velocity must be zero, got {plan.velocities[-1].tolist()}")
+    if np.any(plan.positions < limits.lower) or np.any(plan.positions > limits.upper):
+        raise TrajectoryError("plan positions outside the joint position limits")
+    if np.any(np.abs(plan.velocities) > limits.max_velocity):
+        raise TrajectoryError("plan velocities exceed the joint velocity limits")
+    start = _start(current, limits)
+    previous = np.vstack([start[None, :], plan.positions[:-1]])
+    durations = np.diff(np.concatenate([[0], times])) * 1e-9  # (K,) seconds per segment
+    allowed = limits.max_velocity[None, :] * durations[:, None]
+    with np.errstate(over="ignore"):
+        moved = np.abs(plan.positions - previous)
+        slack = allowed * _REL_TOL + _ULPS * np.spacing(np.maximum(np.abs(plan.positions), np.abs(previous)))
+        too_far = moved > allowed + slack
+    if np.any(too_far):
+        k_bad, j_bad = np.argwhere(too_far)[0]
+        raise TrajectoryError(f"segment {k_bad} moves joint {limits.names[j_bad]} by {moved[k_bad, j_bad]:.6g}, "
+                              f"more than max_velocity*dt = {allowed[k_bad, j_bad]:.6g}")

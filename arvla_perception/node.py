@@ -65,6 +65,10 @@ class PerceptionNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        # Created first: destroy_node() must work even if loading below raises.
+        self._stop = threading.Event()
+        self._slot: LatestSlot[tuple[Image, int]] = LatestSlot()
+        self._worker: threading.Thread | None = None
         self.config: PerceptionConfig = self._read_config()
         cfg = self.config
         self.backbone: Backbone = load_backbone(cfg)
@@ -76,7 +80,6 @@ class PerceptionNode(Node):
 
         self._instruction_lock = threading.Lock()
         self._instruction = cfg.instruction
-        self._slot: LatestSlot[tuple[Image, int]] = LatestSlot()
         self.stats = PerceptionStats()
 
         self._prefix_pub = self.create_publisher(VLPrefix, cfg.prefix_topic, PREFIX_QOS)
@@ -87,7 +90,6 @@ class PerceptionNode(Node):
         self.create_timer(cfg.diagnostics_period_s, self.publish_diagnostics)
         self._last_error_count = 0
 
-        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="arvla_perception_infer",
                                         daemon=True)
         self._worker.start()
@@ -231,8 +233,9 @@ class PerceptionNode(Node):
         """Stop the inference thread before the publishers go away."""
         self._stop.set()
         self._slot.close()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
+        worker = self._worker
+        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
+            worker.join(timeout=10.0)
         super().destroy_node()
 
 

@@ -372,6 +372,9 @@ class ActionExpertNode(Node):
         if self._joint is None:
             return TickResult(ExpertStatus.STATE_WAITING, "no /joint_states received yet", None)
         reading, received_ns = self._joint
+        if received_ns == 0:  # arrived before the first /clock (use_sim_time): count it from now
+            received_ns = now_ns
+            self._joint = (reading, now_ns)
         age_s = (now_ns - received_ns) * 1e-9
         if age_s > self.config.joint_state_timeout:
             return self._hold(fault, f"joint_states stale: last one {age_s:.3f} s ago > "

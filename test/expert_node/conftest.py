@@ -47,11 +47,12 @@ def base_params(**overrides: Any) -> dict[str, Any]:
 class FakeJTC:
     """Subscribes like joint_trajectory_controller and records every rule a message breaks."""
 
-    def __init__(self, node: Any, topic: str, joints: list[str]):
+    def __init__(self, node: Any, topic: str, joints: list[str], lower: list[float], upper: list[float],
+                 vmax: list[float]):
         from trajectory_msgs.msg import JointTrajectory
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-        self.joints = joints
+        self.joints, self.lower, self.upper, self.vmax = joints, lower, upper, vmax
         self.messages: list[Any] = []
         self.violations: list[str] = []
         node.create_subscription(JointTrajectory, topic, self._check,
@@ -80,10 +81,10 @@ class FakeJTC:
             for j, (q, v) in enumerate(zip(p.positions, p.velocities)):
                 if not (math.isfinite(q) and math.isfinite(v)):
                     bad(f"#{n}: point {k} joint {j} not finite: {q}, {v}")
-                elif not LOWER[j] <= q <= UPPER[j]:
-                    bad(f"#{n}: point {k} joint {j} position {q} outside [{LOWER[j]}, {UPPER[j]}]")
-                elif abs(v) > VMAX[j]:
-                    bad(f"#{n}: point {k} joint {j} velocity {v} above {VMAX[j]}")
+                elif not self.lower[j] <= q <= self.upper[j]:
+                    bad(f"#{n}: point {k} joint {j} position {q} outside [{self.lower[j]}, {self.upper[j]}]")
+                elif abs(v) > self.vmax[j]:
+                    bad(f"#{n}: point {k} joint {j} velocity {v} above {self.vmax[j]}")
         if any(v != 0.0 for v in msg.points[-1].velocities):
             bad(f"#{n}: last point velocity {list(msg.points[-1].velocities)} not zero")
 
@@ -97,7 +98,8 @@ class Tick:
 class Harness:
     """Drives one ActionExpertNode: clock, joint states, prefixes in; status, trajectories out."""
 
-    def __init__(self, ctx: Any, executor: Any, *, policy: Any = None, **params: Any):
+    def __init__(self, ctx: Any, executor: Any, *, policy: Any = "tiny", **params: Any):
+        """``policy``: an ExpertPolicy, "tiny" (a fresh tiny_policy()) or None (load ``checkpoint``)."""
         from arvla_msgs.msg import ExpertStatus, VLPrefix
         from arvla_msgs.srv import ResetMemory
         from rclpy.node import Node
@@ -110,8 +112,9 @@ class Harness:
         from arvla_action_expert.node import ActionExpertNode
 
         self.executor = executor
-        self.policy = policy if policy is not None else tiny_policy()
-        overrides = [Parameter(k, value=v) for k, v in base_params(**params).items()]
+        self.policy = tiny_policy() if isinstance(policy, str) else policy
+        params = base_params(**params)
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
         self.node = ActionExpertNode(policy=self.policy, context=ctx, parameter_overrides=overrides)
         self.driver = Node("expert_test_driver", context=ctx)
         self.clock_pub = self.driver.create_publisher(Clock, "/clock", 10)
@@ -121,7 +124,8 @@ class Harness:
         self.statuses: list[Any] = []
         self.driver.create_subscription(ExpertStatus, "/arvla/expert_status", self.statuses.append,
                                         QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self.jtc = FakeJTC(self.driver, "/arm_controller/joint_trajectory", JOINTS)
+        self.jtc = FakeJTC(self.driver, "/arm_controller/joint_trajectory", JOINTS, params["position_min"],
+                           params["position_max"], params["max_velocity"])
         self.reset_client = self.driver.create_client(ResetMemory, "/arvla/reset_memory")
         self.enable_client = self.driver.create_client(SetBool, "/arvla/enable")
         executor.add_node(self.node)
@@ -182,6 +186,11 @@ class Harness:
         self.now_ns = t_ns
         self.clock_pub.publish(msg)
 
+    def set_clock_and_wait(self, t_ns: int) -> None:
+        """Publish /clock and wait until the expert's clock shows it (a tick may or may not run)."""
+        self.set_clock(t_ns)
+        self._wait(lambda: self.node.get_clock().now().nanoseconds == t_ns, f"clock at {t_ns} ns")
+
     def tick(self, t_ns: Optional[int] = None) -> Tick:
         """Publish /clock (default: one period later; the first call: T_START_NS) and wait for the tick."""
         if t_ns is None:
@@ -207,7 +216,7 @@ class Harness:
 
 @pytest.fixture
 def make_harness(ros_context, executor):
-    """Factory: ``make_harness(policy=None, **node_params)`` -> Harness on a fresh context."""
+    """Factory: ``make_harness(policy="tiny", **node_params)`` -> Harness on a fresh context."""
 
     def make(**kwargs: Any) -> Harness:
         return Harness(ros_context, executor, **kwargs)

@@ -128,7 +128,7 @@ def scene_xml(*, world: str = "", assets: str = "", assets_dir: pathlib.Path | N
     <light directional="true" pos="0 0 2" dir="0.2 0.1 -1" diffuse=".5 .5 .5" castshadow="false"/>
     <geom name="floor" type="plane" pos="0 0 -0.75" size="3 3 .1" rgba=".25 .27 .3 1"/>
     <geom name="table" type="box" pos="0.3 0 -0.025" size="0.65 0.6 0.025" material="table"/>
-    <camera name="{CAMERA}" pos="1.15 0 0.85" xyaxes="0 1 0 -0.625 0 0.781" fovy="60"/>
+    <camera name="{CAMERA}" pos="1.0 0 0.75" xyaxes="0 1 0 -0.653 0 0.757" fovy="55"/>
     <body name="robot_base" pos="0 0 0">
       <include file="{d / 'chain.xml'}"/>
     </body>

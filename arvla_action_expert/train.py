@@ -1,0 +1,353 @@
+"""Training the expert: stage 1 action-only, stage 2 with prefixes and sampled staleness.
+
+    arvla train --config config/expert_tiny.yaml --stage 1 --out runs/s1
+    arvla train --config config/expert_tiny.yaml --stage 2 --init runs/s1 --out runs/s2
+
+Stage 1 learns "kinematic syntax" from state/action windows alone. Stage 2 starts from a stage-1
+checkpoint (``--init``: weights, normalisers and bins) and teaches the decoder to read the prefix:
+H history tokens that do not see it, then C chunk tokens that do, at a sampled delay (see
+``data.SampleBuilder``). With some probability the chunk may not look at the history either
+(``history_drop``), so the model cannot ignore the prefix by extrapolating the history.
+
+AdamW, linear warmup then cosine decay; checkpoints (with optimiser state) go to ``--out`` and
+``--resume`` continues from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import pathlib
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from arvla.config import ConfigError, from_dict, load_config, require, to_dict
+from arvla_action_expert.bins import fit_bins
+from arvla_action_expert.checkpoint import (CheckpointError, CheckpointMeta, load_checkpoint,
+                                            save_checkpoint)
+from arvla_action_expert.data import (EpisodeError, EpisodeSource, InMemoryEpisodes,
+                                      NpzEpisodeDir, SampleBuilder, SampleSpec, episode_summary,
+                                      synthetic_episodes)
+from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
+
+__all__ = ["DataConfig", "OptimConfig", "SyntheticConfig", "TrainConfig", "TrainResult",
+           "build_source", "cli_main", "evaluate", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4             # peak learning rate after warmup
+    min_lr_ratio: float = 0.1    # cosine decays to lr * min_lr_ratio at max_steps
+    weight_decay: float = 0.01   # AdamW, on matrices only (not norms/biases/positions)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup_steps: int = 100
+    max_steps: int = 10_000
+    batch_size: int = 32
+    grad_clip: float = 1.0       # max global grad norm (0 = off)
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0, "lr", self.lr, "must be > 0")
+        require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        require(0 <= self.beta1 < 1, "beta1", self.beta1, "must be in [0, 1)")
+        require(0 <= self.beta2 < 1, "beta2", self.beta2, "must be in [0, 1)")
+        require(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
+        require(self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0")
+
+
+@dataclass
+class SyntheticConfig:
+    """Used when ``data.path`` is empty: ``data.synthetic_episodes`` (tests, demos)."""
+
+    episodes: int = 64
+    steps: int = 64
+    n_tokens: int = 4
+    frame_every: int = 8
+    n_goals: int = 4
+    noise: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("episodes", "steps", "n_tokens", "frame_every", "n_goals"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
+        require(self.noise >= 0, "noise", self.noise, "must be >= 0")
+
+
+@dataclass
+class DataConfig:
+    path: str = ""               # directory of .npz episodes; "" = synthetic episodes
+    history: int = 8             # H: history steps before the chunk (stage 2), no prefix
+    chunk: int = 8               # C: steps that see the prefix (stage 2)
+    max_staleness: int = 4       # delays d sampled in [0, max_staleness] (stage 2)
+    history_drop: float = 0.1    # P(chunk tokens may not attend to history) per sample
+    stage1_length: int = 0       # window length in stage 1 (0 = history + chunk)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        require(self.history >= 0, "history", self.history, "must be >= 0")
+        require(self.chunk >= 1, "chunk", self.chunk, "must be >= 1")
+        require(self.max_staleness >= 0, "max_staleness", self.max_staleness, "must be >= 0")
+        require(0 <= self.history_drop <= 1, "history_drop", self.history_drop, "must be in [0, 1]")
+        require(self.stage1_length >= 0, "stage1_length", self.stage1_length, "must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    model: ExpertConfig = field(default_factory=ExpertConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    log_every: int = 50          # progress-bar / log refresh, in steps
+    save_every: int = 0          # checkpoint every this many steps (0 = only at the end)
+    num_threads: int = 0         # torch intra-op threads (0 = torch's default)
+
+    def __post_init__(self) -> None:
+        require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
+        require(self.save_every >= 0, "save_every", self.save_every, "must be >= 0")
+        require(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]          # loss of every step taken in this run
+    step: int                    # optimiser steps in total (across resumes)
+    path: pathlib.Path | None    # checkpoint written
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_source(cfg: DataConfig, model: ExpertConfig) -> EpisodeSource:
+    if cfg.path:
+        return NpzEpisodeDir(cfg.path)
+    s = cfg.synthetic
+    return InMemoryEpisodes(synthetic_episodes(
+        s.episodes, steps=s.steps, state_dim=model.state_dim, prefix_dim=model.prefix_dim,
+        n_tokens=s.n_tokens, frame_every=s.frame_every, n_goals=s.n_goals, noise=s.noise,
+        seed=s.seed))
+
+
+def check_data_matches_model(builder: SampleBuilder, c: ExpertConfig, stage: int) -> None:
+    """Config and data must agree; name the model key that disagrees."""
+    for key, have in (("state_dim", builder.state_dim), ("action_dim", builder.action_dim)):
+        if getattr(c, key) != have:
+            raise ConfigError(f"model.{key}: config says {getattr(c, key)}, the episodes have "
+                              f"{have}")
+    shape = builder.prefix_shape
+    if stage == 2:
+        if shape is None:
+            raise ConfigError("stage 2 needs episodes with frame_tokens, all are empty")
+        n, d = shape
+        if d != c.prefix_dim:
+            raise ConfigError(f"model.prefix_dim: config says {c.prefix_dim}, frames have {d}")
+        if n > c.max_prefix_tokens:
+            raise ConfigError(f"model.max_prefix_tokens: config says {c.max_prefix_tokens}, "
+                              f"frames have {n} tokens")
+
+
+def lr_at(step: int, o: OptimConfig) -> float:
+    """Linear warmup to ``lr``, then cosine to ``lr * min_lr_ratio`` at ``max_steps``."""
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    span = max(o.max_steps - o.warmup_steps, 1)
+    progress = min((step - o.warmup_steps) / span, 1.0)
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: ARExpert, o: OptimConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=o.lr, betas=(o.beta1, o.beta2))
+
+
+def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
+              g: torch.Generator | None) -> torch.Tensor:
+    """(B, T, T): keys must be real steps (padding hidden); optionally cut chunk->history."""
+    valid = batch["valid"]
+    B, T = valid.shape
+    mask = valid.unsqueeze(1).expand(B, T, T) | torch.eye(T, dtype=torch.bool)
+    if "chunk" in batch and history_drop > 0:
+        drop = torch.rand(B, generator=g) < history_drop  # (B,)
+        chunk = batch["chunk"]
+        cut = drop[:, None, None] & chunk.unsqueeze(2) & ~chunk.unsqueeze(1)  # query chunk, key hist
+        mask = mask & ~cut
+    return mask
+
+
+def batch_forward(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    prefix = None
+    if "tokens" in batch:
+        prefix = PrefixBatch(batch["tokens"], batch["capture"], batch["assign"])
+    prev = batch["prev"] if model.config.use_prev_action else None
+    return model(batch["states"], batch["positions"], prev=prev, prefix=prefix, step_mask=mask)
+
+
+def batch_loss(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor
+               ) -> torch.Tensor:
+    out, aux = batch_forward(model, batch, mask)
+    loss = model.loss(out, batch["target"], batch["weight"])
+    if aux is not None and "aux_target" in batch:
+        err = (aux[:, 0] - batch["aux_target"]).abs().mean(-1)  # (B, aux_chunk)
+        w = batch["aux_valid"]
+        loss = loss + model.config.aux_loss_weight * (err * w).sum() / w.sum().clamp_min(1)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: ARExpert, batch: dict[str, torch.Tensor], *, use_prefix: bool = True
+             ) -> float:
+    """Mean |decoded target - target| (normalised units) over the tokens that count: chunk
+    tokens of a stage-2 batch (with or without showing the prefix), else all valid tokens."""
+    was = model.training
+    model.eval()
+    b = dict(batch)
+    if not use_prefix:
+        for k in ("tokens", "capture", "assign"):
+            b.pop(k, None)
+    mask = step_mask(b, 0.0, None)
+    out, _ = batch_forward(model, b, mask)
+    err = (model.decode(out) - batch["target"]).abs().mean(-1)  # (B, T)
+    w = batch["chunk"].float() if "chunk" in batch else batch["weight"]
+    model.train(was)
+    return float((err * w).sum() / w.sum().clamp_min(1))
+
+
+def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
+          source: EpisodeSource | None = None, init: str | pathlib.Path | None = None,
+          resume: bool = False, progress: bool = True) -> TrainResult:
+    """Run stage ``stage`` for ``cfg.optim.max_steps`` steps in total; save to ``out``."""
+    if stage not in (1, 2):
+        raise ConfigError(f"stage: must be 1 or 2, got {stage!r}")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    c = cfg.model
+    source = source if source is not None else build_source(cfg.data, c)
+    out_dir = pathlib.Path(out) if out is not None else None
+    start_step, opt_state, loaded = 0, None, None
+    if resume:
+        if out_dir is None:
+            raise ConfigError("--resume needs --out (the checkpoint to continue)")
+        loaded = load_checkpoint(out_dir, expect=c, load_optimizer=True)
+        if loaded.meta.stage != stage:
+            raise CheckpointError(f"{out_dir}: is a stage-{loaded.meta.stage} checkpoint, "
+                                  f"cannot resume stage {stage}")
+        start_step, opt_state = loaded.meta.step, loaded.optimizer_state
+    elif init is not None:
+        loaded = load_checkpoint(init, expect=c)
+    if loaded is not None:
+        model = loaded.model
+        builder = SampleBuilder(source, delta_actions=c.delta_actions,
+                                state_norm=loaded.state_norm, target_norm=loaded.target_norm)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = ARExpert(c)
+        builder = SampleBuilder(source, delta_actions=c.delta_actions)
+        check_data_matches_model(builder, c, stage)
+        if c.head == "binned":
+            model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))
+    check_data_matches_model(builder, c, stage)
+    model.train()
+    opt = make_optimizer(model, cfg.optim)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    d = cfg.data
+    spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk)
+    length = d.stage1_length or (d.history + d.chunk)
+    summary = episode_summary(source)
+    meta = CheckpointMeta(model_id=str(summary["model_id"]),
+                          control_rate_hz=float(summary["control_rate_hz"]),
+                          joint_names=list(summary["joint_names"]), stage=stage,
+                          max_staleness=(d.max_staleness + d.chunk - 1) if stage == 2 else 0)
+
+    def save(step: int) -> pathlib.Path | None:
+        if out_dir is None:
+            return None
+        meta.step = step
+        return save_checkpoint(out_dir, model, state_norm=builder.state_norm,
+                               target_norm=builder.target_norm, meta=meta,
+                               train_config=to_dict(cfg), optimizer=opt)
+
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_step)
+    losses: list[float] = []
+    path = None
+    bar = tqdm(range(start_step, cfg.optim.max_steps), desc=f"stage {stage}",
+               disable=not progress, initial=start_step, total=cfg.optim.max_steps,
+               mininterval=1.0)
+    t0 = time.monotonic()
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg.optim)
+        batch = (builder.stage1_batch(cfg.optim.batch_size, length, g) if stage == 1
+                 else builder.stage2_batch(cfg.optim.batch_size, spec, g))
+        loss = batch_loss(model, batch, step_mask(batch, d.history_drop if stage == 2 else 0.0, g))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % cfg.log_every == 0:
+            recent = losses[-cfg.log_every:]
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr_at(step, cfg.optim):.2e}")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0:
+            path = save(step + 1)
+    bar.close()
+    path = save(cfg.optim.max_steps) or path
+    log.info("stage %d: %d steps in %.1f s", stage, len(losses), time.monotonic() - t0)
+    return TrainResult(losses, cfg.optim.max_steps, path)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def cli_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="arvla train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="train config YAML (model/optim/data)")
+    ap.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    ap.add_argument("--data", help="directory of .npz episodes (overrides data.path)")
+    ap.add_argument("--out", default=None, help="checkpoint directory (default runs/stage<N>)")
+    ap.add_argument("--init", help="checkpoint to start from (stage 2: the stage-1 result)")
+    ap.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    ap.add_argument("--max-steps", type=int, help="override optim.max_steps")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(TrainConfig, args.config)
+        if args.data:
+            cfg.data = dataclasses.replace(cfg.data, path=args.data)
+        if args.max_steps is not None:
+            cfg.optim = from_dict(OptimConfig, {**to_dict(cfg.optim),
+                                                "max_steps": args.max_steps}, prefix="optim.")
+        if args.stage == 2 and args.init is None and not args.resume:
+            log.warning("stage 2 without --init: the prefix alignment starts from random weights")
+        out = args.out or f"runs/stage{args.stage}"
+        result = train(cfg, stage=args.stage, out=out, init=args.init, resume=args.resume,
+                       progress=not args.no_progress)
+    except (ConfigError, CheckpointError, EpisodeError) as err:
+        print(f"arvla train: {err}", file=sys.stderr)
+        return 2
+    n = len(result.losses)
+    if n:
+        k = max(1, n // 10)
+        print(f"stage {args.stage}: loss {sum(result.losses[:k]) / k:.4f} -> "
+              f"{sum(result.losses[-k:]) / k:.4f} over {n} steps; checkpoint {result.path}")
+    else:
+        print(f"stage {args.stage}: already at step {result.step}; checkpoint {result.path}")
+    return 0

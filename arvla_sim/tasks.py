@@ -155,14 +155,22 @@ class CuedReach(Task):
     </body>"""
 
     def reset(self, world, rng):
-        self.goal = int(rng.integers(2))
+        goal = int(rng.integers(2))
         x = rng.uniform(0.45, 0.6)
         dy = rng.uniform(0.12, 0.2)
         self.pads = np.array([[x, dy, 0.004], [x, -dy, 0.004]])
         for i in range(2):
             world.set_mocap(f"pad{i}", self.pads[i])
-        self._cue_pos = self.pads[self.goal] + np.array([0.0, 0.0, self.cue_height])
-        world.set_mocap("cue", self._cue_pos)
+        self.set_goal(world, goal)
+
+    def set_goal(self, world, goal: int) -> None:
+        """Choose the cued pad (0: +y, 1: -y) -- e.g. to balance goals in an evaluation."""
+        if goal not in (0, 1):
+            raise ValueError(f"goal must be 0 or 1, got {goal!r}")
+        self.goal = goal
+        self._cue_pos = self.pads[goal] + np.array([0.0, 0.0, self.cue_height])
+        world.set_mocap("cue", self._cue_pos if self.cue_visible(world) else HIDDEN)
+        world.forward()
         self.touched: int | None = None
 
     def cue_visible(self, world) -> bool:

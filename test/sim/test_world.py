@@ -96,6 +96,30 @@ def test_memory_cue_visible_early_then_hidden_and_on_the_goal_side():
     assert sides == {True, False}, "both goals should occur over the seeds"
 
 
+def test_memory_task_after_the_cue_nothing_observable_depends_on_the_goal():
+    """Same seed, goal flipped: once the cue is gone, images and joint states are bit-identical,
+    so only memory of the first second can tell the goals apart (memoryless policy = chance)."""
+    env = SimEnv(task="cued_reach")
+    expert = make_expert(env)
+    runs = []
+    for flip in (False, True):
+        obs = env.reset(7)
+        if flip:
+            env.task.set_goal(env.world, 1 - env.task.goal)
+            obs = env.observe()
+        first = env.render()
+        states = []
+        while env.world.time < env.task.cue_duration_s + 0.2:
+            obs = env.step(expert.act(obs))
+            states.append(obs["state"])
+        runs.append((first, np.asarray(states), env.render(), int(obs["privileged"]["goal_index"][0])))
+    (first_a, states_a, late_a, goal_a), (first_b, states_b, late_b, goal_b) = runs
+    assert goal_a != goal_b
+    assert not np.array_equal(first_a, first_b), "the cue must show the goal at the start"
+    np.testing.assert_array_equal(states_a, states_b)
+    np.testing.assert_array_equal(late_a, late_b)
+
+
 def test_memory_task_expert_does_not_move_while_cue_is_visible():
     env = SimEnv(task="cued_reach")
     expert = make_expert(env)

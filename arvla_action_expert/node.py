@@ -45,7 +45,7 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from arvla.config import ConfigError
-from arvla.rosutil import stamp_to_ns
+from arvla.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_action_expert.joints import JointError, JointReading, permutation, read_joints
 from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, config_from_parameters,
                                              default_of, parameter_fields)
@@ -436,7 +436,7 @@ class ActionExpertNode(Node):
     def _publish_status(self, now_ns: int, step: int, result: TickResult) -> None:
         c = self.counters
         msg = ExpertStatus()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        ns_to_stamp(now_ns, msg.header.stamp)  # the tick's time (its start), not when it finished
         msg.state, msg.reason, msg.step = result.state, result.reason, step
         if self._prefix is not None and self._capture_step is not None:
             msg.prefix_capture_step = self._capture_step

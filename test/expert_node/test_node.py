@@ -445,3 +445,28 @@ def test_main_exits_nonzero_when_configuration_fails(tmp_path):
                "-p", "position_min:=[-1.0,-1.0,-1.0]", "-p", "position_max:=[1.0,1.0,1.0]",
                "-p", "max_velocity:=[1.0,1.0,1.0]"])
     assert rc == 1
+
+
+def test_shipped_params_file_configures_the_node(tmp_path, ros_context, repo_root):
+    """config/action_expert.yaml through rclpy's own --params-file parser (node name, types)."""
+    from arvla_action_expert.checkpoint import CheckpointMeta, save_checkpoint
+    from arvla_action_expert.model import ExpertConfig
+    from arvla_action_expert.node import ActionExpertNode
+    from arvla_action_expert.policy import ExpertPolicy
+
+    panda = [f"panda_joint{i}" for i in range(1, 8)]
+    cfg = ExpertConfig(state_dim=7, action_dim=7, prefix_dim=8, max_prefix_tokens=4, n_embd=16, n_layer=1,
+                       n_head=2, ffn=32, window=8, head="regression")
+    src = ExpertPolicy.build_untrained(cfg)
+    save_checkpoint(tmp_path / "ck", src.model, state_norm=src.state_norm, target_norm=src.target_norm,
+                    meta=CheckpointMeta(control_rate_hz=20.0, joint_names=list(reversed(panda))))
+    node = ActionExpertNode(context=ros_context, cli_args=[
+        "--ros-args", "--params-file", str(repo_root / "config" / "action_expert.yaml"),
+        "-p", f"checkpoint:={tmp_path / 'ck'}"])
+    try:
+        assert node.joints == panda and node.config.lookahead_steps == 3
+        assert node.limits.upper[3] == pytest.approx(-0.0698) and node.limits.max_velocity[6] == pytest.approx(2.61)
+        desc = node.describe_parameter("joint_state_timeout")
+        assert "stale" in desc.description and desc.read_only
+    finally:
+        node.destroy_node()

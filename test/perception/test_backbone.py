@@ -78,6 +78,27 @@ def test_vision_only(tiny_models):
     assert b.encode(_images(1)[0], "ignored").shape == (4, 16)
 
 
+def test_bfloat16_runs_and_is_part_of_the_model_id(tiny_models):
+    b32 = load_backbone(_tiny(tiny_models))
+    b16 = load_backbone(_tiny(tiny_models, dtype="bfloat16"))
+    img = _images(1)[0]
+    out32, out16 = b32.encode(img, "pick the cube"), b16.encode(img, "pick the cube")
+    assert out16.dtype == np.float32 and out16.shape == out32.shape
+    assert np.abs(out16 - out32).max() < 0.1 * (np.abs(out32).max() + 1)  # same model, coarser math
+    assert b16.model_id == b32.model_id + ":bfloat16"
+
+
+def test_cuda_device_without_cuda_is_a_clear_error(tiny_models):
+    import torch
+
+    if torch.cuda.is_available():
+        b = load_backbone(_tiny(tiny_models, device="cuda"))
+        assert b.encode(_images(1)[0], "pick").shape == (5, 16)
+    else:
+        with pytest.raises(BackboneError, match="device: 'cuda' requested but torch sees no CUDA device"):
+            load_backbone(_tiny(tiny_models, device="cuda"))
+
+
 def test_hidden_layer_out_of_range(tiny_models):
     with pytest.raises(BackboneError, match=r"hidden_layer: the model returns 3 hidden states \(0..2\), got 9"):
         load_backbone(_tiny(tiny_models, hidden_layer=9))

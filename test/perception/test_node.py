@@ -102,6 +102,13 @@ def test_image_in_prefix_out_with_the_image_stamp(make_harness, tiny_models):
     data = np.asarray(out.data, np.float32).reshape(7, 16)
     assert np.isfinite(data).all() and np.any(data != 0)
     assert stamp_to_ns(out.compute_stamp) > stamp  # computed after capture (system clock now)
+    # every config field is a declared, described, read-only parameter
+    from arvla_perception.config import field_names
+
+    for name in field_names():
+        descriptor = h.node.describe_parameter(name)
+        assert descriptor.description and descriptor.read_only, name
+    assert h.node.get_parameter("token_grid").value == [2, 3]
     out2 = h.send_and_wait(_image(stamp + 50_000_000, shade=3))
     assert out2.frame_seq == 2 and stamp_to_ns(out2.header.stamp) == stamp + 50_000_000
     assert not np.array_equal(np.asarray(out2.data), np.asarray(out.data))

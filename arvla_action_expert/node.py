@@ -129,6 +129,53 @@ class TickResult:
     step_latency_s: float = 0.0
 
 
+class EpisodeClock:
+    """Step indices of control ticks (ROS-free; the node feeds it the node clock's "now").
+
+    Origin ``t0_ns`` = the first tick after start/reset (docs/CONTRACTS.md). The step of a tick
+    is ``time_to_step(now)``, but never less than the last step + 1: the policy's memory is a
+    FIFO in step order, and a tick that fires early (jitter) must still be a new step. Steps the
+    timer skipped (it fell behind) are counted as dropped; an interval above ``LATE_FACTOR``
+    periods counts as a late tick. A clock that runs backwards is reported, not absorbed.
+    """
+
+    def __init__(self, period_ns: int):
+        if period_ns <= 0:
+            raise ValueError(f"period_ns must be > 0, got {period_ns}")
+        self.period_ns = period_ns
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0_ns: Optional[int] = None
+        self.last_tick_ns: Optional[int] = None
+        self.last_step: Optional[int] = None
+
+    def jumped_back(self, now_ns: int) -> bool:
+        """True if ``now_ns`` lies before the last tick (bag loop, sim reset)."""
+        return self.last_tick_ns is not None and now_ns < self.last_tick_ns
+
+    def tick(self, now_ns: int) -> tuple[int, bool, int]:
+        """Register a tick at ``now_ns``: (step, late, dropped steps). Call jumped_back() first."""
+        if self.jumped_back(now_ns):
+            raise ValueError(f"tick at {now_ns} ns before the last tick at {self.last_tick_ns} ns; reset() first")
+        if self.t0_ns is None:
+            self.t0_ns = now_ns
+        step = time_to_step(now_ns, self.t0_ns, self.period_ns)
+        dropped = 0
+        if self.last_step is not None:
+            dropped = max(0, step - self.last_step - 1)
+            step = max(step, self.last_step + 1)
+        late = self.last_tick_ns is not None and now_ns - self.last_tick_ns > LATE_FACTOR * self.period_ns
+        self.last_tick_ns, self.last_step = now_ns, step
+        return step, late, dropped
+
+    def step_of(self, t_ns: int) -> int:
+        """Step index of a stamp (a prefix's capture time) on this episode's clock."""
+        if self.t0_ns is None:
+            raise ValueError("no tick yet: the episode origin is not set")
+        return time_to_step(t_ns, self.t0_ns, self.period_ns)
+
+
 def _descriptor(field: dataclasses.Field[Any]) -> ParameterDescriptor:
     # Scalars are dynamically typed so that "control_rate: 50" works like 50.0; ExpertNodeConfig
     # then checks the type and names the key. read_only: values are read once at start.
@@ -181,9 +228,7 @@ class ActionExpertNode(Node):
         # run-time state (all reset by _reset_memory)
         self.counters = Counters()
         self._enabled = cfg.enabled_at_start
-        self._t0_ns: Optional[int] = None
-        self._last_tick_ns: Optional[int] = None
-        self._last_step: Optional[int] = None
+        self.episode_clock = EpisodeClock(self._period_ns)
         self._pending: Optional[ReceivedPrefix] = None     # newest received, not yet judged
         self._prefix: Optional[ReceivedPrefix] = None      # in the policy's prefix slot
         self._capture_step: Optional[int] = None
@@ -192,6 +237,7 @@ class ActionExpertNode(Node):
         self._last_good: Optional[np.ndarray] = None       # last complete finite position
         self._last_state: Optional[int] = None
         self._last_diag_ns: Optional[int] = None
+        self._refresh_latency_s = 0.0                      # last prefix encoding (inside a tick)
 
         reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
         newest = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
@@ -293,9 +339,7 @@ class ActionExpertNode(Node):
         self._prefix = None
         self._capture_step = None
         self._prefix_fault = None
-        self._t0_ns = None
-        self._last_step = None
-        self._last_tick_ns = None
+        self.episode_clock.reset()
         self.counters = Counters(**{k: getattr(self.counters, k) for k in Counters.LIFETIME})
 
     # ---- the control tick ---------------------------------------------------------------------
@@ -304,23 +348,17 @@ class ActionExpertNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         if now_ns == 0:  # use_sim_time and no /clock yet
             return
-        if self._last_tick_ns is not None and now_ns < self._last_tick_ns:
+        if self.episode_clock.jumped_back(now_ns):
+            assert self.episode_clock.last_tick_ns is not None
             self.get_logger().warning(
-                f"clock jumped back {(self._last_tick_ns - now_ns) * 1e-9:.3f} s (bag loop / sim reset): "
+                f"clock jumped back {(self.episode_clock.last_tick_ns - now_ns) * 1e-9:.3f} s (bag loop / sim reset): "
                 "memory and prefix reset, waiting for fresh joint states")
             self._reset_memory(clear_prefix=True)
             self._joint = None
             self._last_good = None
-        if self._t0_ns is None:
-            self._t0_ns = now_ns
-        step = time_to_step(now_ns, self._t0_ns, self._period_ns)
-        if self._last_step is not None:
-            self.counters.dropped_steps += max(0, step - self._last_step - 1)
-            step = max(step, self._last_step + 1)  # the policy's FIFO needs increasing steps
-        if self._last_tick_ns is not None and now_ns - self._last_tick_ns > LATE_FACTOR * self._period_ns:
-            self.counters.late_ticks += 1
-        self._last_tick_ns = now_ns
-        self._last_step = step
+        step, late, dropped = self.episode_clock.tick(now_ns)
+        self.counters.late_ticks += int(late)
+        self.counters.dropped_steps += dropped
         self.counters.ticks += 1
 
         if not self._enabled:
@@ -338,7 +376,6 @@ class ActionExpertNode(Node):
         prefix, self._pending = self._pending, None
         if prefix is None:
             return
-        assert self._t0_ns is not None
         if self._prefix is not None and prefix.stamp_ns <= self._prefix.stamp_ns:
             self.counters.ignored_old_prefixes += 1
             return
@@ -348,7 +385,7 @@ class ActionExpertNode(Node):
             self.counters.rejected_prefixes += 1
             self._prefix_fault = problem
             return
-        capture = time_to_step(prefix.stamp_ns, self._t0_ns, self._period_ns)
+        capture = self.episode_clock.step_of(prefix.stamp_ns)
         decision = decide_prefix(step, capture, max_staleness=self.config.max_staleness,
                                  allow_action_only=self.config.allow_action_only,
                                  future_tolerance=self.config.future_tolerance)
@@ -358,8 +395,10 @@ class ActionExpertNode(Node):
                 f"prefix frame {prefix.frame_seq} is from the future: capture step {capture} > step {step} "
                 f"(+{self.config.future_tolerance} tolerance); rejected", throttle_duration_sec=5.0)
             return
+        start = time.perf_counter()
         try:
             self.policy.refresh_prefix(prefix.tokens(), capture)
+            self._refresh_latency_s = time.perf_counter() - start
         except (ValueError, RuntimeError) as err:
             self.counters.rejected_prefixes += 1
             self._prefix_fault = f"prefix refresh failed: {err}"
@@ -456,8 +495,8 @@ class ActionExpertNode(Node):
         elif changed:
             self.get_logger().info(f"{_STATE_NAMES[result.state]} {result.reason}".rstrip())
         self._last_state = result.state
-        period = self.config.diagnostics_period
-        if changed or self._last_diag_ns is None or now_ns - self._last_diag_ns >= period * 1e9 or now_ns < self._last_diag_ns:
+        last = self._last_diag_ns
+        if changed or last is None or not 0 <= now_ns - last < self.config.diagnostics_period * 1e9:
             self._last_diag_ns = now_ns
             self._diag_pub.publish(self._diagnostics(msg))
 
@@ -470,7 +509,8 @@ class ActionExpertNode(Node):
                   "staleness_steps": status.staleness_steps, "staleness_sec": f"{status.staleness_sec:.4f}",
                   "prefix_frame_seq": status.prefix_frame_seq,
                   "cache_fill": f"{status.cache_fill}/{status.cache_capacity}",
-                  "step_latency_ms": f"{status.step_latency_sec * 1e3:.3f}", "enabled": self._enabled,
+                  "step_latency_ms": f"{status.step_latency_sec * 1e3:.3f}",
+                  "prefix_refresh_ms": f"{self._refresh_latency_s * 1e3:.3f}", "enabled": self._enabled,
                   **dataclasses.asdict(c)}
         diag.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         out = DiagnosticArray()

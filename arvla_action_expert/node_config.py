@@ -33,7 +33,8 @@ class ExpertNodeConfig:
     checkpoint: str = _p("", "Path of the trained expert checkpoint (ExpertPolicy.from_checkpoint). "
                              "Required: the node refuses to start without a loadable one.")
     device: str = _p("cpu", "torch device for the policy ('cpu', 'cuda', 'cuda:0').")
-    torch_threads: int = _p(1, "torch intra-op threads (1 is fastest for one small AR step; 0 = leave torch's default).")
+    torch_threads: int = _p(1, "torch intra-op threads (1 is fastest for one small AR step; 0 = leave "
+                               "torch's default).")
     control_rate: float = _p(20.0, "Control tick rate in Hz; must match the checkpoint's control_rate_hz "
                                    "(one AR step = one period). The timer runs on the node clock (use_sim_time).")
     lookahead_steps: int = _p(3, "AR steps published per tick as trajectory points (row 0 is committed to "
@@ -46,7 +47,8 @@ class ExpertNodeConfig:
                                    "when 'joints' is empty.")
     joint_limits_yaml: str = _p("", "MoveIt-style joint_limits.yaml path; supplies position/velocity limits "
                                     "not given by the list parameters below.")
-    position_min: list[float] = _p([], "Lower position limit per joint (order of 'joints'); empty: from joint_limits_yaml.")
+    position_min: list[float] = _p([], "Lower position limit per joint (order of 'joints'); empty: from "
+                                       "joint_limits_yaml.")
     position_max: list[float] = _p([], "Upper position limit per joint; empty: from joint_limits_yaml.")
     max_velocity: list[float] = _p([], "Velocity limit per joint (rad/s or m/s); empty: from joint_limits_yaml.")
     velocity_scale: float = _p(1.0, "Scale (0, 1] applied to the velocity limits.")

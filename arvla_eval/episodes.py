@@ -5,11 +5,11 @@ streams: joint states at the driver's rate, trajectory commands at the controlle
 at perception's 1-10 Hz. The expert is trained on one token per control step, so everything is
 put on a grid ``t_k = t0 + k * dt`` (``dt = 1 / control_rate_hz``):
 
-- ``states[k]``: the joint positions (by joint NAME) measured at ``t_k`` -- the newest message
-  at or before ``t_k`` ("hold", what the node sees at run time) or linearly interpolated.
+- ``states[k]``: the joint positions (by joint NAME) measured at ``t_k`` -- the message closest
+  to ``t_k`` (default), the newest at or before it ("hold"), or linearly interpolated.
 - ``actions[k]``: the command in effect when step k+1 begins, i.e. the first point of the
-  newest JointTrajectory received at or before ``t_k + dt`` (the expert publishes the action of
-  step k right after tick k). Without a command topic: ``states[k + 1]`` (the next state).
+  newest JointTrajectory received before ``t_k + dt`` (the expert publishes the action of
+  step k right after tick k, one compute latency later). Without a command topic: ``states[k + 1]`` (the next state).
 - frames: each VLPrefix's capture step ``round((header.stamp - t0) / dt)`` (the same rule the
   node uses, ``arvla_action_expert.reanchor.time_to_step``), its tokens as ``(N, D)``; or, when
   the bag has no prefixes, the camera images themselves (tokens to be computed later).
@@ -83,8 +83,10 @@ class BagEpisodeConfig:
     instruction_topic: str = "/arvla/instruction"
     # Task text; "" = from the instruction topic (or the prefixes' instruction).
     task: str = ""
-    # "hold": newest joint state at or before each step; "linear": interpolate in time.
-    state_sampling: Literal["hold", "linear"] = "hold"
+    # "nearest": the joint state closest in time to each step (robust when the driver's stamps
+    # jitter around the grid: a state stamped 0.1 ms after a step still belongs to it);
+    # "hold": newest state at or before each step (strictly causal); "linear": interpolate.
+    state_sampling: Literal["nearest", "hold", "linear"] = "nearest"
     # Drop a command topic that is missing from a bag (fall back to next-state actions) instead
     # of failing.
     command_optional: bool = False
@@ -240,7 +242,8 @@ def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None
         ct = np.asarray([t if stamped else t - offset for t, stamped, _ in commands], np.int64)
         corder = np.argsort(ct, kind="stable")
         ct, cv = ct[corder], np.stack([c[2] for c in commands])[corder]
-        idx = np.searchsorted(ct, grid + period, side="right") - 1
+        # newest command issued strictly before step k+1 begins (one at t_{k+1} is step k+1's)
+        idx = np.searchsorted(ct, grid + period, side="left") - 1
         valid = idx >= 0
         if not valid.any():
             raise EpisodeError(f"bag {path}: no command on {command_topic} falls inside the "
@@ -286,6 +289,11 @@ def _sample_states(t: np.ndarray, v: np.ndarray, grid: np.ndarray, how: str) -> 
     if how == "linear":
         tf, gf = (t - t[0]).astype(np.float64), (grid - t[0]).astype(np.float64)
         return np.stack([np.interp(gf, tf, v[:, j]) for j in range(v.shape[1])], axis=1)
+    if how == "nearest":
+        right = np.clip(np.searchsorted(t, grid, side="left"), 0, len(t) - 1)
+        left = np.clip(right - 1, 0, None)
+        take_left = np.abs(grid - t[left]) <= np.abs(t[right] - grid)
+        return v[np.where(take_left, left, right)]
     idx = np.searchsorted(t, grid, side="right") - 1
     return v[np.clip(idx, 0, None)]
 

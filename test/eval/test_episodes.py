@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -61,12 +63,22 @@ def test_actions_from_next_state_and_linear_sampling(demo_bag, demo):
     np.testing.assert_allclose(ep["states"], [demo.state_at(t) for t in grid[:-1]], atol=1e-4)
     np.testing.assert_allclose(ep["actions"], ep["states"][1:].tolist() + [demo.state_at(grid[-1])],
                                atol=1e-4)
-    # linear vs hold differ between 100 Hz samples: 8 Hz steps fall mid-interval
+    # 8 Hz steps fall mid-interval of the 100 Hz samples: hold, nearest and linear differ
     hold = bag_to_episode(path, BagEpisodeConfig(control_rate_hz=8.0, command_topic="",
-                                                 joint_names=demo.JOINTS))
+                                                 joint_names=demo.JOINTS, state_sampling="hold"))
     ahead = np.stack([demo.state_at(demo.T0 + (k * period // demo.STATE_PERIOD) * demo.STATE_PERIOD)
                       for k in range(len(hold["states"]))])
     np.testing.assert_allclose(hold["states"], ahead, atol=1e-6)
+    # 6 Hz: steps at 166.67 ms multiples, so the closest 10 ms sample is often the later one
+    nearest = bag_to_episode(path, BagEpisodeConfig(control_rate_hz=6.0, command_topic="",
+                                                    joint_names=demo.JOINTS))
+    p6 = round(1e9 / 6)
+    closest = np.stack([demo.state_at(demo.T0 + math.ceil(k * p6 / demo.STATE_PERIOD - 0.5)
+                                      * demo.STATE_PERIOD) for k in range(len(nearest["states"]))])
+    np.testing.assert_allclose(nearest["states"], closest, atol=1e-6)
+    hold6 = bag_to_episode(path, BagEpisodeConfig(control_rate_hz=6.0, command_topic="",
+                                                  joint_names=demo.JOINTS, state_sampling="hold"))
+    assert not np.allclose(nearest["states"], hold6["states"])
 
 
 def test_images_kept_for_prefix_frames_and_as_frames_without_prefixes(demo_bag):

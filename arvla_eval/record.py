@@ -1,0 +1,254 @@
+"""``arvla record``: record arvla's topics into a rosbag2 (MCAP) bag, without rosbag2_py.
+
+A thin rclpy adapter over :class:`arvla_eval.bag.BagRecorder`. Subscriptions are *raw*
+(``create_subscription(..., raw=True)``): the serialised CDR bytes DDS delivered are written to
+the bag unchanged, so the recording is exact and costs no deserialisation, images included.
+
+Like ``ros2 bag record``, a topic is subscribed once a publisher for it is seen, with QoS
+adapted to the publishers (reliable only if all publishers are reliable, transient-local only
+if all are -- so a latched /arvla/instruction published before recording started is still
+captured); the offered QoS profiles are stored in the bag for playback.
+
+Interruption: SIGINT/SIGTERM end the recording and the bag is closed properly, with every
+message received up to then (``BagRecorder.stop_on_signals``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import signal
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from arvla.config import ConfigError, require
+from arvla_eval.bag import BagError, BagRecorder, STORAGE_FORMATS
+
+__all__ = ["DEFAULT_TOPICS", "RecordConfig", "RecordResult", "RecorderNode", "adapted_qos",
+           "cli_main", "record"]
+
+# Topics that matter for arvla (docs/CONTRACTS.md) and their types, so they can be subscribed
+# even before the graph reports their type.
+DEFAULT_TOPICS: dict[str, str] = {
+    "/camera/image_raw": "sensor_msgs/msg/Image",
+    "/joint_states": "sensor_msgs/msg/JointState",
+    "/arvla/vl_prefix": "arvla_msgs/msg/VLPrefix",
+    "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
+    "/arvla/expert_status": "arvla_msgs/msg/ExpertStatus",
+    "/arvla/instruction": "std_msgs/msg/String",
+}
+
+
+@dataclasses.dataclass
+class RecordConfig:
+    """What ``arvla record`` records."""
+
+    # Bag directory to create (must not exist).
+    output: str
+    # Topics to record; [] = DEFAULT_TOPICS.
+    topics: list[str] = dataclasses.field(default_factory=list)
+    # Also record every topic under /arvla/ that appears while recording.
+    all_arvla: bool = False
+    # Stop after this many seconds of recording; 0 = until SIGINT/SIGTERM.
+    duration_s: float = 0.0
+    # "mcap" or "sqlite3".
+    storage: str = "mcap"
+    # How often the graph is scanned for new publishers, s.
+    discovery_period_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        require(bool(self.output), "output", self.output, "must name the bag directory")
+        require(self.duration_s >= 0, "duration_s", self.duration_s, "must be >= 0")
+        require(self.storage in STORAGE_FORMATS, "storage", self.storage,
+                f"must be one of {list(STORAGE_FORMATS)}")
+        require(self.discovery_period_s > 0, "discovery_period_s", self.discovery_period_s,
+                "must be > 0")
+        bad = [t for t in self.topics if not t.startswith("/")]
+        require(not bad, "topics", bad, "topic names must be absolute (start with '/')")
+
+
+def _message_class(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the generated rclpy class."""
+    package, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as err:
+        raise BagError(f"message type {msgtype} is not importable in this environment: {err}") from err
+
+
+def _rosbags_qos(profile: Any) -> Any:
+    """rclpy QoSProfile -> rosbags Qos (both use rmw's enum values)."""
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                    QosReliability, QosTime)
+
+    def dur(d: Any) -> Any:
+        ns = int(d.nanoseconds)
+        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+    return Qos(QosHistory(int(profile.history)), int(profile.depth),
+               QosReliability(int(profile.reliability)), QosDurability(int(profile.durability)),
+               dur(profile.deadline), dur(profile.lifespan), QosLiveliness(int(profile.liveliness)),
+               dur(profile.liveliness_lease_duration), bool(profile.avoid_ros_namespace_conventions))
+
+
+def adapted_qos(publisher_profiles: Sequence[Any], depth: int = 100) -> QoSProfile:
+    """A subscription QoS that matches every publisher (rosbag2's rule)."""
+    reliable = bool(publisher_profiles) and all(
+        p.reliability == ReliabilityPolicy.RELIABLE for p in publisher_profiles)
+    latched = bool(publisher_profiles) and all(
+        p.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publisher_profiles)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+class RecorderNode(Node):
+    """Subscribes (raw) to the configured topics as their publishers appear; writes to a bag."""
+
+    def __init__(self, bag: BagRecorder, config: RecordConfig, **node_kwargs: Any) -> None:
+        super().__init__("arvla_recorder", **node_kwargs)
+        self.bag = bag
+        self.config = config
+        self.wanted = list(dict.fromkeys(config.topics or DEFAULT_TOPICS))
+        self._recorded: dict[str, Any] = {}
+        self.timer = self.create_timer(config.discovery_period_s, self.discover)
+        self.discover()
+
+    @property
+    def subscribed(self) -> list[str]:
+        return sorted(self._recorded)
+
+    def discover(self) -> None:
+        """Subscribe to wanted topics (and /arvla/* with all_arvla) that now have publishers."""
+        graph = dict(self.get_topic_names_and_types())
+        candidates = list(self.wanted)
+        if self.config.all_arvla:
+            candidates += [t for t in graph if t.startswith("/arvla/") and t not in candidates]
+        for topic in candidates:
+            if topic in self._recorded:
+                continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue
+            types = {p.topic_type for p in publishers}
+            if len(types) != 1:
+                self.get_logger().error(f"{topic}: publishers disagree on the type {sorted(types)}; "
+                                        "not recording it")
+                self._recorded[topic] = None
+                continue
+            msgtype = types.pop()
+            expected = DEFAULT_TOPICS.get(topic)
+            if expected and msgtype != expected:
+                self.get_logger().warning(f"{topic} carries {msgtype}, arvla expects {expected}")
+            profiles = [p.qos_profile for p in publishers]
+            try:
+                self.bag.add_topic(topic, msgtype,
+                                   offered_qos=[_rosbags_qos(q) for q in profiles])
+                cls = _message_class(msgtype)
+            except BagError as err:
+                self.get_logger().error(f"not recording {topic}: {err}")
+                self._recorded[topic] = None
+                continue
+            self._recorded[topic] = self.create_subscription(
+                cls, topic, lambda raw, topic=topic: self.on_message(topic, raw),
+                adapted_qos(profiles), raw=True)
+            self.get_logger().info(f"recording {topic} [{msgtype}]")
+
+    def on_message(self, topic: str, raw: bytes) -> None:
+        # Receive time on the node's clock (sim time with use_sim_time), like ros2 bag record.
+        self.bag.write_raw(topic, self.get_clock().now().nanoseconds, raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordResult:
+    counts: dict[str, int]  # messages written per topic
+    stopped_by: str  # "duration", "stop", "shutdown" or the signal's name
+
+
+def record(config: RecordConfig, context: Any = None, *, use_sim_time: bool = False,
+           stop: Callable[[], bool] | None = None) -> RecordResult:
+    """Record until ``duration_s`` passes, ``stop()`` returns True, the context shuts down, or
+    SIGINT/SIGTERM arrives; the bag is closed in every case. Must run in the main thread
+    (signal handlers)."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from arvla_eval.bag import RecordingInterrupted
+
+    stopped_by = "shutdown"
+    with BagRecorder(config.output, storage=config.storage) as bag, bag.stop_on_signals():
+        node = RecorderNode(bag, config, context=context, parameter_overrides=[
+            Parameter("use_sim_time", value=use_sim_time)])
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        started = time.monotonic()
+        try:
+            while context is None or context.ok():
+                if config.duration_s and time.monotonic() - started >= config.duration_s:
+                    stopped_by = "duration"
+                    break
+                if stop is not None and stop():
+                    stopped_by = "stop"
+                    break
+                executor.spin_once(timeout_sec=0.05)
+        except RecordingInterrupted as err:
+            stopped_by = signal.Signals(err.signum).name
+        finally:
+            executor.remove_node(node)
+            node.destroy_node()
+            executor.shutdown()
+    return RecordResult(bag.counts, stopped_by)
+
+
+def cli_main(argv: list[str]) -> int:
+    """``arvla record [-o BAG] [--topics T ...] [--all-arvla] [--duration S] [--storage mcap]``"""
+    import argparse
+
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from arvla_eval.bag import RecordingInterrupted
+
+    parser = argparse.ArgumentParser(prog="arvla record", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", "-o", default=time.strftime("arvla_%Y%m%d_%H%M%S"),
+                        help="bag directory to create (default arvla_<date>_<time>)")
+    parser.add_argument("--topics", nargs="+", default=[],
+                        help=f"topics to record (default: {' '.join(DEFAULT_TOPICS)})")
+    parser.add_argument("--all-arvla", action="store_true", help="also every /arvla/* topic")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="seconds to record (default: until Ctrl-C / SIGTERM)")
+    parser.add_argument("--storage", default="mcap", choices=STORAGE_FORMATS)
+    parser.add_argument("--use-sim-time", action="store_true",
+                        help="timestamp messages on /clock time")
+    args = parser.parse_args(argv)
+    try:
+        config = RecordConfig(output=args.output, topics=args.topics, all_arvla=args.all_arvla,
+                              duration_s=args.duration, storage=args.storage)
+    except ConfigError as err:
+        print(f"arvla record: {err}", file=sys.stderr)
+        return 2
+    # Our own SIGINT/SIGTERM handling closes the bag; rclpy's would tear the context down first.
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    result = None
+    try:
+        print(f"arvla record: writing {config.output} ({config.storage})", flush=True)
+        result = record(config, context, use_sim_time=args.use_sim_time)
+    except RecordingInterrupted as err:  # arrived while setting up or closing: bag is closed
+        print(f"arvla record: {err}; bag {config.output} closed", flush=True)
+        return 0
+    except BagError as err:
+        print(f"arvla record: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
+    summary = ", ".join(f"{t}: {n}" for t, n in sorted(result.counts.items())) or "no topics seen"
+    print(f"arvla record: stopped ({result.stopped_by}); bag {config.output} closed; {summary}",
+          flush=True)
+    return 0

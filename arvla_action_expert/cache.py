@@ -48,6 +48,7 @@ class HybridKVCache:
         self.slot_step = torch.full((window + max_lookahead,), _EMPTY, dtype=torch.int64,
                                     device=device)
         self.mask = torch.zeros(1, 1, 1, slots, dtype=torch.bool, device=device)
+        self.bias = torch.zeros(1, 1, 1, slots, dtype=dtype, device=device)  # 0 / -inf form
         self.reset()
 
     # ---- state --------------------------------------------------------------------------------
@@ -117,12 +118,14 @@ class HybridKVCache:
         self.mask[..., : self.prefix_len] = True
         visible = (self.slot_step > step_index - self.window) & (self.slot_step <= step_index)
         self.mask[0, 0, 0, self.n_prefix:] = visible
+        self.bias.zero_().masked_fill_(~self.mask, float("-inf"))
         self._write_slot = self.n_prefix + slot
         self._commit = commit
 
     def keys_values(self, layer: int, k: torch.Tensor, v: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Store the new token's (1, H, 1, D) k/v of ``layer``; return all keys, values, mask."""
+        """Store the new token's (1, H, 1, D) k/v of ``layer``; return all keys, values and the
+        additive mask (0 visible, -inf hidden)."""
         if self._write_slot is None:
             raise CacheError("keys_values outside begin_step/end_step")
         if k.shape[2] != 1:
@@ -130,7 +133,7 @@ class HybridKVCache:
         s = self._write_slot
         self.k[layer, :, :, s: s + 1] = k
         self.v[layer, :, :, s: s + 1] = v
-        return self.k[layer], self.v[layer], self.mask
+        return self.k[layer], self.v[layer], self.bias
 
     def end_step(self) -> None:
         if self._write_slot is None:

@@ -23,6 +23,7 @@ keys/values and the mask come from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -48,10 +49,16 @@ def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float,
     hour is 180k steps), and ``pos * freq`` in float32 would lose ~1e-2 rad there, breaking the
     "only relative positions matter" property the cache and re-anchoring rely on.
     """
-    half = head_dim // 2
-    inv_freq = base ** (-torch.arange(half, dtype=torch.float64, device=positions.device) / half)
+    inv_freq = _inv_freq(head_dim, base, str(positions.device))
     angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # (*shape, half)
     return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _inv_freq(head_dim: int, base: float, device: str) -> torch.Tensor:
+    """base^(-2i/d), float64; cached because a cached step would otherwise spend ~0.1 ms on it."""
+    half = head_dim // 2
+    return base ** (-torch.arange(half, dtype=torch.float64, device=device) / half)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -87,8 +94,17 @@ class Attention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                mask: torch.Tensor | None) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d) + mask) v, then the output projection -> (B, T, C)."""
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, T, head_dim)
+        """softmax(q k^T / sqrt(d) + mask) v, then the output projection -> (B, T, C).
+
+        ``mask``: bool (True = attend) or additive float (0 / -inf). One query (the cached
+        step) takes four small matmul/softmax ops: SDPA's CPU kernel costs ~190 us of setup per
+        call there, more than the arithmetic.
+        """
+        if q.shape[2] == 1 and mask is not None and mask.dtype != torch.bool:
+            att = torch.matmul(q, k.transpose(-2, -1)).mul_(self.head_dim ** -0.5).add_(mask)
+            y = torch.matmul(att.softmax(dim=-1), v)  # (B, heads, 1, head_dim)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, T, hd)
         B, _, T, _ = y.shape
         return self.proj(y.transpose(1, 2).reshape(B, T, -1))
 

@@ -79,6 +79,18 @@ class ExpertPolicy:
                    target_norm=Normalizer.identity(config.action_dim),
                    control_rate_hz=control_rate_hz, model_id=model_id, joint_names=joint_names)
 
+    def quantize(self) -> None:
+        """Dynamic int8 weights for every Linear (activations stay float): ~3x faster steps on
+        CPU, where one step is bound by reading ~70 MB of fp32 weights. Inference only; the
+        agreement with fp32 is reported by bench/expert_step.py and checked in test/core."""
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao deprecation notices
+            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+
     # ---- memory -------------------------------------------------------------------------------
 
     @property

@@ -111,3 +111,22 @@ def test_step_order_violation_names_the_steps():
     with pytest.raises(CacheError, match="step 7 does not follow the last committed step 7"):
         p.step(np.zeros(4), 7)
     assert p.step(np.zeros(4), 8).shape == (1, 4)
+
+
+def test_int8_policy_stays_close_to_fp32():
+    """Dynamic int8 weights (the fast CPU path) keep actions within a small error of fp32."""
+    cfg = tiny(n_embd=64, ffn=128, head="regression")
+    a = ExpertPolicy.build_untrained(cfg, seed=1)
+    b = ExpertPolicy.build_untrained(cfg, seed=1)
+    b.quantize()
+    rng = np.random.default_rng(0)
+    tok = rng.standard_normal((4, 6)).astype(np.float32)
+    for p in (a, b):
+        p.refresh_prefix(tok, 0)
+    diffs, scale = [], []
+    for t in range(15):
+        s = rng.standard_normal(4)
+        ra, rb = a.step(s, t, lookahead=2), b.step(s, t, lookahead=2)
+        diffs.append(np.abs(ra - rb).max())
+        scale.append(np.abs(ra).max())
+    assert max(diffs) < 0.05 * max(scale), (max(diffs), max(scale))

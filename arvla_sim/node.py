@@ -13,6 +13,7 @@ Thin adapter around the ROS-free core (env.py, jtc.py, tasks.py):
   (stamp = sim time), camera ``sensor_msgs/Image`` rgb8 (stamp = sim time of capture),
   ``/sim/success`` (std_msgs/Bool) and the task's instruction (transient local) at each reset;
 - ``/sim/reset`` (std_srvs/Trigger) starts the next seeded episode.
+- No OpenGL (neither EGL nor OSMesa works): the node logs why and runs without a camera.
 
 Sim time is one monotonic clock over all episodes (an episode's physics restarts at 0, the
 published clock does not jump back), so ``use_sim_time`` nodes never see time reverse.
@@ -48,7 +49,7 @@ from arvla.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_sim.config import FIELD_HELP, NODE_NAME, SimNodeConfig
 from arvla_sim.env import SimEnv
 from arvla_sim.jtc import JointTrajectoryFollower, TrajPoint
-from arvla_sim.robot import JOINT_NAMES, PHYSICS_DT
+from arvla_sim.robot import JOINT_NAMES, PHYSICS_DT, SimError
 
 TRAJECTORY_QOS = QoSProfile(depth=10, history=QoSHistoryPolicy.KEEP_LAST,
                             reliability=QoSReliabilityPolicy.RELIABLE)
@@ -87,6 +88,14 @@ class SimNode(Node):
         self.create_service(Trigger, cfg.reset_service, self._on_reset)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+        if self._img_pub is not None:
+            try:
+                self.env.reset(cfg.seed)
+                self.env.render()
+            except SimError as err:   # no EGL/OSMesa here: run on as a robot without a camera
+                self.get_logger().error(f"camera disabled, no frames on {cfg.image_topic}: {err}")
+                self.destroy_publisher(self._img_pub)
+                self._img_pub = None
         self.reset_episode()
         rtf = cfg.real_time_factor
         period = (1.0 / cfg.controller_rate_hz) / rtf if rtf > 0 else 1e-4

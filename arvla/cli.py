@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("arvla_eval.record:cli_main", "record arvla topics to a rosbag2 (MCAP) bag"),
     "bag2episodes": ("arvla_eval.episodes:cli_main", "convert rosbag2 bags to training episodes (.npz)"),
     "import-lerobot": ("arvla_eval.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
+    "bringup": ("arvla.bringup:main", "run a launch file's nodes in one process (no launch_ros needed)"),
     "sim": ("arvla_sim.cli:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
 }
 

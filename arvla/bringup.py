@@ -1,0 +1,194 @@
+"""``arvla bringup``: run a launch file's graph in ONE process, without launch_ros.
+
+    arvla bringup [bringup.launch.py] checkpoint:=runs/demo/expert with_sim:=true use_sim_time:=true
+
+Arguments use ``ros2 launch`` syntax (``name:=value``) and the same defaults, because the graph is
+read from the launch file itself (``arvla.launch_graph``): the launch files and the parameter
+files are the single source of truth for both paths. Every node runs in one
+MultiThreadedExecutor; ``--duration S`` stops after S seconds (wall), Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from arvla.launch_graph import LaunchGraph, LaunchParseError, NodeSpec, parse_launch_file, resolve
+
+# executable (console_scripts name) -> "module:NodeClass" started in-process. A test checks each
+# module is the one its console script runs.
+NODE_CLASSES: dict[str, str] = {
+    "perception_node": "arvla_perception.node:PerceptionNode",
+    "action_expert_node": "arvla_action_expert.node:ActionExpertNode",
+    "sim_node": "arvla_sim.node:SimNode",
+}
+
+
+class BringupError(RuntimeError):
+    """The graph cannot be started; the message says which node / argument and why."""
+
+
+def package_share_dir(package: str = "arvla") -> pathlib.Path:
+    """Share dir of ``package``: ament index on a real install, else this source checkout."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            share = pathlib.Path(get_package_share_directory(package))
+            if (share / "launch").is_dir():
+                return share
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    return pathlib.Path(__file__).resolve().parents[1]
+
+
+def find_launch_file(name: str) -> pathlib.Path:
+    path = pathlib.Path(name)
+    if path.is_file():
+        return path
+    candidate = package_share_dir() / "launch" / name
+    if candidate.is_file():
+        return candidate
+    raise BringupError(f"launch file '{name}' not found (looked in . and {candidate.parent})")
+
+
+def parse_launch_args(graph: LaunchGraph, items: list[str]) -> dict[str, str]:
+    """``name:=value`` items -> every argument's value (defaults filled, required checked)."""
+    share = {"arvla": package_share_dir()}
+    given: dict[str, str] = {}
+    for item in items:
+        if ":=" not in item:
+            raise BringupError(f"launch arguments are name:=value, got '{item}'")
+        name, value = item.split(":=", 1)
+        graph.argument(name)  # KeyError naming the file if unknown
+        given[name] = value
+    values: dict[str, str] = {}
+    for arg in graph.arguments:
+        if arg.name in given:
+            values[arg.name] = given[arg.name]
+        elif arg.default is not None:
+            values[arg.name] = str(resolve(arg.default, values, share))
+        else:
+            raise BringupError(f"launch argument '{arg.name}' is required ({arg.description})")
+    return values
+
+
+def _param_value(raw: Any) -> Any:
+    """launch_ros reads substituted parameter strings as YAML ("true" -> bool, "2" -> int)."""
+    if not isinstance(raw, str) or raw == "":
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def node_kwargs(spec: NodeSpec, values: dict[str, str]) -> dict[str, Any]:
+    """Constructor keyword arguments that give an in-process node what launch_ros would."""
+    from rclpy.parameter import Parameter
+
+    share = {"arvla": package_share_dir()}
+    cli: list[str] = ["--ros-args"]
+    for f in spec.params_files:
+        path = resolve(f, values, share)
+        if not os.path.isfile(path):
+            raise BringupError(f"node {spec.name}: parameters file not found: {path}")
+        cli += ["--params-file", str(path)]
+    overrides = [Parameter(name, value=_param_value(resolve(v, values, share))) for name, v in spec.overrides]
+    kwargs: dict[str, Any] = {"node_name": spec.name, "cli_args": cli, "parameter_overrides": overrides}
+    ns = resolve(spec.namespace, values, share) if spec.namespace is not None else ""
+    if ns:
+        kwargs["namespace"] = ns
+    return kwargs
+
+
+def enabled_nodes(graph: LaunchGraph, values: dict[str, str]) -> list[NodeSpec]:
+    out = []
+    for spec in graph.nodes:
+        if spec.condition is not None and not _param_value(values[spec.condition.name]):
+            continue
+        out.append(spec)
+    return out
+
+
+def node_class(executable: str) -> type:
+    if executable not in NODE_CLASSES:
+        raise BringupError(f"no in-process node class known for executable '{executable}'")
+    module, cls = NODE_CLASSES[executable].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def start_nodes(graph: LaunchGraph, values: dict[str, str], context: Any = None) -> list[Any]:
+    """Construct every enabled node of ``graph``; on failure destroy those already made."""
+    nodes: list[Any] = []
+    try:
+        for spec in enabled_nodes(graph, values):
+            kwargs = node_kwargs(spec, values)
+            if context is not None:
+                kwargs["context"] = context
+            nodes.append(node_class(spec.executable)(**kwargs))
+    except Exception:
+        for n in nodes:
+            n.destroy_node()
+        raise
+    return nodes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="arvla bringup", description=__doc__.splitlines()[0])
+    parser.add_argument("launch_file", nargs="?", default="bringup.launch.py",
+                        help="launch file (path, or name inside the package's launch/)")
+    parser.add_argument("launch_args", nargs="*", help="name:=value, as for ros2 launch")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = run until Ctrl-C)")
+    parser.add_argument("--show-args", action="store_true", help="print the launch arguments and exit")
+    args = parser.parse_args(argv)
+    if args.launch_file and ":=" in args.launch_file:
+        args.launch_args.insert(0, args.launch_file)
+        args.launch_file = "bringup.launch.py"
+    try:
+        graph = parse_launch_file(find_launch_file(args.launch_file))
+        if args.show_args:
+            for a in graph.arguments:
+                default = "(required)" if a.default is None else f"default {a.default}"
+                print(f"  {a.name:<20} {default}\n      {a.description}")
+            return 0
+        values = parse_launch_args(graph, args.launch_args)
+    except (BringupError, LaunchParseError, KeyError) as err:
+        print(f"arvla bringup: {err}", file=sys.stderr)
+        return 2
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    with rclpy.init():
+        try:
+            nodes = start_nodes(graph, values)
+        except Exception as err:  # noqa: BLE001 - report which node could not start, then exit 1
+            print(f"arvla bringup: cannot start the graph: {err}", file=sys.stderr)
+            return 1
+        names = ", ".join(n.get_fully_qualified_name() for n in nodes)
+        print(f"arvla bringup: {len(nodes)} nodes from {graph.path.name} running in one process: {names}",
+              flush=True)
+        executor = MultiThreadedExecutor()
+        for n in nodes:
+            executor.add_node(n)
+        deadline = time.monotonic() + args.duration if args.duration > 0 else None
+        try:
+            while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+                executor.spin_once(timeout_sec=0.1)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+            for n in nodes:
+                n.destroy_node()
+    return 0

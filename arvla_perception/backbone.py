@@ -357,6 +357,86 @@ def _sentence_transformers_normalizes(d: pathlib.Path) -> bool:
     return any(str(e.get("type", "")).endswith(".Normalize") for e in entries if isinstance(e, dict))
 
 
+# ----------------------------------------------------------------------------- vision-language model
+
+class _VLMEncoder:
+    """Image + instruction through a whole transformers VLM (PaliGemma / LLaVA class), pi0-style.
+
+    The frame's image features fill ``n`` image-placeholder tokens, followed by the tokenized
+    instruction; the VLM runs its own forward (its own merging of image features and its own
+    attention rules), and the chosen language-model hidden states are the prefix: the first
+    ``n`` positions pooled to ``token_grid``, the instruction positions pooled to ``text_tokens``.
+    Both parts therefore have the language model's width and are conditioned on each other.
+    Needs a model with ``get_image_features(pixel_values)`` and an ``image_token_id`` (or
+    ``image_token_index``) in its config, and a tokenizer in the same directory.
+    """
+
+    def __init__(self, cfg: PerceptionConfig, device: torch.device, dtype: torch.dtype) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if not cfg.model_path:
+            raise BackboneError("model_path: backbone 'transformers_vlm' needs a model directory or "
+                                "cached hub id, got ''")
+        if cfg.text_model_path.strip() not in ("", "none"):
+            raise BackboneError("text_model_path: backbone 'transformers_vlm' embeds the instruction "
+                                "with the VLM's own tokenizer and language model; set '' (or 'none' "
+                                f"for image tokens only), got {cfg.text_model_path!r}")
+        d = _resolve_hf_dir(cfg.model_path, "model_path")
+        files = _weight_files(d)
+        if not files:  # random init of a multi-billion VLM is never useful: no escape hatch here
+            raise BackboneError(f"model_path: no weight files (*.safetensors / *.bin) in {d}")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(d, local_files_only=True)
+            model = AutoModel.from_pretrained(d, local_files_only=True)
+        except (OSError, ValueError, KeyError) as err:
+            raise BackboneError(f"model_path: cannot load a transformers VLM + tokenizer from {d}: {err}") from err
+        token_id = getattr(model.config, "image_token_id", None)
+        if token_id is None:
+            token_id = getattr(model.config, "image_token_index", None)
+        if token_id is None or not hasattr(model, "get_image_features"):
+            raise BackboneError(f"model_path: {type(model).__name__} in {d} is not an image-token VLM "
+                                "(needs get_image_features and config.image_token_id); use backbone "
+                                "'transformers' for its vision tower alone")
+        self.image_token_id = int(token_id)
+        self.net = model.eval().to(device=device, dtype=dtype)
+        self.device = device
+        self.layer = cfg.hidden_layer
+        self.grid = (int(cfg.token_grid[0]), int(cfg.token_grid[1]))
+        self.text_enabled = cfg.text_enabled
+        self.n_text_tokens = cfg.text_tokens
+        self.mean, self.std = _TransformersVision._normalisation(d)
+        self.random_init = False
+        self.name = f"{_name_of(d, cfg.model_path)}#{_files_hash(files)}"
+        self.n_image_tokens: int | None = None  # known after the first frame
+
+    def parts(self, x: torch.Tensor, instruction: str) -> list[np.ndarray]:
+        if self.n_image_tokens is None:
+            feats = self.net.get_image_features(pixel_values=x)
+            feats = getattr(feats, "pooler_output", feats)  # transformers 5 returns an output object
+            self.n_image_tokens = int(feats.shape[1])
+        n = self.n_image_tokens
+        text_ids = self.tokenizer(instruction)["input_ids"] if self.text_enabled else []
+        ids = torch.tensor([[self.image_token_id] * n + list(text_ids)], device=self.device)
+        out = self.net(input_ids=ids, pixel_values=x, attention_mask=torch.ones_like(ids),
+                       output_hidden_states=True, use_cache=False)
+        if self.layer < 0:
+            hidden = out.last_hidden_state  # (1, n + T, C)
+        else:
+            if self.layer >= len(out.hidden_states):
+                raise BackboneError(f"hidden_layer: the language model returns {len(out.hidden_states)} "
+                                    f"hidden states (0..{len(out.hidden_states) - 1}), got {self.layer}")
+            hidden = out.hidden_states[self.layer]
+        image = _pool_to_grid(hidden[:, :n], self.grid)[0]  # (rows*cols, C)
+        parts = [image.cpu().numpy().astype(np.float32)]
+        if self.text_enabled:
+            text = hidden[0, n:].float()  # (T, C)
+            if text.shape[0] == 0:  # a tokenizer that adds nothing to an empty instruction
+                text = torch.zeros(1, text.shape[1], device=text.device)
+            pooled = F.adaptive_avg_pool1d(text.t()[None], self.n_text_tokens)[0].t()  # (k, C)
+            parts.append(pooled.cpu().numpy().astype(np.float32))
+        return parts
+
+
 # ----------------------------------------------------------------------------- the backbone
 
 class Backbone:
@@ -400,6 +480,8 @@ class Backbone:
             vid += f":L{cfg.hidden_layer}"
         vid += f":g{self._grid[0]}x{self._grid[1]}"
         tid = f"+{self._text.name}:{self.text_tokens}tok" if self._text is not None else ""
+        if isinstance(self._vision, _VLMEncoder) and self.text_tokens:
+            tid = f"+instruction:{self.text_tokens}tok"  # through the VLM's own language model
         proj = f":rp{cfg.projection_seed}" if any(p is not None for p in self._projections) else ""
         dt = "" if cfg.dtype == "float32" else f":{cfg.dtype}"
         return f"{vid}{tid}:d{self.dim}{proj}{dt}"
@@ -417,6 +499,8 @@ class Backbone:
 
     @torch.inference_mode()
     def _parts(self, image: np.ndarray, instruction: str) -> list[np.ndarray]:
+        if isinstance(self._vision, _VLMEncoder):
+            return self._vision.parts(self._preprocess(image), instruction)
         feat = self._vision.features(self._preprocess(image))
         img = _pool_to_grid(feat, self._grid)[0].cpu().numpy().astype(np.float32)  # (rows*cols, C)
         parts = [img]
@@ -463,9 +547,12 @@ def load_backbone(cfg: PerceptionConfig) -> Backbone:
         vision = _EfficientNetVision(cfg, device, dtype)
     elif cfg.backbone == "transformers":
         vision = _TransformersVision(cfg, device, dtype)
+    elif cfg.backbone == "transformers_vlm":
+        vision = _VLMEncoder(cfg, device, dtype)
     else:  # PerceptionConfig validates this; kept for a clear error if it is bypassed
         raise BackboneError(f"backbone: unknown type {cfg.backbone!r}")
-    text = _TextEncoder(cfg, device, dtype) if cfg.text_enabled else None
+    separate_text = cfg.text_enabled and cfg.backbone != "transformers_vlm"
+    text = _TextEncoder(cfg, device, dtype) if separate_text else None
     backbone = Backbone(cfg, vision, text, device, dtype)
     log.info("perception backbone %s", backbone.describe())
     return backbone

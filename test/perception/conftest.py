@@ -69,6 +69,29 @@ def _save_tiny_bert(d: pathlib.Path) -> pathlib.Path:
     return d
 
 
+def _save_tiny_paligemma(d: pathlib.Path) -> pathlib.Path:
+    """A PaliGemma-class VLM (SigLIP 32 px / 8 px patches -> 16 image tokens, 2-layer Gemma, width
+    24) with the tiny BERT tokenizer beside it: ids 0..23 are text, 63 is the image token."""
+    import torch
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+    torch.manual_seed(4)
+    cfg = PaliGemmaConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=16, intermediate_size=32,
+                           num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8,
+                           projection_dim=24),
+        text_config=dict(model_type="gemma", vocab_size=64, hidden_size=24, intermediate_size=48,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=12, pad_token_id=0, bos_token_id=2, eos_token_id=3),
+        image_token_index=63, projection_dim=24, hidden_size=24, vocab_size=64)
+    PaliGemmaForConditionalGeneration(cfg).save_pretrained(d)
+    _save_tiny_bert(d / "tok")
+    for f in (d / "tok").iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            f.rename(d / f.name)
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, pathlib.Path]:
     root = tmp_path_factory.mktemp("tiny_models")
@@ -77,4 +100,5 @@ def tiny_models(tmp_path_factory) -> dict[str, pathlib.Path]:
         "siglip_vision": _save_tiny_siglip_vision(root / "tiny-siglip-vision"),
         "siglip_full": _save_tiny_siglip_full(root / "tiny-siglip"),
         "bert": _save_tiny_bert(root / "tiny-bert"),
+        "paligemma": _save_tiny_paligemma(root / "tiny-paligemma"),
     }

@@ -99,6 +99,30 @@ def test_cuda_device_without_cuda_is_a_clear_error(tiny_models):
             load_backbone(_tiny(tiny_models, device="cuda"))
 
 
+def test_whole_vlm_prefix_from_language_model_states(tiny_models):
+    cfg = PerceptionConfig(backbone="transformers_vlm", model_path=str(tiny_models["paligemma"]),
+                           image_size=32, token_grid=[2, 2], text_tokens=2)
+    b = load_backbone(cfg)
+    # 16 SigLIP patches -> 2x2 grid + 2 instruction segments, all of the Gemma width 24
+    assert (b.token_count, b.dim, b.image_tokens, b.text_tokens) == (6, 24, 4, 2)
+    assert b.model_id.startswith("tiny-paligemma#") and b.model_id.endswith("+instruction:2tok:d24")
+    a, c = _images()
+    pa = b.encode(a, "pick the red cube")
+    assert pa.shape == (6, 24) and np.isfinite(pa).all()
+    assert not np.allclose(b.encode(c, "pick the red cube")[:4], pa[:4])     # image matters
+    assert not np.allclose(b.encode(a, "push the blue block")[4:], pa[4:])   # instruction matters
+    # the instruction tokens are conditioned on the image (one joint forward, not two encoders)
+    assert not np.allclose(b.encode(c, "pick the red cube")[4:], pa[4:])
+    layer1 = load_backbone(PerceptionConfig(backbone="transformers_vlm", image_size=32, hidden_layer=1,
+                                            model_path=str(tiny_models["paligemma"])))
+    assert ":L1:" in layer1.model_id and layer1.encode(a, "pick").shape == (5, 24)
+    with pytest.raises(BackboneError, match="text_model_path: backbone 'transformers_vlm' embeds"):
+        load_backbone(PerceptionConfig(backbone="transformers_vlm", model_path=str(tiny_models["paligemma"]),
+                                       text_model_path=str(tiny_models["bert"])))
+    with pytest.raises(BackboneError, match="is not an image-token VLM"):
+        load_backbone(PerceptionConfig(backbone="transformers_vlm", model_path=str(tiny_models["bert"])))
+
+
 def test_hidden_layer_out_of_range(tiny_models):
     with pytest.raises(BackboneError, match=r"hidden_layer: the model returns 3 hidden states \(0..2\), got 9"):
         load_backbone(_tiny(tiny_models, hidden_layer=9))

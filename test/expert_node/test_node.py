@@ -1,6 +1,6 @@
 """The action expert node with real nodes and messages in-process, driven by a manual /clock.
 
-Every test also runs the fake JTC (conftest.FakeJTC) on everything the expert publishes; the
+Every test also runs the fake JTC (expert_harness.FakeJTC) on everything the expert publishes; the
 ``make_harness`` fixture fails the test if any message broke a JTC rule or a joint limit.
 """
 
@@ -11,7 +11,7 @@ import pytest
 
 from arvla_msgs.msg import ExpertStatus
 
-from conftest import JOINTS, LOWER, MODEL_ID, PERIOD_NS, PREFIX_DIM, T_START_NS, UPPER, tiny_policy
+from expert_harness import JOINTS, LOWER, MODEL_ID, PERIOD_NS, PREFIX_DIM, T_START_NS, UPPER, tiny_policy
 
 WAITING, RUNNING, HOLDING, FAULT, DISABLED = (ExpertStatus.STATE_WAITING, ExpertStatus.STATE_RUNNING,
                                               ExpertStatus.STATE_HOLDING, ExpertStatus.STATE_FAULT,
@@ -397,7 +397,7 @@ def test_configuration_errors_name_the_key(ros_context):
     from rclpy.parameter import Parameter
 
     from arvla_action_expert.node import ActionExpertNode
-    from conftest import base_params
+    from expert_harness import base_params
 
     def build(policy=None, **params):
         overrides = [Parameter(k, value=v) for k, v in base_params(**params).items()]
@@ -423,7 +423,7 @@ def test_node_loads_a_checkpoint_and_a_bad_one_fails_clearly(harness, tmp_path, 
 
     from arvla_action_expert.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
     from arvla_action_expert.node import ActionExpertNode
-    from conftest import base_params
+    from expert_harness import base_params
 
     src = tiny_policy(joint_names=JOINTS)
     save_checkpoint(tmp_path / "ck", src.model, state_norm=src.state_norm, target_norm=src.target_norm,

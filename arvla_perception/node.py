@@ -30,6 +30,7 @@ import typing
 from typing import Any
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
@@ -87,7 +88,9 @@ class PerceptionNode(Node):
         self.create_subscription(Image, cfg.image_topic, self._on_image, qos_profile_sensor_data)
         self.create_subscription(String, cfg.instruction_topic, self._on_instruction, INSTRUCTION_QOS)
         self.create_service(SetInstruction, cfg.set_instruction_service, self._on_set_instruction)
-        self.create_timer(cfg.diagnostics_period_s, self.publish_diagnostics)
+        # Steady clock: diagnostics keep coming while a simulation clock is paused or absent.
+        self.create_timer(cfg.diagnostics_period_s, self.publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._last_error_count = 0
 
         self._worker = threading.Thread(target=self._inference_loop, name="arvla_perception_infer",

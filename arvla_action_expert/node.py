@@ -349,10 +349,10 @@ class ActionExpertNode(Node):
         if now_ns == 0:  # use_sim_time and no /clock yet
             return
         if self.episode_clock.jumped_back(now_ns):
-            assert self.episode_clock.last_tick_ns is not None
+            back_s = (self.episode_clock.last_tick_ns or 0) * 1e-9 - now_ns * 1e-9
             self.get_logger().warning(
-                f"clock jumped back {(self.episode_clock.last_tick_ns - now_ns) * 1e-9:.3f} s (bag loop / sim reset): "
-                "memory and prefix reset, waiting for fresh joint states")
+                f"clock jumped back {back_s:.3f} s (bag loop / sim reset): memory and prefix reset, "
+                "waiting for fresh joint states")
             self._reset_memory(clear_prefix=True)
             self._joint = None
             self._last_good = None

@@ -69,6 +69,13 @@ class HybridKVCache:
     def capacity(self) -> int:
         return self.window
 
+    @property
+    def write_slot(self) -> int:
+        """Slot (index into the slot axis of k/v) reserved by ``begin_step``."""
+        if self._write_slot is None:
+            raise CacheError("no step in progress: call begin_step first")
+        return self._write_slot
+
     def set_prefix(self, kv: list[tuple[torch.Tensor, torch.Tensor]], capture_step: int) -> None:
         """Replace the prefix slot with per-layer (k rotated at capture_step, v), (1, H, N, D)."""
         n = kv[0][0].shape[2]

@@ -10,8 +10,11 @@ Rows (all one thread, batch 1, p50 / p99 in ms):
 - recompute fp32: ``ARExpert.forward`` over the last W steps + prefix, last output kept
   (what a policy without a cache pays every tick);
 - cached fp32: ``ExpertPolicy.step`` (numpy in, numpy out, normalisation, decode included);
-- cached int8: the same with Linear weights as dynamic int8 (``ExpertPolicy.quantize``); its
-  agreement with fp32 is printed (max |logit| difference, share of identical argmax bins).
+- cached int8: the same with torch dynamic int8 Linear weights (``ExpertPolicy.quantize``);
+- onnx fp32 / onnx int8: the step as one ONNX Runtime call (``ExpertPolicy.use_onnx``), fp32 or
+  per-channel int8 weights.
+Each variant's agreement with torch fp32 is printed (max |logit| difference, share of identical
+argmax bins over W + 20 steps).
 The ratio recompute / cached is the speed-up of the cache. Target: >= 10x at W=100 and
 p50 < 1 ms per cached step.
 """
@@ -74,26 +77,30 @@ def bench_recompute(policy: ExpertPolicy, iters: int, window: int, tokens: np.nd
 
 
 @torch.inference_mode()
-def agreement(a: ExpertPolicy, b: ExpertPolicy, window: int, tokens: np.ndarray
-              ) -> tuple[float, float, float]:
-    """Run both policies through the same steps: max |logit| diff, logit scale, argmax match."""
+def raw_outputs(p: ExpertPolicy, window: int, tokens: np.ndarray) -> np.ndarray:
+    """Head outputs (logits) of window + 20 steps of random states through p's step backend."""
     rng = np.random.default_rng(1)
-    for p in (a, b):
-        p.reset()
-        p.refresh_prefix(tokens, 0)
-    diffs, scale, same = [], [], []
+    p.reset()
+    p.refresh_prefix(tokens, 0)
+    outs = []
     for t in range(window + 20):
-        s = torch.as_tensor(a.state_norm.normalize(rng.standard_normal(a.state_dim))).view(1, 1, -1)
-        pos = torch.tensor([[t]])
-        outs = []
-        for p in (a, b):
-            p.cache.begin_step(t, commit=True)
-            outs.append(p.model.step(s, pos, p.cache))
-            p.cache.end_step()
-        diffs.append(float((outs[0] - outs[1]).abs().max()))
-        scale.append(float(outs[0].abs().max()))
-        same.append(float((outs[0].argmax(-1) == outs[1].argmax(-1)).float().mean()))
-    return max(diffs), max(scale), float(np.mean(same))
+        xn = p.state_norm.normalize(rng.standard_normal(p.state_dim))
+        p.cache.begin_step(t, commit=True)
+        if p._onnx is not None:
+            outs.append(p._onnx(xn, t))
+        else:
+            outs.append(p.model.step(torch.as_tensor(xn).view(1, 1, -1), torch.tensor([[t]]),
+                                     p.cache).reshape(-1).numpy())
+        p.cache.end_step()
+    return np.stack(outs)
+
+
+def agreement(ref: np.ndarray, other: np.ndarray, n_bins: int) -> str:
+    diff = np.abs(ref - other).max()
+    same = (ref.reshape(len(ref), -1, n_bins).argmax(-1)
+            == other.reshape(len(other), -1, n_bins).argmax(-1)).mean()
+    return (f"max |logit diff| {diff:.2e} (logits up to {np.abs(ref).max():.2f}), argmax bins "
+            f"identical {100 * same:.1f}% (random weights: near-flat logits, the worst case)")
 
 
 def main() -> None:
@@ -115,14 +122,18 @@ def main() -> None:
         print(f"{w:>4} {'recompute fp32':<16} {rec[0]:8.2f} {rec[1]:8.2f} {1.0:>22.1f}")
         c32 = percentiles(bench_cached(fp32, args.iters, w, tokens, rng)[0])
         print(f"{w:>4} {'cached fp32':<16} {c32[0]:8.2f} {c32[1]:8.2f} {rec[0] / c32[0]:>22.1f}")
-        q8 = ExpertPolicy.build_untrained(paper_config(w), seed=0)
-        q8.quantize()
-        c8 = percentiles(bench_cached(q8, args.iters, w, tokens, rng)[0])
-        print(f"{w:>4} {'cached int8':<16} {c8[0]:8.2f} {c8[1]:8.2f} {rec[0] / c8[0]:>22.1f}")
-        diff, scale, same = agreement(fp32, q8, w, tokens)
-        print(f"     int8 vs fp32: max |logit diff| {diff:.4f} (logits up to {scale:.3f}), "
-              f"argmax bins identical {100 * same:.1f}%")
-
+        ref = raw_outputs(fp32, w, tokens)
+        variants = {"cached int8": dict(quantize=True), "onnx fp32": dict(onnx=False),
+                    "onnx int8": dict(onnx=True)}
+        for name, how in variants.items():
+            p = ExpertPolicy.build_untrained(paper_config(w), seed=0)
+            if "quantize" in how:
+                p.quantize()
+            else:
+                p.use_onnx(int8=how["onnx"])
+            r = percentiles(bench_cached(p, args.iters, w, tokens, rng)[0])
+            print(f"{w:>4} {name:<16} {r[0]:8.2f} {r[1]:8.2f} {rec[0] / r[0]:>22.1f}")
+            print(f"     {name} vs torch fp32: {agreement(ref, raw_outputs(p, w, tokens), 500)}")
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bag2episodes": ("arvla_eval.episodes:cli_main", "convert rosbag2 bags to training episodes (.npz)"),
     "import-lerobot": ("arvla_eval.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
     "bringup": ("arvla.bringup:main", "run a launch file's nodes in one process (no launch_ros needed)"),
+    "switch-controller": ("arvla.controller_switch:main", "activate/deactivate ros2_control controllers (MoveIt hand-over)"),
     "sim": ("arvla_sim.cli:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
 }
 

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)]
+PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"]
 
 
 def write_untrained_checkpoint(path: pathlib.Path, *, joints: list[str], prefix_dim: int,
@@ -37,5 +37,5 @@ def write_untrained_checkpoint(path: pathlib.Path, *, joints: list[str], prefix_
 
 @pytest.fixture
 def panda_checkpoint(tmp_path) -> pathlib.Path:
-    """7-joint Panda arm, 1280-d prefix tokens (the default perception backbone's width)."""
+    """Panda arm + gripper (8 joints, as the embedded sim's arm_controller), 1280-d prefix tokens (the default perception backbone's width)."""
     return write_untrained_checkpoint(tmp_path / "expert", joints=PANDA_ARM, prefix_dim=1280)

@@ -44,7 +44,7 @@ def declared_parameters(executable: str) -> set[str]:
             from arvla_action_expert.model import ExpertConfig
             from arvla_action_expert.policy import ExpertPolicy
 
-            cfg = ExpertConfig(state_dim=7, action_dim=7, prefix_dim=8, max_prefix_tokens=8,
+            cfg = ExpertConfig(state_dim=8, action_dim=8, prefix_dim=8, max_prefix_tokens=8,
                                n_embd=32, n_layer=1, n_head=2, ffn=64, window=8, head="regression")
             kwargs["policy"] = ExpertPolicy.build_untrained(cfg)
             # its joints come from the params file (the node refuses to guess them)

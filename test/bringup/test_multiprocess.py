@@ -21,7 +21,7 @@ from rclpy.qos import qos_profile_sensor_data
 
 from arvla.rosutil import spin_until
 
-PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)]
+PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -70,7 +70,7 @@ def test_perception_and_expert_as_two_processes(ros_context, executor, panda_che
         img_pub = robot.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
         js_pub = robot.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         rng = np.random.default_rng(0)
-        pose = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8])
+        pose = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.02])
 
         def publish_inputs() -> None:
             now = robot.get_clock().now().to_msg()

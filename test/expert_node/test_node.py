@@ -454,8 +454,8 @@ def test_shipped_params_file_configures_the_node(tmp_path, ros_context, repo_roo
     from arvla_action_expert.node import ActionExpertNode
     from arvla_action_expert.policy import ExpertPolicy
 
-    panda = [f"panda_joint{i}" for i in range(1, 8)]
-    cfg = ExpertConfig(state_dim=7, action_dim=7, prefix_dim=8, max_prefix_tokens=4, n_embd=16, n_layer=1,
+    panda = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"]  # the sim's arm_controller
+    cfg = ExpertConfig(state_dim=8, action_dim=8, prefix_dim=8, max_prefix_tokens=4, n_embd=16, n_layer=1,
                        n_head=2, ffn=32, window=8, head="regression")
     src = ExpertPolicy.build_untrained(cfg)
     save_checkpoint(tmp_path / "ck", src.model, state_norm=src.state_norm, target_norm=src.target_norm,

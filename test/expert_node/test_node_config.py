@@ -24,7 +24,7 @@ def test_shipped_yaml_lists_every_parameter_and_is_valid(repo_root):
     cfg = config_from_parameters(params)
     joints = cfg.controller_joints()
     limits = cfg.joint_limits(joints)
-    assert limits.dof == len(joints) == 7
+    assert limits.dof == len(joints) == 8  # Panda arm + finger (the embedded sim's controller)
     assert cfg.trajectory_topic == "/arm_controller/joint_trajectory"
     assert cfg.period_ns == 50_000_000
 

@@ -116,7 +116,7 @@ class PerceptionNode(Node):
         try:
             return from_dict(PerceptionConfig, values)
         except ConfigError as err:
-            raise ConfigError(f"{self.get_name()} parameter {err}") from err
+            raise ConfigError(f"parameter {err}") from err
 
     # ------------------------------------------------------------------ inputs
     @property

@@ -245,3 +245,48 @@ def test_main_exits_nonzero_with_the_reason(tmp_path, capsys):
     rc = main(["--ros-args", "-p", "backbone:=transformers", "-p", f"model_path:={missing}"])
     assert rc == 1
     assert f"model directory not found: {missing}" in capsys.readouterr().err
+
+
+def test_console_entry_point_with_the_params_file_serves_and_stops_on_sigint(ros_context, executor, repo_root):
+    """The user path: a separate process started from config/perception.yaml (real DDS between
+    processes), then Ctrl-C: main() must return 0 (KeyboardInterrupt / external shutdown)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arvla_perception.node", "--ros-args",
+         "--params-file", str(repo_root / "config" / "perception.yaml"),
+         "-p", "image_size:=64", "-p", "instruction:=open the drawer", "-p", "max_rate_hz:=0.0"],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        io = Node("perception_process_test", context=ros_context)
+        executor.add_node(io)
+        got: list[VLPrefix] = []
+        io.create_subscription(VLPrefix, "/arvla/vl_prefix", got.append,
+                               QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+        camera = io.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+        frame = _image(42_000_000_000, h=48, w=64)
+
+        def served() -> bool:
+            assert proc.poll() is None, f"perception_node exited early:\n{proc.stdout.read()}"
+            if camera.get_subscription_count() > 0:
+                camera.publish(frame)
+            return bool(got)
+
+        assert spin_until(executor, served, 90.0), "no VLPrefix from the perception_node process"
+        out = got[0]
+        assert stamp_to_ns(out.header.stamp) == 42_000_000_000 and out.instruction == "open the drawer"
+        assert (out.token_count, out.dim) == (5, 1280) and "@64px:g2x2+all-minilm-l6-v2#" in out.model_id
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    log = proc.stdout.read()
+    assert rc == 0, f"perception_node exited with {rc} on SIGINT:\n{log}"
+    assert "Traceback" not in log, log

@@ -198,3 +198,17 @@ def test_default_backbone_reacts_to_image_and_instruction(default_backbone):
     # semantics sanity: a paraphrase is closer than an unrelated instruction
     para = b.encode(a, "grasp the red block and lift it")[4]
     assert float(pa[4] @ para) > cos
+
+
+def test_default_family_block_features_and_projection():
+    # block 15 of EfficientNet-Lite0 outputs 320 channels; dim=256 projects both parts
+    b = load_backbone(PerceptionConfig(hidden_layer=15, dim=256, token_grid=[3, 3]))
+    assert b.native_widths == (320, 384) and (b.token_count, b.dim) == (10, 256)
+    assert ":L15:g3x3+" in b.model_id and b.model_id.endswith(":d256:rp0")
+    img = _images(1, 96, 128)[0]
+    out = b.encode(img, "pick up the red cube")
+    assert out.shape == (10, 256) and np.isfinite(out).all()
+    # the projection N(0, 1/D) keeps the unit-norm sentence embedding's norm roughly (JL)
+    assert 0.6 < float(np.linalg.norm(out[9])) < 1.4
+    with pytest.raises(BackboneError, match=r"blocks 0..15 \(-1 = head features\), got 16"):
+        load_backbone(PerceptionConfig(hidden_layer=16, text_model_path="none"))

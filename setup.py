@@ -39,6 +39,7 @@ setup(
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob.glob("launch/*.py")),
         ("share/" + PACKAGE + "/config", glob.glob("config/*.yaml")),
+        ("share/" + PACKAGE + "/config/examples", glob.glob("config/examples/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -37,6 +37,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
@@ -210,10 +211,17 @@ class ActionExpertNode(Node):
         for field in parameter_fields():
             default = default_of(field)
             if isinstance(default, list) and not default:
+                # declared by type: an empty list has no type of its own. Left unset (or set to
+                # `[]` in a params file, which carries no type either) it reads as empty, which
+                # the config then resolves (e.g. joints from controllers_yaml) or rejects by name.
                 self.declare_parameter(field.name, _LIST_TYPES[str(field.type)], _descriptor(field))
+                try:
+                    values[field.name] = list(self.get_parameter(field.name).value)
+                except ParameterUninitializedException:
+                    values[field.name] = []
             else:
                 self.declare_parameter(field.name, default, _descriptor(field))
-            values[field.name] = self.get_parameter(field.name).value
+                values[field.name] = self.get_parameter(field.name).value
         return values
 
     def _configure(self, policy: Optional[ExpertPolicy]) -> None:

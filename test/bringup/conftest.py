@@ -1,41 +1,19 @@
-"""Fixtures for bring-up tests: a tiny untrained expert checkpoint that fits the Panda configs."""
+"""Fixtures for bring-up tests."""
 
 from __future__ import annotations
 
 import pathlib
+import sys
 
-import numpy as np
 import pytest
 
-PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"]
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-
-def write_untrained_checkpoint(path: pathlib.Path, *, joints: list[str], prefix_dim: int,
-                               control_rate_hz: float = 20.0, seed: int = 0) -> pathlib.Path:
-    """A real checkpoint directory (safetensors + config) with random weights, for plumbing tests.
-
-    The normaliser centres on a mid-range Panda pose with small std, so that even random weights
-    produce targets near that pose (the node clamps them to limits anyway)."""
-    import torch
-
-    from arvla_action_expert.checkpoint import CheckpointMeta, save_checkpoint
-    from arvla_action_expert.model import ARExpert, ExpertConfig
-    from arvla_action_expert.normalize import Normalizer
-
-    n = len(joints)
-    cfg = ExpertConfig(state_dim=n, action_dim=n, prefix_dim=prefix_dim, max_prefix_tokens=8,
-                       n_embd=32, n_layer=2, n_head=2, ffn=64, window=16, head="regression")
-    torch.manual_seed(seed)
-    model = ARExpert(cfg)
-    home = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8, 0.02][:n], np.float32)
-    def norm() -> Normalizer:
-        return Normalizer(mean=home.copy(), std=np.full(n, 0.05, np.float32))
-
-    meta = CheckpointMeta(model_id="", control_rate_hz=control_rate_hz, joint_names=list(joints), stage=2)
-    return save_checkpoint(path, model, state_norm=norm(), target_norm=norm(), meta=meta)
+from bringup_helpers import PANDA_ARM, write_untrained_checkpoint  # noqa: E402
 
 
 @pytest.fixture
 def panda_checkpoint(tmp_path) -> pathlib.Path:
-    """Panda arm + gripper (8 joints, as the embedded sim's arm_controller), 1280-d prefix tokens (the default perception backbone's width)."""
+    """Panda arm + gripper (8 joints, as the embedded sim's arm_controller), 1280-d prefix tokens
+    (the default perception backbone's width)."""
     return write_untrained_checkpoint(tmp_path / "expert", joints=PANDA_ARM, prefix_dim=1280)

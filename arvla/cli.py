@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-lerobot": ("arvla_eval.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
     "bringup": ("arvla.bringup:main", "run a launch file's nodes in one process (no launch_ros needed)"),
     "switch-controller": ("arvla.controller_switch:main", "activate/deactivate ros2_control controllers (MoveIt hand-over)"),
+    "eval": ("arvla_eval.evaluate:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),
+    "replay": ("arvla_eval.replay:cli_main", "open-loop replay of a bag through a checkpoint (MAE, staleness, latency)"),
     "sim": ("arvla_sim.cli:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
 }
 

@@ -492,7 +492,7 @@ class ChunkPolicy:
                              f"{c.max_prefix_tokens}, got {tokens.shape}")
         if not np.isfinite(tokens).all():
             raise ValueError("prefix tokens contain NaN/inf")
-        self._prefix = torch.as_tensor(tokens, dtype=torch.float32, device=self.device)[None]
+        self._prefix = torch.tensor(tokens, dtype=torch.float32, device=self.device)[None]  # a copy
         self._capture = int(capture_step)
 
     def clear_prefix(self) -> None:

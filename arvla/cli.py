@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("arvla_eval.evaluate:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),
     "replay": ("arvla_eval.replay:cli_main", "open-loop replay of a bag through a checkpoint (MAE, staleness, latency)"),
     "sim": ("arvla_sim.cli:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
+    "demo": ("arvla.demo:main", "end to end on CPU: collect demos via ROS, train the expert, evaluate closed loop, report"),
 }
 
 

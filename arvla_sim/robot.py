@@ -152,6 +152,23 @@ def build_model(*, world: str = "", assets: str = "") -> "mujoco.MjModel":  # no
         raise SimError(f"could not build the MuJoCo scene: {err}") from err
 
 
+def _release_gl_context() -> None:
+    """Un-bind the EGL context from the calling thread after a render.
+
+    An EGL context can be current in one thread only; MuJoCo's renderer makes it current on
+    every render but never releases it, so the next render from another thread (a ROS
+    multi-threaded executor runs the sim node's callbacks on any pool thread) fails with
+    EGL_BAD_ACCESS. OSMesa has no such rule.
+    """
+    if os.environ.get("MUJOCO_GL") != "egl":
+        return
+    from mujoco import egl
+
+    if egl.EGL_DISPLAY is not None:
+        egl.EGL.eglMakeCurrent(egl.EGL_DISPLAY, egl.EGL.EGL_NO_SURFACE, egl.EGL.EGL_NO_SURFACE,
+                               egl.EGL.EGL_NO_CONTEXT)
+
+
 class PandaWorld:
     """A compiled scene + its state: set joint targets, step physics, read joints, render.
 
@@ -265,7 +282,10 @@ class PandaWorld:
                     f"{err}. Set MUJOCO_GL=egl (GPU/mesa EGL) or MUJOCO_GL=osmesa (software), or run "
                     f"without the camera") from err
         self._renderer.update_scene(self.data, camera=self._camera)
-        return self._renderer.render()
+        try:
+            return self._renderer.render()
+        finally:
+            _release_gl_context()
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -1,0 +1,352 @@
+"""Demonstrations through the SAME ROS interface the learned expert uses, recorded as bags.
+
+Per episode, in one process (``rollout.RolloutGraph``):
+
+- ``SimNode`` runs the task; ``PerceptionNode`` turns its camera frames into ``VLPrefix``es live,
+  exactly as at test time (same backbone, same latency, frames dropped when it falls behind);
+- ``ScriptedExpertNode`` is the demonstrator: each control tick (sim time) it reads
+  ``/joint_states`` and publishes one ``JointTrajectory`` point (the scripted IK expert's
+  absolute joint targets, one period ahead) to the controller topic, plus an ``ExpertStatus``
+  so that the episode monitor records it like any expert. It reads the privileged scene state
+  (object / goal poses) from the in-process ``SimEnv`` -- allowed for the demonstrator only;
+- ``BagTap`` writes camera, joint states, prefixes, commands and the instruction (raw CDR, as
+  delivered) into one MCAP bag per episode (``arvla_eval.bag.BagRecorder``).
+
+Then ``arvla_eval.episodes`` converts each bag to a training episode (``.npz``) on the
+control-step grid, with the recorded prefixes as ``frame_tokens``.
+
+Why live perception and not images + offline tokens: the prefixes in the training data then
+have the capture stamps, gaps and model id of the deployed pipeline, and the code path that
+makes them is the one under test. It costs wall time (the sim runs at the rate perception can
+follow, ``real_time_factor`` ~1 on 2 CPU cores); offline batch encoding would be ~2x faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from arvla.config import require
+from arvla_eval.records import EpisodeRecord
+
+__all__ = ["BagTap", "CollectConfig", "CollectResult", "ScriptedExpertNode", "collect_ros"]
+
+log = logging.getLogger(__name__)
+
+RECORDED_TOPICS: dict[str, str] = {
+    "/camera/image_raw": "sensor_msgs/msg/Image",
+    "/joint_states": "sensor_msgs/msg/JointState",
+    "/arvla/vl_prefix": "arvla_msgs/msg/VLPrefix",
+    "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
+    "/arvla/instruction": "std_msgs/msg/String",
+}
+
+
+@dataclasses.dataclass
+class CollectConfig:
+    """Demonstration collection through ROS (YAML section ``collect`` of config/demo.yaml)."""
+
+    task: str = "pick_lift"
+    seeds: list[int] = dataclasses.field(default_factory=lambda: list(range(10)))
+    control_rate_hz: float = 20.0          # the scripted expert's tick = the learned expert's step
+    max_seconds: float = 0.0               # sim seconds per episode; 0 = the task's own limit
+    settle_s: float = 0.25                 # keep demonstrating "hold still" after success
+    only_success: bool = True              # convert only successful demonstrations to episodes
+    keep_bags: bool = True                 # False: delete each bag once converted
+    sim: dict[str, Any] = dataclasses.field(default_factory=dict)         # SimNode parameters
+    perception: dict[str, Any] = dataclasses.field(default_factory=dict)  # PerceptionNode parameters
+
+    def __post_init__(self) -> None:
+        from arvla_sim.tasks import TASKS
+
+        require(self.task in TASKS, "task", self.task, f"must be one of {sorted(TASKS)}")
+        require(bool(self.seeds), "seeds", self.seeds, "must list at least one seed")
+        require(self.control_rate_hz > 0, "control_rate_hz", self.control_rate_hz, "must be > 0")
+        require(self.max_seconds >= 0, "max_seconds", self.max_seconds, "must be >= 0")
+        require(self.settle_s >= 0, "settle_s", self.settle_s, "must be >= 0")
+
+
+@dataclasses.dataclass
+class CollectResult:
+    bags: list[pathlib.Path]          # one per episode (deleted again when keep_bags is false)
+    episodes: list[pathlib.Path]      # converted .npz training episodes
+    records: list[EpisodeRecord]      # the scripted expert's episodes, as evaluation records
+
+
+# ---------------------------------------------------------------------------------------------
+# The demonstrator node
+
+
+def _make_scripted_node_class() -> type:
+    from arvla_msgs.msg import ExpertStatus
+    from arvla_msgs.srv import ResetMemory
+    from builtin_interfaces.msg import Duration
+    from rclpy.node import Node
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from arvla.rosutil import ns_to_stamp
+    from arvla_sim.experts import make_expert
+    from arvla_sim.robot import JOINT_NAMES
+
+    class ScriptedExpertNode(Node):
+        """The scripted IK expert behind the expert's topics (see the module docstring).
+
+        Idle until ``/arvla/reset_memory`` starts an episode (step 0 = the next tick); the
+        privileged scene state comes from ``env`` (the sim node's ``SimEnv``).
+        """
+
+        def __init__(self, env: Any, *, control_rate_hz: float = 20.0,
+                     controller_name: str = "arm_controller", **kwargs: Any) -> None:
+            super().__init__("arvla_scripted_expert", **kwargs)
+            self.env = env
+            self.expert = make_expert(env)
+            # The sim's env runs at the controller rate (100 Hz); the expert moves its waypoints
+            # per control tick, so it must know the tick is ours.
+            self.expert.dt = 1.0 / control_rate_hz
+            self.period_ns = int(round(1e9 / control_rate_hz))
+            self._lock = threading.Lock()
+            self._q: np.ndarray | None = None
+            self._step: int | None = None      # None = idle
+            reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                                  depth=10)
+            self._traj_pub = self.create_publisher(JointTrajectory, f"/{controller_name}/joint_trajectory",
+                                                   reliable)
+            self._status_pub = self.create_publisher(ExpertStatus, "/arvla/expert_status", reliable)
+            self.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
+            self.create_service(ResetMemory, "/arvla/reset_memory", self._on_reset)
+            self.create_timer(self.period_ns * 1e-9, self._on_tick)   # node clock: sim time
+
+        def _on_joints(self, msg: JointState) -> None:
+            index = {n: i for i, n in enumerate(msg.name)}
+            if all(j in index for j in JOINT_NAMES):
+                with self._lock:
+                    self._q = np.asarray([msg.position[index[j]] for j in JOINT_NAMES], np.float32)
+
+        def _on_reset(self, request: ResetMemory.Request, response: ResetMemory.Response) -> ResetMemory.Response:
+            with self._lock:
+                self._step, self._q = 0, None    # wait for a joint state of the new episode
+            response.success, response.message = True, "scripted expert: new episode"
+            return response
+
+        def _on_tick(self) -> None:
+            now_ns = self.get_clock().now().nanoseconds
+            with self._lock:
+                step, q = self._step, self._q
+            if step is None or q is None or now_ns == 0:
+                return
+            start = time.perf_counter()
+            world = self.env.world
+            obs = {"state": q, "step": step, "time": world.time,
+                   "privileged": self.env.task.privileged(world)}
+            action = np.asarray(self.expert.act(obs), np.float64)
+            latency = time.perf_counter() - start
+            traj = JointTrajectory()             # stamp 0: the controller starts it on arrival
+            traj.joint_names = list(JOINT_NAMES)
+            point = JointTrajectoryPoint()
+            point.positions = action.tolist()
+            point.time_from_start = Duration(sec=0, nanosec=self.period_ns)
+            traj.points = [point]
+            self._traj_pub.publish(traj)
+            status = ExpertStatus()
+            ns_to_stamp(now_ns, status.header.stamp)
+            status.state, status.step = ExpertStatus.STATE_RUNNING, step
+            status.staleness_steps, status.staleness_sec = -1, -1.0
+            status.step_latency_sec = latency
+            self._status_pub.publish(status)
+            with self._lock:
+                if self._step == step:
+                    self._step = step + 1
+
+    return ScriptedExpertNode
+
+
+def ScriptedExpertNode(env: Any, **kwargs: Any) -> Any:  # noqa: N802 - a class, built lazily (rclpy)
+    """Build a ``ScriptedExpertNode`` (the class is created on first use so this module imports
+    without rclpy)."""
+    global _SCRIPTED_CLASS
+    if _SCRIPTED_CLASS is None:
+        _SCRIPTED_CLASS = _make_scripted_node_class()
+    return _SCRIPTED_CLASS(env, **kwargs)
+
+
+_SCRIPTED_CLASS: type | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Bag recording, one bag per episode
+
+
+class BagTap:
+    """Raw subscriptions to ``RECORDED_TOPICS`` whose messages go to the bag currently open.
+
+    ``open(path)`` starts a bag that takes nothing until ``start_at(t_ns)``; from then on a
+    message is written if its receive time (sim clock) is at or after ``t_ns`` -- and, for
+    joint states, if its header stamp is too, because ``bag2episodes`` builds its time grid on
+    them. The instruction is latched and published once per reset: the newest one is kept and
+    written at ``start_at``.
+    """
+
+    def __init__(self, context: Any) -> None:
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                               qos_profile_sensor_data)
+
+        from arvla_eval.bag import make_typestore
+        from arvla_eval.record import _message_class
+
+        self.node = Node("arvla_bag_tap", context=context,
+                         parameter_overrides=[Parameter("use_sim_time", value=True)])
+        self.typestore = make_typestore()
+        self._lock = threading.Lock()
+        self._bag: Any = None
+        self._start_ns: int | None = None
+        self._instruction: bytes | None = None
+        self._joint_state_cls = _message_class("sensor_msgs/msg/JointState")
+        reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+        latched = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        for topic, msgtype in RECORDED_TOPICS.items():
+            qos = (qos_profile_sensor_data if msgtype.startswith("sensor_msgs")
+                   else latched if topic == "/arvla/instruction" else reliable)
+            self.node.create_subscription(_message_class(msgtype), topic,
+                                          lambda raw, topic=topic: self._on_message(topic, raw),
+                                          qos, raw=True)
+
+    def open(self, path: pathlib.Path) -> None:
+        from arvla_eval.bag import BagRecorder
+
+        bag = BagRecorder(path, typestore=self.typestore).open()
+        for topic, msgtype in RECORDED_TOPICS.items():
+            bag.add_topic(topic, msgtype)
+        with self._lock:
+            self._bag, self._start_ns = bag, None
+
+    def start_at(self, start_ns: int) -> None:
+        with self._lock:
+            self._start_ns = start_ns
+            if self._bag is not None and self._instruction is not None:
+                self._bag.write_raw("/arvla/instruction", start_ns, self._instruction)
+
+    def close(self) -> dict[str, int]:
+        with self._lock:
+            bag, self._bag = self._bag, None
+        if bag is None:
+            return {}
+        bag.close()
+        return bag.counts
+
+    def _on_message(self, topic: str, raw: bytes) -> None:
+        now_ns = self.node.get_clock().now().nanoseconds
+        if topic == "/arvla/instruction":
+            with self._lock:
+                self._instruction = bytes(raw)
+                if self._bag is None or self._start_ns is None:
+                    return
+        if topic == "/joint_states":
+            from rclpy.serialization import deserialize_message
+
+            stamp = deserialize_message(raw, self._joint_state_cls).header.stamp
+            now_ns = min(now_ns, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+        with self._lock:
+            if self._bag is None or self._start_ns is None or now_ns < self._start_ns:
+                return
+            self._bag.write_raw(topic, max(now_ns, self._start_ns), raw)
+
+    def destroy(self) -> None:
+        self.close()
+        self.node.destroy_node()
+
+
+# ---------------------------------------------------------------------------------------------
+# Collection
+
+
+def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress: bool = True,
+                domain_id: int | None = None, log_level: str | None = None) -> CollectResult:
+    """Collect ``config.seeds`` demonstrations of ``config.task`` into ``out_dir``:
+    ``bags/<task>_<seed>/`` (MCAP) and ``episodes/<task>_<seed>.npz``."""
+    from tqdm import tqdm
+
+    from arvla_eval.episodes import BagEpisodeConfig, EpisodeError, bag_to_episode, save_episode
+    from arvla_eval.rollout import RolloutGraph, _parameters
+    from arvla_sim.robot import JOINT_NAMES
+    from arvla_sim.tasks import make_task
+
+    out = pathlib.Path(out_dir)
+    bag_dir, ep_dir = out / "bags", out / "episodes"
+    bag_dir.mkdir(parents=True, exist_ok=True)
+    ep_dir.mkdir(parents=True, exist_ok=True)
+    max_seconds = config.max_seconds or make_task(config.task).max_duration_s
+    rate = config.control_rate_hz
+
+    def factory(context: Any, graph: RolloutGraph) -> Any:
+        return ScriptedExpertNode(graph.sim.env, control_rate_hz=rate,
+                                  controller_name=graph.sim.config.controller_name, context=context,
+                                  parameter_overrides=_parameters({"use_sim_time": True}))
+
+    bag_cfg = BagEpisodeConfig(control_rate_hz=rate, joint_names=list(JOINT_NAMES))
+    result = CollectResult([], [], [])
+    with RolloutGraph(task=config.task, expert_factory=factory, sim_overrides=config.sim,
+                      perception_overrides=config.perception, domain_id=domain_id,
+                      log_level=log_level) as graph:
+        tap = BagTap(graph.context)
+        graph.executor.add_node(tap.node)
+        try:
+            bar = tqdm(config.seeds, desc=f"collect {config.task}", unit="ep", disable=not progress)
+            wins = 0
+            for seed in bar:
+                name = f"{config.task}_{seed:06d}"
+                bag = bag_dir / name
+                if bag.exists():
+                    import shutil
+
+                    shutil.rmtree(bag)
+                try:
+                    rec = graph.run_episode(seed, max_seconds=max_seconds, policy_name="scripted",
+                                            control_rate_hz=rate, settle_s=config.settle_s,
+                                            before_reset=lambda bag=bag: tap.open(bag),
+                                            after_reset=tap.start_at)
+                finally:
+                    counts = tap.close()
+                result.records.append(rec)
+                result.bags.append(bag)
+                wins += rec.success
+                bar.set_postfix(success=f"{wins}/{len(result.records)}",
+                                prefixes=counts.get("/arvla/vl_prefix", 0))
+                if rec.success or not config.only_success:
+                    try:
+                        episode = bag_to_episode(bag, bag_cfg)
+                        episode["task"] = np.asarray(config.task)
+                        result.episodes.append(save_episode(ep_dir / f"{name}.npz", episode))
+                    except EpisodeError as err:
+                        log.warning("episode %s not usable: %s", name, err)
+                if not config.keep_bags:
+                    import shutil
+
+                    shutil.rmtree(bag, ignore_errors=True)
+        finally:
+            graph.executor.remove_node(tap.node)
+            tap.destroy()
+    return result
+
+
+def episode_shapes(paths: Sequence[pathlib.Path]) -> dict[str, Any]:
+    """Summary of converted episodes (count, steps, frames) for logs."""
+    from arvla_eval.episodes import load_episode
+
+    steps, frames = [], []
+    for p in paths:
+        ep = load_episode(p)
+        steps.append(len(ep["states"]))
+        frames.append(len(ep["frame_steps"]))
+    return {"episodes": len(paths), "steps": int(np.sum(steps)) if steps else 0,
+            "frames": int(np.sum(frames)) if frames else 0}

@@ -1,0 +1,516 @@
+"""Closed-loop episodes through the real ROS graph, in one process.
+
+``run_episodes(policy, task=..., seeds=...)`` starts, on a private rclpy ``Context`` with one
+``MultiThreadedExecutor`` spinning in a background thread:
+
+- ``SimNode`` (the MuJoCo Panda behind a joint_trajectory_controller-like topic, ``/clock``),
+- ``PerceptionNode`` (camera + instruction -> ``VLPrefix``, sim time),
+- ``ActionExpertNode`` running the given policy object (sim time),
+- an ``EpisodeMonitor`` node of our own that only LISTENS: ``/joint_states``, the controller's
+  ``JointTrajectory``, ``/arvla/expert_status``, ``/sim/success``, ``/clock`` and (optionally)
+  the camera,
+
+and drives each episode with the same services a user would call: the sim's ``seed``
+parameter + ``/sim/reset``, then ``/arvla/reset_memory`` (memory and prefix cleared). An episode
+ends on success (``/sim/success``), on the task's failure, or after ``max_seconds`` of sim time.
+Failure has no topic, so it is read from the in-process sim's task -- evaluation bookkeeping
+only; the policy never sees it.
+
+Nodes are created once and reused across episodes (loading the perception backbone takes
+seconds); ``RolloutGraph`` exposes that for callers running several tasks or policies
+(``set_task`` swaps only the sim node).
+
+Ticks: each ``ExpertStatus`` is one control tick of the expert (its header stamp is the tick's
+sim time). The record's tick t holds that status's staleness/latency, the newest joint state
+stamped at or before the tick, and the first point of the trajectory published in that tick
+(statuses and trajectories are paired in arrival order; a tick that published nothing repeats
+the previous command -- the controller holds it -- or, before any command, the measured
+position).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from arvla_eval.records import EpisodeRecord
+
+__all__ = ["EpisodeMonitor", "RolloutError", "RolloutGraph", "ar_expert_factory", "default_domain_id",
+           "expert_parameters", "run_episodes"]
+
+log = logging.getLogger(__name__)
+
+# Panda velocity limits (rad/s) + the gripper finger (m/s; the scripted experts open/close it
+# within ~2 control periods, the learned expert must be allowed the same).
+PANDA_MAX_VELOCITY = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61, 1.0)
+
+
+class RolloutError(RuntimeError):
+    """The graph could not be started or an episode could not be run; the message says why."""
+
+
+def expert_parameters(joint_names: Sequence[str], lower: Sequence[float], upper: Sequence[float],
+                      overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Expert node parameters for the embedded Panda (8 joints incl. the gripper), sim time."""
+    params: dict[str, Any] = {
+        "use_sim_time": True,
+        "joints": list(joint_names),
+        "position_min": [float(x) for x in lower],
+        "position_max": [float(x) for x in upper],
+        "max_velocity": [float(x) for x in PANDA_MAX_VELOCITY[:len(joint_names)]],
+        "torch_threads": 1,
+        "diagnostics_period": 5.0,
+    }
+    params.update(overrides or {})
+    return params
+
+
+def _parameters(values: Mapping[str, Any]) -> list[Any]:
+    from rclpy.parameter import Parameter
+
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The listening node
+
+
+class EpisodeMonitor:
+    """Collects what one episode needs from the graph's topics (a plain object owning a Node).
+
+    Everything arrives on executor threads; one lock guards the buffers. ``begin()`` arms it
+    after the resets: statuses count from the first tick with ``step == 0`` stamped after the
+    reset (ticks of the previous episode still in flight are ignored).
+    """
+
+    def __init__(self, context: Any, *, controller_name: str = "arm_controller",
+                 joint_names: Sequence[str], image_topic: str = "/camera/image_raw",
+                 keep_frames: bool = False, frame_every: int = 1) -> None:
+        from arvla_msgs.msg import ExpertStatus
+        from rclpy.node import Node
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import Bool
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.node = Node("arvla_episode_monitor", context=context)
+        self.joint_names = list(joint_names)
+        self.keep_frames = keep_frames
+        self.frame_every = max(1, int(frame_every))
+        self._lock = threading.Lock()
+        self._recording = False
+        self.clock_ns = 0
+        reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                              depth=100)
+        n = self.node
+        n.create_subscription(Clock, "/clock", self._on_clock, 10)
+        n.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
+        n.create_subscription(JointTrajectory, f"/{controller_name}/joint_trajectory", self._on_traj, reliable)
+        n.create_subscription(ExpertStatus, "/arvla/expert_status", self._on_status, reliable)
+        n.create_subscription(Bool, "/sim/success", self._on_success, 10)
+        if keep_frames:
+            n.create_subscription(Image, image_topic, self._on_image, qos_profile_sensor_data)
+        self._reset_buffers(0)
+
+    def _reset_buffers(self, after_ns: int) -> None:
+        self._after_ns = after_ns
+        self._started = False
+        self.t0_ns: int | None = None
+        self.ticks: list[tuple[int, int, float, np.ndarray | None]] = []  # (stamp, stale, lat, cmd)
+        self._pending_cmd: np.ndarray | None = None
+        self.joint_t: list[int] = []
+        self.joint_q: list[np.ndarray] = []
+        self.success_ns: int | None = None
+        self.frames: list[np.ndarray] = []
+        self._n_images = 0
+        self.late_ticks = 0
+
+    # -- callbacks (executor threads) --------------------------------------------------------
+    def _on_clock(self, msg: Any) -> None:
+        self.clock_ns = int(msg.clock.sec) * 1_000_000_000 + int(msg.clock.nanosec)
+
+    def _on_joints(self, msg: Any) -> None:
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        index = {name: i for i, name in enumerate(msg.name)}
+        if any(j not in index for j in self.joint_names):
+            return
+        q = np.asarray([msg.position[index[j]] for j in self.joint_names], np.float64)
+        with self._lock:
+            if self._recording and stamp >= self._after_ns:
+                self.joint_t.append(stamp)
+                self.joint_q.append(q)
+
+    def _on_traj(self, msg: Any) -> None:
+        if not msg.points:
+            return
+        index = {name: i for i, name in enumerate(msg.joint_names)}
+        if any(j not in index for j in self.joint_names):
+            return
+        first = msg.points[0].positions
+        cmd = np.asarray([first[index[j]] for j in self.joint_names], np.float64)
+        with self._lock:
+            self._pending_cmd = cmd
+
+    def _on_status(self, msg: Any) -> None:
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        with self._lock:
+            cmd, self._pending_cmd = self._pending_cmd, None
+            if not self._recording or stamp < self._after_ns:
+                return
+            if not self._started:
+                if msg.step != 0:
+                    return
+                self._started, self.t0_ns = True, stamp
+            self.ticks.append((stamp, int(msg.staleness_steps), float(msg.step_latency_sec), cmd))
+            self.late_ticks = int(msg.late_ticks)
+
+    def _on_success(self, msg: Any) -> None:
+        with self._lock:
+            if self._recording and self._started and msg.data and self.success_ns is None:
+                self.success_ns = max(self.clock_ns, self.ticks[-1][0] if self.ticks else 0)
+
+    def _on_image(self, msg: Any) -> None:
+        from arvla_eval.episodes import image_to_rgb
+
+        with self._lock:
+            if not (self._recording and self._started):
+                return
+            self._n_images += 1
+            if (self._n_images - 1) % self.frame_every:
+                return
+        rgb = image_to_rgb(msg)
+        with self._lock:
+            self.frames.append(rgb)
+
+    # -- episode control (main thread) -------------------------------------------------------
+    def begin(self, after_ns: int) -> None:
+        with self._lock:
+            self._reset_buffers(after_ns)
+            self._recording = True
+
+    def elapsed_s(self) -> float:
+        with self._lock:
+            if self.t0_ns is None:
+                return 0.0
+            return (max(self.clock_ns, self.ticks[-1][0] if self.ticks else 0) - self.t0_ns) * 1e-9
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def end(self, *, policy: str, task: str, seed: int, control_rate_hz: float,
+            failed: bool) -> EpisodeRecord:
+        with self._lock:
+            self._recording = False
+            ticks = list(self.ticks)
+            jt = np.asarray(self.joint_t, np.int64)
+            jq = np.asarray(self.joint_q, np.float64).reshape(-1, len(self.joint_names))
+            success_ns, t0 = self.success_ns, self.t0_ns
+            frames = list(self.frames)
+        if not ticks or t0 is None:
+            raise RolloutError(f"task {task} seed {seed}: no expert tick was recorded (is the expert "
+                               "node running and /clock advancing?)")
+        if success_ns is not None:      # the success tick is the last one that counts
+            ticks = [t for t in ticks if t[0] <= success_ns] or ticks[:1]
+        if jt.size == 0:
+            raise RolloutError(f"task {task} seed {seed}: no /joint_states during the episode")
+        order = np.argsort(jt, kind="stable")
+        jt, jq = jt[order], jq[order]
+        stamps = np.asarray([t[0] for t in ticks], np.int64)
+        idx = np.clip(np.searchsorted(jt, stamps, side="right") - 1, 0, len(jt) - 1)
+        positions = jq[idx]
+        commands = np.empty_like(positions)
+        last: np.ndarray | None = None
+        for i, (_, _, _, cmd) in enumerate(ticks):
+            last = cmd if cmd is not None else last
+            commands[i] = last if last is not None else positions[i]
+        success = success_ns is not None and not failed
+        return EpisodeRecord(
+            policy=policy, task=task, seed=seed, success=success,
+            time_to_success=(success_ns - t0) * 1e-9 if success else None,
+            control_rate_hz=control_rate_hz, joint_names=self.joint_names,
+            times=(stamps - t0) * 1e-9, positions=positions, commands=commands,
+            staleness_steps=np.asarray([t[1] for t in ticks], np.int64),
+            step_latency_s=np.asarray([t[2] for t in ticks], np.float64),
+            frames=np.stack(frames) if (self.keep_frames and frames) else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph
+
+
+class RolloutGraph:
+    """Sim + perception + an expert (or any node publishing trajectories and ExpertStatus) and a
+    monitor on a private context, spun by a MultiThreadedExecutor in a background thread.
+
+    ``expert_factory(context) -> Node`` builds the expert node; it must offer ``/arvla/reset_memory``
+    and publish ``/arvla/expert_status`` every tick (the ActionExpertNode does; so does
+    ``collect_ros.ScriptedExpertNode``). Use as a context manager.
+    """
+
+    def __init__(self, *, task: str, expert_factory: Callable[[Any, Any], Any],
+                 sim_overrides: Mapping[str, Any] | None = None,
+                 perception_overrides: Mapping[str, Any] | None = None,
+                 with_perception: bool = True, keep_frames: bool = False, frame_every: int = 1,
+                 domain_id: int | None = None, threads: int = 4, log_level: str | None = None) -> None:
+        self.task = task
+        self._expert_factory = expert_factory
+        self.sim_overrides = dict(sim_overrides or {})
+        self.perception_overrides = dict(perception_overrides or {})
+        self.with_perception = with_perception
+        self.keep_frames = keep_frames
+        self.frame_every = frame_every
+        self.domain_id = domain_id
+        self.threads = threads
+        self.log_level = log_level        # e.g. "warn": quieter nodes (per-episode resets log at info)
+        self.context: Any = None
+        self.executor: Any = None
+        self.sim: Any = None
+        self.perception: Any = None
+        self.expert: Any = None
+        self.monitor: EpisodeMonitor | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: dict[str, Any] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> "RolloutGraph":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = rclpy.Context()
+        kwargs: dict[str, Any] = {"domain_id": self.domain_id} if self.domain_id is not None else {}
+        if self.log_level:
+            kwargs["args"] = ["--ros-args", "--log-level", self.log_level]
+        rclpy.init(context=self.context, **kwargs)
+        try:
+            self.executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
+            self._start_sim()
+            from arvla_sim.robot import JOINT_NAMES
+
+            if self.with_perception:
+                from arvla_perception.node import PerceptionNode
+
+                self.perception = PerceptionNode(context=self.context, parameter_overrides=_parameters(
+                    {"use_sim_time": True, **self.perception_overrides}))
+                self.executor.add_node(self.perception)
+            self.expert = self._expert_factory(self.context, self)
+            self.executor.add_node(self.expert)
+            self.monitor = EpisodeMonitor(self.context, joint_names=JOINT_NAMES,
+                                          controller_name=self.sim.config.controller_name,
+                                          image_topic=self.sim.config.image_topic,
+                                          keep_frames=self.keep_frames, frame_every=self.frame_every)
+            self.executor.add_node(self.monitor.node)
+            from arvla_msgs.srv import ResetMemory
+            from std_srvs.srv import Trigger
+
+            mon = self.monitor.node
+            self._clients = {"reset_sim": mon.create_client(Trigger, self.sim.config.reset_service),
+                             "reset_memory": mon.create_client(ResetMemory, "/arvla/reset_memory")}
+            self._thread = threading.Thread(target=self._spin, name="arvla_rollout_spin", daemon=True)
+            self._thread.start()
+            for name, client in self._clients.items():
+                if not client.wait_for_service(timeout_sec=30.0):
+                    raise RolloutError(f"service of {name} ({client.srv_name}) not available after 30 s")
+        except BaseException:
+            self.close()
+            raise
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _start_sim(self) -> None:
+        from arvla_sim.node import SimNode
+
+        params = {"task": self.task, **self.sim_overrides}
+        self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params))
+        self.executor.add_node(self.sim)
+
+    def set_task(self, task: str) -> None:
+        """Replace the sim node by one for ``task`` (perception and expert are kept)."""
+        if task == self.task:
+            return
+        self.executor.remove_node(self.sim)
+        self.sim.destroy_node()
+        self.task = task
+        self._start_sim()
+
+    @property
+    def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        world = self.sim.env.world
+        return world.lower.copy(), world.upper.copy()
+
+    def close(self) -> None:
+        import rclpy
+
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        for node in (self.monitor.node if self.monitor else None, self.expert, self.perception, self.sim):
+            if node is not None:
+                try:
+                    node.destroy_node()
+                except Exception as err:  # noqa: BLE001 - keep closing the others
+                    log.warning("destroying %s failed: %s", node, err)
+        if self.context is not None and self.context.ok():
+            rclpy.shutdown(context=self.context)
+        self.executor = self.context = None
+
+    # -- services -------------------------------------------------------------------------------
+    def _call(self, name: str, request: Any, timeout_s: float = 10.0) -> Any:
+        client = self._clients[name]
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                client.remove_pending_request(future)
+                raise RolloutError(f"{client.srv_name}: no answer within {timeout_s:g} s")
+            time.sleep(0.002)
+        return future.result()
+
+    def reset(self, seed: int, before_reset: Callable[[], None] | None = None) -> int:
+        """New episode with ``seed`` (sim reset, then expert memory reset); returns the sim time
+        (ns) at which the episode started. ``before_reset`` runs right before the sim reset."""
+        from arvla_msgs.srv import ResetMemory
+        from rclpy.parameter import Parameter
+        from std_srvs.srv import Trigger
+
+        result = self.sim.set_parameters([Parameter("seed", value=int(seed))])[0]
+        if not result.successful:
+            raise RolloutError(f"cannot set the sim seed to {seed}: {result.reason}")
+        if before_reset is not None:
+            before_reset()
+        answer = self._call("reset_sim", Trigger.Request())
+        if not answer.success:
+            raise RolloutError(f"/sim/reset failed: {answer.message}")
+        # Physics time of the new episode first, the clock second: a tick in between makes the
+        # estimate later (one tick of the new episode ignored), never earlier (old ticks kept).
+        episode_ns = int(round(self.sim.env.world.time * 1e9))
+        start_ns = self.sim.now_ns - episode_ns
+        answer = self._call("reset_memory", ResetMemory.Request(clear_prefix=True))
+        if not answer.success:
+            raise RolloutError(f"/arvla/reset_memory failed: {answer.message}")
+        return start_ns
+
+    # -- episodes -------------------------------------------------------------------------------
+    def run_episode(self, seed: int, *, max_seconds: float, policy_name: str,
+                    control_rate_hz: float, wall_timeout_s: float | None = None,
+                    settle_s: float = 0.0, before_reset: Callable[[], None] | None = None,
+                    after_reset: Callable[[int], None] | None = None) -> EpisodeRecord:
+        """One episode (reset, run until success / failure / ``max_seconds`` sim time).
+
+        ``settle_s``: keep running this long (sim time) after success before ending (e.g. so a
+        demonstration also shows "done, hold still"); the record still ends at the success tick.
+        ``before_reset()`` / ``after_reset(start_ns)`` bracket the resets (bag recording).
+        """
+        assert self.monitor is not None
+        self.monitor.begin(2**62)          # ignore everything until the episode start is known
+        after_ns = self.reset(seed, before_reset)
+        self.monitor.begin(after_ns)
+        if after_reset is not None:
+            after_reset(after_ns)
+        rtf = float(self.sim.config.real_time_factor) or 10.0
+        wall_timeout_s = wall_timeout_s or (max_seconds / rtf) * 4.0 + 30.0
+        deadline = time.monotonic() + wall_timeout_s
+        failed = False
+        while True:
+            time.sleep(0.01)
+            success_ns = self.monitor.success_ns
+            if success_ns is not None and self.monitor.clock_ns - success_ns >= settle_s * 1e9:
+                break
+            if self.monitor.started and self.sim.env.failure():
+                failed = True
+                break
+            if self.monitor.elapsed_s() >= max_seconds:
+                break
+            if time.monotonic() > deadline:
+                if not self.monitor.started:
+                    raise RolloutError(f"task {self.task} seed {seed}: the expert never ticked within "
+                                       f"{wall_timeout_s:.0f} s wall time")
+                log.warning("task %s seed %d: wall-clock guard hit after %.1f s sim time",
+                            self.task, seed, self.monitor.elapsed_s())
+                break
+        return self.monitor.end(policy=policy_name, task=self.task, seed=seed,
+                                control_rate_hz=control_rate_hz, failed=failed)
+
+
+def ar_expert_factory(policy: Any, expert_overrides: Mapping[str, Any] | None = None
+                      ) -> Callable[[Any, RolloutGraph], Any]:
+    """``expert_factory`` for ``RolloutGraph`` running ``policy`` in an ActionExpertNode."""
+
+    def factory(context: Any, graph: RolloutGraph) -> Any:
+        from arvla_action_expert.node import ActionExpertNode
+        from arvla_sim.robot import JOINT_NAMES
+
+        lower, upper = graph.joint_limits
+        params = expert_parameters(JOINT_NAMES, lower, upper,
+                                   {"control_rate": float(policy.control_rate_hz),
+                                    **dict(expert_overrides or {})})
+        return ActionExpertNode(policy=policy, context=context, parameter_overrides=_parameters(params))
+
+    return factory
+
+
+def default_domain_id() -> int | None:
+    """Keep the env's ROS_DOMAIN_ID if set; else a private one so a demo never talks to a robot."""
+    if os.environ.get("ROS_DOMAIN_ID"):
+        return None
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return 150 + os.getpid() % 80
+
+
+def run_episodes(policy: Any, *, task: str, seeds: Sequence[int], max_seconds: float,
+                 sim_overrides: Mapping[str, Any] | None = None,
+                 expert_overrides: Mapping[str, Any] | None = None,
+                 perception_overrides: Mapping[str, Any] | None = None,
+                 keep_frames: bool = False, progress: bool = True, policy_name: str = "ar",
+                 graph: RolloutGraph | None = None, log_level: str | None = None) -> list[EpisodeRecord]:
+    """Closed-loop episodes of ``policy`` on ``task`` through the real ROS graph (see module doc).
+
+    ``graph``: an already started ``RolloutGraph`` to reuse (its task is switched to ``task``);
+    without one, a graph is started for these episodes and closed afterwards.
+    """
+    from tqdm import tqdm
+
+    if max_seconds <= 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    own = graph is None
+    if graph is None:
+        graph = RolloutGraph(task=task, expert_factory=ar_expert_factory(policy, expert_overrides),
+                             sim_overrides=sim_overrides, perception_overrides=perception_overrides,
+                             keep_frames=keep_frames, domain_id=default_domain_id(), log_level=log_level)
+        graph.start()
+    records: list[EpisodeRecord] = []
+    try:
+        graph.set_task(task)
+        bar = tqdm(list(seeds), desc=f"rollout {policy_name} {task}", unit="ep", disable=not progress)
+        wins = 0
+        for seed in bar:
+            rec = graph.run_episode(int(seed), max_seconds=max_seconds, policy_name=policy_name,
+                                    control_rate_hz=float(policy.control_rate_hz))
+            records.append(rec)
+            wins += rec.success
+            bar.set_postfix(success=f"{wins}/{len(records)}")
+    finally:
+        if own:
+            graph.close()
+    return records
+

@@ -1,0 +1,41 @@
+"""``arvla demo --quick`` end to end in a temp dir (marked ``slow``: ``-m slow`` selects it, ``-m 'not slow'`` skips it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from arvla.demo import DemoConfig, load_demo_config, main
+from arvla.config import ConfigError
+
+ROOT_CONFIG = "config/demo.yaml"
+
+
+def test_config_loads_and_validates(repo_root):
+    full = load_demo_config(repo_root / ROOT_CONFIG, quick=False)
+    quick = load_demo_config(repo_root / ROOT_CONFIG, quick=True)
+    assert full.tasks == ["pick_lift", "push", "cued_reach"]
+    assert quick.tasks == ["pick_lift"] and quick.collect.episodes < full.collect.episodes
+    assert quick.sim == full.sim     # quick changes sizes, not the robot
+    with pytest.raises(ConfigError, match="tasks"):
+        DemoConfig(tasks=["fly"])
+    with pytest.raises(ConfigError, match="sim.real_time_factor"):
+        DemoConfig(sim={"real_time_factor": 3.0})
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end_and_cached(tmp_path, capsys, repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    assert main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("collect pick_lift done", "train done", "evaluate done", "report done"):
+        assert stage in out, out
+    run = tmp_path / "quick"
+    assert (run / "report" / "report.md").is_file()
+    timings = json.loads((run / "timings.json").read_text())
+    assert timings["total"] > 0
+    # second run: collection, training and evaluation come from the cache
+    assert main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("cached") == 3, out

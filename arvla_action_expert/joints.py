@@ -242,3 +242,23 @@ def permutation(source: Sequence[str], target: Sequence[str]) -> np.ndarray:
         raise JointError(f"joint lists differ: {list(source)} vs {list(target)}")
     where = {name: i for i, name in enumerate(source)}
     return np.array([where[name] for name in target], dtype=np.intp)
+
+
+# A measurement this far outside the position range (as a fraction of the range) is not encoder
+# noise or overshoot but a broken reading (a unit mix-up, an uninitialised driver value, 1e300).
+IMPLAUSIBLE_MARGIN = 0.1
+
+
+def implausible_joints(positions: np.ndarray, limits: JointLimits,
+                       margin: float = IMPLAUSIBLE_MARGIN) -> list[str]:
+    """Names of joints measured more than ``margin * (upper - lower)`` outside their limits.
+
+    Why it matters: the node holds "the last good measured position" and feeds measurements to
+    the policy. A reading of 1e300 rad is finite, so it would pass a NaN check; held, it is
+    clamped to a limit (a jump of the whole range in one period); fed to the policy, it
+    overflows the normaliser and leaves inf in the rolling memory for the next W steps.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+    slack = margin * (limits.upper - limits.lower)
+    bad = (positions < limits.lower - slack) | (positions > limits.upper + slack)
+    return [name for name, b in zip(limits.names, bad) if b]

@@ -11,8 +11,9 @@ Per tick (timer on the node clock, so ``use_sim_time`` and bag replay drive it):
 2. The newest received prefix, if newer than the one in use: ``capture_step`` from its header
    stamp; from the future -> rejected and counted; wrong model id / dim -> rejected, FAULT
    until a good prefix arrives; else ``policy.refresh_prefix(tokens, capture_step)``.
-3. Joint states (by name): none ever -> wait; missing / NaN / older than
-   ``joint_state_timeout`` -> FAULT and hold the last good measured position.
+3. Joint states (by name): none ever -> wait; missing / NaN / implausible (far outside the
+   position limits) / older than ``joint_state_timeout`` -> FAULT and hold the last good
+   measured position. The policy sees measurements clamped into the limits.
 4. ``decide_prefix``: USE / ACTION_ONLY -> ``policy.step`` for ``lookahead_steps`` rows ->
    ``build_plan`` (limits, finite) -> publish; HOLD_STALE -> hold; WAIT_MISSING -> publish nothing.
 5. ExpertStatus every tick; /diagnostics every ``diagnostics_period`` and on state changes.
@@ -47,7 +48,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from arvla.config import ConfigError
 from arvla.rosutil import ns_to_stamp, stamp_to_ns
-from arvla_action_expert.joints import JointError, JointReading, permutation, read_joints
+from arvla_action_expert.joints import (JointError, JointReading, implausible_joints, permutation,
+                                        read_joints)
 from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, config_from_parameters,
                                              default_of, parameter_fields)
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
@@ -85,8 +87,12 @@ class ReceivedPrefix:
 def prefix_problem(prefix: ReceivedPrefix, *, model_id: str, prefix_dim: int, max_tokens: int) -> str | None:
     """Why ``prefix`` cannot be used by a policy (None if it can).
 
-    Model ids are compared only when both are set: an empty id means "unknown / any".
+    Model ids are compared only when both are set: an empty id means "unknown / any". A zero
+    stamp (a producer that never filled the header) gives no capture time to re-anchor on; used,
+    it would sit in the policy as a prefix tens of thousands of steps old.
     """
+    if prefix.stamp_ns <= 0:
+        return f"prefix frame {prefix.frame_seq} has a zero header.stamp: no capture time to re-anchor on"
     if prefix.model_id and model_id and prefix.model_id != model_id:
         return f"prefix model_id '{prefix.model_id}' != policy model_id '{model_id}'"
     if prefix.dim != prefix_dim:
@@ -231,6 +237,9 @@ class ActionExpertNode(Node):
         self.limits = cfg.joint_limits(self.joints)
         self.policy: ExpertPolicy = policy if policy is not None else self._load_policy(cfg)
         self._check_policy_fits(self.policy)
+        # A new node is a new episode: a policy object handed over from a previous node (an
+        # in-process restart) still holds that node's memory, whose steps would not follow ours.
+        self.policy.reset()
         self._period_ns = cfg.period_ns
 
         # run-time state (all reset by _reset_memory)
@@ -309,7 +318,7 @@ class ActionExpertNode(Node):
         self.counters.joint_states_received += 1
         reading = read_joints(msg.name, msg.position, self.joints)
         self._joint = (reading, self.get_clock().now().nanoseconds)
-        if reading.ok:
+        if reading.ok and not implausible_joints(reading.positions, self.limits):
             self._last_good = reading.positions
 
     def _on_reset(self, request: ResetMemory.Request, response: ResetMemory.Response) -> ResetMemory.Response:
@@ -428,6 +437,10 @@ class ActionExpertNode(Node):
                                      f"joint_state_timeout {self.config.joint_state_timeout:g} s")
         if not reading.ok:
             return self._hold(fault, reading.problem or "bad joint_states")
+        implausible = implausible_joints(reading.positions, self.limits)
+        if implausible:
+            values = {n: float(reading.positions[self.joints.index(n)]) for n in implausible}
+            return self._hold(fault, f"joint_states implausible: {values} far outside the position limits")
         if self._prefix_fault is not None:
             return self._hold(fault, self._prefix_fault)
         decision = decide_prefix(step, self._capture_step, max_staleness=self.config.max_staleness,
@@ -444,9 +457,12 @@ class ActionExpertNode(Node):
             return self._hold(fault, "prefix in use lies in the future")
 
         measured = reading.positions
+        # Within the plausibility margin but outside a limit (noise, overshoot): the policy sees
+        # the clamped value, as the trajectory builder does; its memory never holds such outliers.
+        observed = np.clip(measured, self.limits.lower, self.limits.upper)
         start = time.perf_counter()
         try:
-            targets = self.policy.step(measured[self._to_policy], step, self.config.lookahead_steps)
+            targets = self.policy.step(observed[self._to_policy], step, self.config.lookahead_steps)
         except (ValueError, RuntimeError) as err:
             return self._hold(fault, f"model error: {err}", time.perf_counter() - start)
         latency = time.perf_counter() - start

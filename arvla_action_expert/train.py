@@ -2,6 +2,7 @@
 
     arvla train --config config/expert_tiny.yaml --stage 1 --out runs/s1
     arvla train --config config/expert_tiny.yaml --stage 2 --init runs/s1 --out runs/s2
+    torchrun --nproc_per_node=2 -m arvla_action_expert.train --config ... --stage 1 --out runs/s1
 
 Stage 1 learns "kinematic syntax" from state/action windows alone. Stage 2 starts from a stage-1
 checkpoint (``--init``: weights, normalisers and bins) and teaches the decoder to read the prefix:
@@ -36,7 +37,7 @@ from arvla_action_expert.data import (EpisodeError, EpisodeSource, InMemoryEpiso
                                       synthetic_episodes)
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
 
-__all__ = ["DataConfig", "OptimConfig", "SyntheticConfig", "TrainConfig", "TrainResult",
+__all__ = ["DataConfig", "Distributed", "OptimConfig", "SyntheticConfig", "TrainConfig", "TrainResult",
            "build_source", "cli_main", "evaluate", "train"]
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,62 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process sits in a ``torchrun`` job (world_size 1 = plain single process).
+
+    Data parallelism that reproduces the single-process run: every rank draws the SAME global
+    batch from the same seeded generator and trains on its own contiguous slice of it; DDP
+    averages the gradients, which for equal slices is the gradient of the whole batch. So
+    ``torchrun --nproc_per_node=N arvla-train ...`` follows the single-process loss curve (up to
+    float summation order) while each rank does 1/N of the work. gloo on CPU, NCCL on CUDA.
+    """
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        import os
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
+
+    def init(self) -> None:
+        if not self.enabled or torch.distributed.is_initialized():
+            return
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        log.info("distributed training: rank %d of %d (%s)", self.rank, self.world_size, backend)
+
+    def shard(self, batch: dict[str, torch.Tensor], mask: torch.Tensor
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """This rank's contiguous slice of the global batch (and of its attention mask)."""
+        if not self.enabled:
+            return batch, mask
+        B = mask.shape[0]
+        per = B // self.world_size
+        sl = slice(self.rank * per, (self.rank + 1) * per)
+        return {k: v[sl] for k, v in batch.items()}, mask[sl]
+
+    def mean(self, value: float) -> float:
+        """Average a scalar over ranks (for the loss that is logged and returned)."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+
 def build_source(cfg: DataConfig, model: ExpertConfig) -> EpisodeSource:
     if cfg.path:
         return NpzEpisodeDir(cfg.path)
@@ -187,18 +244,21 @@ def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
     return mask
 
 
-def batch_forward(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor
+def batch_forward(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor, *,
+                  forward: torch.nn.Module | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``forward``: the module to call (a DistributedDataParallel wrapper of ``model``)."""
     prefix = None
     if "tokens" in batch:
         prefix = PrefixBatch(batch["tokens"], batch["capture"], batch["assign"])
     prev = batch["prev"] if model.config.use_prev_action else None
-    return model(batch["states"], batch["positions"], prev=prev, prefix=prefix, step_mask=mask)
+    fn = forward if forward is not None else model
+    return fn(batch["states"], batch["positions"], prev=prev, prefix=prefix, step_mask=mask)
 
 
-def batch_loss(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor
-               ) -> torch.Tensor:
-    out, aux = batch_forward(model, batch, mask)
+def batch_loss(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor, *,
+               forward: torch.nn.Module | None = None) -> torch.Tensor:
+    out, aux = batch_forward(model, batch, mask, forward=forward)
     loss = model.loss(out, batch["target"], batch["weight"])
     if aux is not None and "aux_target" in batch:
         err = (aux[:, 0] - batch["aux_target"]).abs().mean(-1)  # (B, aux_chunk)
@@ -232,6 +292,12 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     """Run stage ``stage`` for ``cfg.optim.max_steps`` steps in total; save to ``out``."""
     if stage not in (1, 2):
         raise ConfigError(f"stage: must be 1 or 2, got {stage!r}")
+    dist = Distributed.from_env()
+    if dist.enabled and cfg.optim.batch_size % dist.world_size:
+        raise ConfigError(f"optim.batch_size: {cfg.optim.batch_size} does not split evenly over "
+                          f"{dist.world_size} processes")
+    dist.init()
+    progress = progress and dist.is_main
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     c = cfg.model
@@ -273,8 +339,15 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
                           joint_names=list(summary["joint_names"]), stage=stage,
                           max_staleness=(d.max_staleness + d.chunk - 1) if stage == 2 else 0)
 
+    forward: torch.nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # stage 1 leaves the prefix encoder (and the aux head) without gradients
+        forward = DistributedDataParallel(model, find_unused_parameters=True)  # broadcasts rank 0 weights
+
     def save(step: int) -> pathlib.Path | None:
-        if out_dir is None:
+        if out_dir is None or not dist.is_main:
             return None
         meta.step = step
         return save_checkpoint(out_dir, model, state_norm=builder.state_norm,
@@ -293,7 +366,9 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
             group["lr"] = lr_at(step, cfg.optim)
         batch = (builder.stage1_batch(cfg.optim.batch_size, length, g) if stage == 1
                  else builder.stage2_batch(cfg.optim.batch_size, spec, g))
-        loss = batch_loss(model, batch, step_mask(batch, d.history_drop if stage == 2 else 0.0, g))
+        mask = step_mask(batch, d.history_drop if stage == 2 else 0.0, g)
+        batch, mask = dist.shard(batch, mask)
+        loss = batch_loss(model, batch, mask, forward=forward)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -301,7 +376,7 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
         if cfg.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         opt.step()
-        losses.append(loss.item())
+        losses.append(dist.mean(loss.item()))
         if (step + 1) % cfg.log_every == 0:
             recent = losses[-cfg.log_every:]
             bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr_at(step, cfg.optim):.2e}")
@@ -309,6 +384,8 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
             path = save(step + 1)
     bar.close()
     path = save(cfg.optim.max_steps) or path
+    if dist.enabled:
+        torch.distributed.barrier()  # the checkpoint is complete before any rank returns
     log.info("stage %d: %d steps in %.1f s", stage, len(losses), time.monotonic() - t0)
     return TrainResult(losses, cfg.optim.max_steps, path)
 
@@ -343,6 +420,10 @@ def cli_main(argv: list[str]) -> int:
     except (ConfigError, CheckpointError, EpisodeError) as err:
         print(f"arvla train: {err}", file=sys.stderr)
         return 2
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if not Distributed.from_env().is_main:
+        return 0
     n = len(result.losses)
     if n:
         k = max(1, n // 10)
@@ -351,3 +432,7 @@ def cli_main(argv: list[str]) -> int:
     else:
         print(f"stage {args.stage}: already at step {result.step}; checkpoint {result.path}")
     return 0
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=N -m arvla_action_expert.train ...
+    sys.exit(cli_main(sys.argv[1:]))

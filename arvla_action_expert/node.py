@@ -279,7 +279,15 @@ class ActionExpertNode(Node):
                               "trained expert (arvla train)")
         from arvla_action_expert.policy import ExpertPolicy
 
-        return ExpertPolicy.from_checkpoint(cfg.checkpoint, device=cfg.device)
+        policy = ExpertPolicy.from_checkpoint(cfg.checkpoint, device=cfg.device)
+        if cfg.inference == "int8":
+            policy.quantize()
+        elif cfg.inference in ("onnx", "onnx_int8"):
+            try:
+                policy.use_onnx(int8=cfg.inference == "onnx_int8", threads=max(cfg.torch_threads, 1))
+            except ImportError as err:
+                raise ConfigError(f"inference: '{cfg.inference}' needs onnx and onnxruntime ({err})") from err
+        return policy
 
     def _check_policy_fits(self, policy: ExpertPolicy) -> None:
         cfg = self.config

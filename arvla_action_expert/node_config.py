@@ -26,6 +26,9 @@ def _p(default: Any, help_: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help_})
 
 
+INFERENCE_MODES = ("torch", "int8", "onnx", "onnx_int8")
+
+
 @dataclasses.dataclass
 class ExpertNodeConfig:
     """Every parameter of ``arvla_action_expert`` (see each field's help)."""
@@ -35,6 +38,10 @@ class ExpertNodeConfig:
     device: str = _p("cpu", "torch device for the policy ('cpu', 'cuda', 'cuda:0').")
     torch_threads: int = _p(1, "torch intra-op threads (1 is fastest for one small AR step; 0 = leave "
                                "torch's default).")
+    inference: str = _p("torch", "How one AR step runs: 'torch' (fp32, exact), 'int8' (torch dynamic int8 "
+                                 "Linear weights, ~3x faster on CPU), 'onnx' (ONNX Runtime fp32) or "
+                                 "'onnx_int8' (ONNX Runtime, int8 weights: fastest on CPU; see "
+                                 "bench/expert_step.py for speed and agreement with fp32).")
     control_rate: float = _p(20.0, "Control tick rate in Hz; must match the checkpoint's control_rate_hz "
                                    "(one AR step = one period). The timer runs on the node clock (use_sim_time).")
     lookahead_steps: int = _p(3, "AR steps published per tick as trajectory points (row 0 is committed to "
@@ -72,6 +79,8 @@ class ExpertNodeConfig:
         self.controllers_yaml = expand_path(self.controllers_yaml)
         self.joint_limits_yaml = expand_path(self.joint_limits_yaml)
         require(self.torch_threads >= 0, "torch_threads", self.torch_threads, "must be >= 0")
+        require(self.inference in INFERENCE_MODES, "inference", self.inference,
+                f"must be one of {list(INFERENCE_MODES)}")
         require(0.0 < self.control_rate <= 1000.0, "control_rate", self.control_rate, "must be in (0, 1000] Hz")
         require(1 <= self.lookahead_steps <= 100, "lookahead_steps", self.lookahead_steps, "must be in [1, 100]")
         require(bool(self.controller_name) and "/" not in self.controller_name, "controller_name",

@@ -5,8 +5,13 @@
 - ``config.json`` holds the ExpertConfig the model is rebuilt from, metadata (model_id,
   control_rate_hz, joint_names, stage, step), the training config and the sha256 of the weights
   file. It is written last, so a directory with a config always has complete weights.
-- Every file is written to a temp file in the same directory and ``os.replace``d: a crash
-  mid-save leaves the previous checkpoint intact.
+- Every file is written to a temp file in the same directory and ``os.replace``d, and
+  ``config.json`` (with the sha256 of the weights) is the single commit point: new weights are
+  first written beside the old ones as ``model.safetensors.pending``, then config.json is
+  replaced, then the pending file is renamed over the old weights. A process killed at any
+  moment leaves either the previous checkpoint or the new one loadable (a kill between the
+  last two renames is rolled forward on load: config.json's sha names the pending file).
+  Never a torn pair of new weights with an old config.
 - Loading checks everything and raises ``CheckpointError`` naming what is wrong (key, expected
   shape, got shape; which file is truncated).
 """
@@ -39,6 +44,7 @@ WEIGHTS = "model.safetensors"
 OPTIM = "optim.safetensors"
 CONFIG = "config.json"
 _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
+PENDING = ".pending"  # suffix of weights written but not yet renamed into place
 
 
 class CheckpointError(RuntimeError):
@@ -121,22 +127,40 @@ def save_checkpoint(path: str | os.PathLike[str], model: ARExpert, *, state_norm
     for name, norm in (("state", state_norm), ("target", target_norm)):
         tensors[f"norm.{name}.mean"] = torch.from_numpy(np.ascontiguousarray(norm.mean, np.float32))
         tensors[f"norm.{name}.std"] = torch.from_numpy(np.ascontiguousarray(norm.std, np.float32))
-    _atomic_write(d / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    # 1. the new weights beside the old ones (complete once they exist under the pending name)
+    _atomic_write(d / (WEIGHTS + PENDING), lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     optim_plain = None
     if optimizer is not None:
         opt_tensors, optim_plain = _optimizer_tensors(optimizer.state_dict())
-        _atomic_write(d / OPTIM, lambda tmp: save_file(opt_tensors, tmp))
+        _atomic_write(d / (OPTIM + PENDING), lambda tmp: save_file(opt_tensors, tmp))
     doc = {"format": FORMAT, "expert": to_dict(model.config), "meta": to_dict(meta),
            "train": train_config, "optimizer": optim_plain,
-           "weights_sha256": _sha256(d / WEIGHTS),
-           "optim_sha256": _sha256(d / OPTIM) if optimizer is not None else None}
+           "weights_sha256": _sha256(d / (WEIGHTS + PENDING)),
+           "optim_sha256": _sha256(d / (OPTIM + PENDING)) if optimizer is not None else None}
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
 
-    _atomic_write(d / CONFIG, write_json)
+    _atomic_write(d / CONFIG, write_json)  # 2. the commit point
+    os.replace(d / (WEIGHTS + PENDING), d / WEIGHTS)  # 3. into place (rolled forward on load if cut here)
+    if optimizer is not None:
+        os.replace(d / (OPTIM + PENDING), d / OPTIM)
     return d
+
+
+def _committed_file(d: pathlib.Path, name: str, sha: str | None) -> pathlib.Path:
+    """The file holding the committed content of ``name``: ``name`` itself or, after a save was
+    cut between committing config.json and renaming, its pending copy (matched by sha256)."""
+    path, pending = d / name, d / (name + PENDING)
+    if not sha:
+        return path
+    if path.is_file() and _sha256(path) == sha:
+        return path
+    if pending.is_file() and _sha256(pending) == sha:
+        return pending
+    raise CheckpointError(f"{path}: sha256 differs from {CONFIG} (file replaced or truncated after the "
+                          "checkpoint was written)")
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> pathlib.Path:
@@ -150,7 +174,7 @@ def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> pathlib.Path:
     if not p.is_dir():
         raise CheckpointError(f"checkpoint not found: {p}")
     for name in (CONFIG, WEIGHTS):
-        if not (p / name).is_file():
+        if not (p / name).is_file() and not (name == WEIGHTS and (p / (WEIGHTS + PENDING)).is_file()):
             raise CheckpointError(f"{p}: missing {name} (incomplete or not an arvla checkpoint)")
     return p
 
@@ -189,13 +213,10 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu", *,
                  f"{getattr(config, f.name)!r}" for f in dataclasses.fields(ExpertConfig)
                  if getattr(expect, f.name) != getattr(config, f.name)]
         raise CheckpointError(f"{d}: config mismatch: " + "; ".join(diffs))
-    sha = doc.get("weights_sha256")
-    if sha and _sha256(d / WEIGHTS) != sha:
-        raise CheckpointError(f"{d / WEIGHTS}: sha256 differs from {CONFIG} (file replaced or "
-                              "truncated after the checkpoint was written)")
-    tensors = _read_tensors(d / WEIGHTS, device)
+    weights = _committed_file(d, WEIGHTS, doc.get("weights_sha256"))
+    tensors = _read_tensors(weights, device)
     model = ARExpert(config)
-    load_model_tensors(model, tensors, source=str(d / WEIGHTS))
+    load_model_tensors(model, tensors, source=str(weights))
     try:
         norms = [Normalizer(tensors[f"norm.{n}.mean"].cpu().numpy(),
                             tensors[f"norm.{n}.std"].cpu().numpy()) for n in ("state", "target")]
@@ -208,12 +229,10 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu", *,
                                   f"{tuple(norm.mean.shape)} / {tuple(norm.std.shape)}")
     opt_state = None
     if load_optimizer and doc.get("optimizer") is not None:
-        if not (d / OPTIM).is_file():
+        if not (d / OPTIM).is_file() and not (d / (OPTIM + PENDING)).is_file():
             raise CheckpointError(f"{d}: config lists optimiser state but {OPTIM} is missing")
-        opt_sha = doc.get("optim_sha256")
-        if opt_sha and _sha256(d / OPTIM) != opt_sha:
-            raise CheckpointError(f"{d / OPTIM}: sha256 differs from {CONFIG}")
-        opt_state = _optimizer_state(_read_tensors(d / OPTIM, "cpu"), doc["optimizer"])
+        optim = _committed_file(d, OPTIM, doc.get("optim_sha256"))
+        opt_state = _optimizer_state(_read_tensors(optim, "cpu"), doc["optimizer"])
     return LoadedCheckpoint(model.to(device), norms[0], norms[1], meta, doc.get("train"),
                             opt_state, d)
 

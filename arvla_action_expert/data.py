@@ -17,8 +17,11 @@ target of step t-1 (zeros at the episode start, as ``ExpertPolicy.reset`` does).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import pathlib
+import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
@@ -113,14 +116,36 @@ _META = ("control_rate_hz", "model_id", "joint_names", "task")
 
 
 def save_episode_npz(path: str | pathlib.Path, ep: Episode) -> None:
-    """Write one episode as an uncompressed ``.npz`` (no pickled objects, strings as unicode)."""
+    """Write one episode as an uncompressed ``.npz`` (no pickled objects, strings as unicode).
+
+    Atomic: written to a hidden temp file in the same directory (not matching ``*.npz``, so a
+    dataset listing never sees it), fsynced, then renamed; a writer killed mid-write leaves the
+    previous file intact and no partial file under the final name.
+    """
     arrays = {"states": ep.states, "actions": ep.actions, "frame_tokens": ep.frame_tokens,
               "frame_steps": ep.frame_steps, "control_rate_hz": np.float64(ep.control_rate_hz),
               "model_id": np.str_(ep.model_id), "task": np.str_(ep.task),
               "joint_names": np.array(ep.joint_names, dtype=np.str_)}
     if ep.images is not None:
         arrays["images"] = ep.images
-    np.savez(path, **arrays)
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:  # a file object: np.savez appends no ".npz" to the name
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _is_partial(path: pathlib.Path) -> bool:
+    """Temp files of an interrupted atomic write (hidden, or named ``*.tmp.*``, as arvla_sim's
+    collector names them): never episodes, even when their name ends in ``.npz``."""
+    return path.name.startswith(".") or ".tmp." in path.name
 
 
 class NpzEpisodeDir:
@@ -130,7 +155,7 @@ class NpzEpisodeDir:
         self.root = pathlib.Path(root)
         if not self.root.is_dir():
             raise EpisodeError(f"episode directory not found: {self.root}")
-        self.files = sorted(self.root.glob("*.npz"))
+        self.files = sorted(p for p in self.root.glob("*.npz") if not _is_partial(p))
         if not self.files:
             raise EpisodeError(f"{self.root}: no .npz episodes")
 

@@ -261,10 +261,6 @@ class BagTap:
                 return
             self._bag.write_raw(topic, max(now_ns, self._start_ns), raw)
 
-    def destroy(self) -> None:
-        self.close()
-        self.node.destroy_node()
-
 
 # ---------------------------------------------------------------------------------------------
 # Collection
@@ -299,7 +295,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
                       perception_overrides=config.perception, domain_id=domain_id,
                       log_level=log_level) as graph:
         tap = BagTap(graph.context)
-        graph.executor.add_node(tap.node)
+        graph.add_node(tap.node)
         try:
             bar = tqdm(config.seeds, desc=f"collect {config.task}", unit="ep", disable=not progress)
             wins = 0
@@ -334,8 +330,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
 
                     shutil.rmtree(bag, ignore_errors=True)
         finally:
-            graph.executor.remove_node(tap.node)
-            tap.destroy()
+            tap.close()
     return result
 
 

@@ -277,6 +277,7 @@ class RolloutGraph:
         self.monitor: EpisodeMonitor | None = None
         self._thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
+        self._extra_nodes: list[Any] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> "RolloutGraph":
@@ -343,6 +344,12 @@ class RolloutGraph:
         self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params))
         self.executor.add_node(self.sim)
 
+    def add_node(self, node: Any) -> None:
+        """Spin another node with the graph; it is destroyed by ``close`` after the executor
+        stopped (destroying a node while the executor spins fails its in-flight callbacks)."""
+        self.executor.add_node(node)
+        self._extra_nodes.append(node)
+
     def set_task(self, task: str) -> None:
         """Replace the sim node by one for ``task`` (perception and expert are kept)."""
         if task == self.task:
@@ -364,7 +371,8 @@ class RolloutGraph:
             self.executor.shutdown(timeout_sec=5.0)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        for node in (self.monitor.node if self.monitor else None, self.expert, self.perception, self.sim):
+        for node in (*self._extra_nodes, self.monitor.node if self.monitor else None, self.expert,
+                     self.perception, self.sim):
             if node is not None:
                 try:
                     node.destroy_node()

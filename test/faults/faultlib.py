@@ -56,10 +56,19 @@ class FaultLedger:
         self.used = True
         self.commands_checked += n
 
+    @staticmethod
+    def _grouped(counter: collections.Counter) -> str:
+        """'checkpoint x10, clock_jump_back x3, ...': kinds summed by their part before ':'."""
+        groups: collections.Counter = collections.Counter()
+        for kind, n in counter.items():
+            groups[kind.split(":")[0]] += n
+        return ", ".join(f"{k} x{v}" for k, v in sorted(groups.items()))
+
     def summary_lines(self) -> list[str]:
-        lines = [f"inputs tried:      {sum(self.inputs.values())} messages in {len(self.inputs)} kinds",
+        lines = [f"inputs tried:      {sum(self.inputs.values())} messages in {len(self.inputs)} kinds "
+                 f"({self._grouped(self.inputs)})",
                  f"faults injected:   {sum(self.faults.values())} in {len(self.faults)} kinds "
-                 f"({', '.join(f'{k} x{v}' for k, v in sorted(self.faults.items()))})",
+                 f"({self._grouped(self.faults)})",
                  f"commands checked:  {self.commands_checked} trajectories",
                  f"crashes:           {len(self.crashes)}",
                  f"unsafe commands:   {len(self.unsafe)}"]

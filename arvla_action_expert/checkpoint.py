@@ -14,6 +14,10 @@
   Never a torn pair of new weights with an old config.
 - Loading checks everything and raises ``CheckpointError`` naming what is wrong (key, expected
   shape, got shape; which file is truncated).
+- The pieces (``commit_checkpoint``, ``read_checkpoint_config``, ``read_committed_weights``,
+  ``load_model_tensors``, ``load_normalizers``) are public: the chunked baseline
+  (``arvla_eval.chunk_policy``, format ``arvla-chunk/1``) writes and reads its checkpoints
+  through the same code, so both have the same crash safety.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import pathlib
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -36,14 +40,17 @@ from arvla.config import ConfigError, from_dict, to_dict
 from arvla_action_expert.model import ARExpert, ExpertConfig
 from arvla_action_expert.normalize import Normalizer
 
-__all__ = ["CheckpointError", "CheckpointMeta", "LoadedCheckpoint", "load_checkpoint",
-           "save_checkpoint", "resolve_checkpoint_dir"]
+__all__ = ["CheckpointError", "CheckpointMeta", "LoadedCheckpoint", "PICKLE_SUFFIXES",
+           "atomic_write", "checkpoint_tensors", "commit_checkpoint", "committed_file", "load_checkpoint",
+           "load_model_tensors", "load_normalizers", "read_checkpoint_config",
+           "read_committed_weights", "read_tensors", "resolve_checkpoint_dir", "save_checkpoint",
+           "sha256_file"]
 
 FORMAT = "arvla-expert/1"
 WEIGHTS = "model.safetensors"
 OPTIM = "optim.safetensors"
 CONFIG = "config.json"
-_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
+PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
 PENDING = ".pending"  # suffix of weights written but not yet renamed into place
 
 
@@ -72,7 +79,11 @@ class LoadedCheckpoint:
     path: pathlib.Path
 
 
-def _atomic_write(path: pathlib.Path, write: Any) -> None:
+def atomic_write(path: pathlib.Path, write: Callable[[str], None]) -> None:
+    """Make ``path`` appear complete or not at all: ``write(tmp)`` fills a hidden temp file in
+    the same directory (so the rename cannot cross file systems), which is fsynced and then
+    ``os.replace``d over ``path``. On any error (or a kill) the temp file is removed or left as a
+    hidden ``.name.*.tmp`` that no reader looks at; ``path`` keeps its previous content."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -86,7 +97,8 @@ def _atomic_write(path: pathlib.Path, write: Any) -> None:
         raise
 
 
-def _sha256(path: pathlib.Path) -> str:
+def sha256_file(path: pathlib.Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB pieces (weights files can be large)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -114,50 +126,80 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) ->
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: ARExpert, *, state_norm: Normalizer,
-                    target_norm: Normalizer, meta: CheckpointMeta,
-                    train_config: dict[str, Any] | None = None,
-                    optimizer: torch.optim.Optimizer | None = None) -> pathlib.Path:
-    """Write the checkpoint directory ``path`` atomically file by file; returns the path."""
-    d = pathlib.Path(path)
-    if d.suffix in _PICKLE_SUFFIXES:
-        raise CheckpointError(f"{d}: checkpoints are directories of safetensors, not {d.suffix}")
-    d.mkdir(parents=True, exist_ok=True)
+def checkpoint_tensors(model: torch.nn.Module, state_norm: Normalizer, target_norm: Normalizer
+                       ) -> dict[str, torch.Tensor]:
+    """What ``model.safetensors`` holds: the ``model.*`` weights and the normaliser statistics
+    ``norm.{state,target}.{mean,std}`` (normalisation lives outside the network, but a policy is
+    only usable with the statistics it was trained with, so they travel together)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for name, norm in (("state", state_norm), ("target", target_norm)):
         tensors[f"norm.{name}.mean"] = torch.from_numpy(np.ascontiguousarray(norm.mean, np.float32))
         tensors[f"norm.{name}.std"] = torch.from_numpy(np.ascontiguousarray(norm.std, np.float32))
-    # 1. the new weights beside the old ones (complete once they exist under the pending name)
-    _atomic_write(d / (WEIGHTS + PENDING), lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    optim_plain = None
-    if optimizer is not None:
-        opt_tensors, optim_plain = _optimizer_tensors(optimizer.state_dict())
-        _atomic_write(d / (OPTIM + PENDING), lambda tmp: save_file(opt_tensors, tmp))
-    doc = {"format": FORMAT, "expert": to_dict(model.config), "meta": to_dict(meta),
-           "train": train_config, "optimizer": optim_plain,
-           "weights_sha256": _sha256(d / (WEIGHTS + PENDING)),
-           "optim_sha256": _sha256(d / (OPTIM + PENDING)) if optimizer is not None else None}
+    return tensors
+
+
+def commit_checkpoint(path: str | os.PathLike[str], doc: dict[str, Any],
+                      weights: dict[str, torch.Tensor], *, fmt: str,
+                      optim: dict[str, torch.Tensor] | None = None) -> pathlib.Path:
+    """Write a checkpoint directory whose single commit point is ``config.json``.
+
+    1. ``weights`` (and ``optim``) go beside the old files as ``*.safetensors.pending``;
+    2. ``config.json`` = ``doc`` + the sha256 of each pending file replaces the old config;
+    3. the pending files are renamed into place.
+
+    A kill before 2 leaves the previous checkpoint (its config names its own weights); a kill
+    between 2 and 3 is rolled forward on load (``committed_file``). Every file is written with
+    ``atomic_write``. Shared by the expert's and the chunked baseline's checkpoints, so both
+    have the same crash safety. ``fmt`` is stored in the weights' safetensors metadata; the
+    caller puts it in ``doc["format"]``. Returns the directory.
+    """
+    d = pathlib.Path(path)
+    if d.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(f"{d}: checkpoints are directories of safetensors, not {d.suffix}")
+    d.mkdir(parents=True, exist_ok=True)
+    # 1. the new files beside the old ones (complete once they exist under the pending name)
+    atomic_write(d / (WEIGHTS + PENDING),
+                 lambda tmp: save_file(weights, tmp, metadata={"format": fmt}))
+    if optim is not None:
+        atomic_write(d / (OPTIM + PENDING), lambda tmp: save_file(optim, tmp))
+    doc = {**doc, "weights_sha256": sha256_file(d / (WEIGHTS + PENDING)),
+           "optim_sha256": sha256_file(d / (OPTIM + PENDING)) if optim is not None else None}
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
 
-    _atomic_write(d / CONFIG, write_json)  # 2. the commit point
+    atomic_write(d / CONFIG, write_json)  # 2. the commit point
     os.replace(d / (WEIGHTS + PENDING), d / WEIGHTS)  # 3. into place (rolled forward on load if cut here)
-    if optimizer is not None:
+    if optim is not None:
         os.replace(d / (OPTIM + PENDING), d / OPTIM)
     return d
 
 
-def _committed_file(d: pathlib.Path, name: str, sha: str | None) -> pathlib.Path:
+def save_checkpoint(path: str | os.PathLike[str], model: ARExpert, *, state_norm: Normalizer,
+                    target_norm: Normalizer, meta: CheckpointMeta,
+                    train_config: dict[str, Any] | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> pathlib.Path:
+    """Write the checkpoint directory ``path`` (``commit_checkpoint``); returns the path."""
+    optim_tensors, optim_plain = (_optimizer_tensors(optimizer.state_dict())
+                                  if optimizer is not None else (None, None))
+    doc = {"format": FORMAT, "expert": to_dict(model.config), "meta": to_dict(meta),
+           "train": train_config, "optimizer": optim_plain}
+    return commit_checkpoint(path, doc, checkpoint_tensors(model, state_norm, target_norm),
+                             fmt=FORMAT, optim=optim_tensors)
+
+
+def committed_file(d: pathlib.Path, name: str, sha: str | None) -> pathlib.Path:
     """The file holding the committed content of ``name``: ``name`` itself or, after a save was
-    cut between committing config.json and renaming, its pending copy (matched by sha256)."""
+    cut between committing config.json and renaming, its pending copy (matched by sha256).
+    ``sha`` is what config.json recorded (None: an old checkpoint without one, trust ``name``);
+    neither file matching it -> CheckpointError."""
     path, pending = d / name, d / (name + PENDING)
     if not sha:
         return path
-    if path.is_file() and _sha256(path) == sha:
+    if path.is_file() and sha256_file(path) == sha:
         return path
-    if pending.is_file() and _sha256(pending) == sha:
+    if pending.is_file() and sha256_file(pending) == sha:
         return pending
     raise CheckpointError(f"{path}: sha256 differs from {CONFIG} (file replaced or truncated after the "
                           "checkpoint was written)")
@@ -166,7 +208,7 @@ def _committed_file(d: pathlib.Path, name: str, sha: str | None) -> pathlib.Path
 def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> pathlib.Path:
     """A checkpoint directory, or a file inside one -> the directory; pickle paths refused."""
     p = pathlib.Path(path)
-    if p.suffix.lower() in _PICKLE_SUFFIXES:
+    if p.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(f"{p}: refusing to load a pickle-based checkpoint ({p.suffix}); "
                               f"arvla checkpoints are a directory with {WEIGHTS} + {CONFIG}")
     if p.is_file():
@@ -179,12 +221,53 @@ def resolve_checkpoint_dir(path: str | os.PathLike[str]) -> pathlib.Path:
     return p
 
 
-def _read_tensors(path: pathlib.Path, device: str) -> dict[str, torch.Tensor]:
+def read_checkpoint_config(path: str | os.PathLike[str], fmt: str
+                           ) -> tuple[pathlib.Path, dict[str, Any]]:
+    """(directory, parsed config.json) of the checkpoint at ``path``; CheckpointError when the
+    JSON is unreadable or its ``format`` is not ``fmt`` (so an expert checkpoint is never loaded
+    as a chunked one, or the other way round)."""
+    d = resolve_checkpoint_dir(path)
+    try:
+        doc = json.loads((d / CONFIG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{d / CONFIG}: not valid JSON (truncated?): {err}") from err
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CheckpointError(f"{d / CONFIG}: format {got!r}, expected {fmt!r}")
+    return d, doc
+
+
+def read_tensors(path: pathlib.Path, device: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a truncated or corrupt file -> CheckpointError naming
+    the file and its size (safetensors' own errors do not say which file)."""
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file "
                               f"({path.stat().st_size} bytes): {err}") from err
+
+
+def read_committed_weights(d: pathlib.Path, doc: dict[str, Any], device: str
+                           ) -> tuple[dict[str, torch.Tensor], pathlib.Path]:
+    """(tensors, file) of the weights ``config.json`` committed to (``committed_file``)."""
+    weights = committed_file(d, WEIGHTS, doc.get("weights_sha256"))
+    return read_tensors(weights, device), weights
+
+
+def load_normalizers(tensors: dict[str, torch.Tensor], *, state_dim: int, action_dim: int,
+                     source: pathlib.Path) -> tuple[Normalizer, Normalizer]:
+    """(state, target) normalisers from ``checkpoint_tensors``' ``norm.*`` entries, checked
+    against the model's dims; ``source`` names the file in errors."""
+    try:
+        norms = [Normalizer(tensors[f"norm.{n}.mean"].cpu().numpy(),
+                            tensors[f"norm.{n}.std"].cpu().numpy()) for n in ("state", "target")]
+    except KeyError as err:
+        raise CheckpointError(f"{source}: missing normaliser tensor {err}") from err
+    for norm, dim, what in ((norms[0], state_dim, "state"), (norms[1], action_dim, "target")):
+        if norm.mean.shape != (dim,) or norm.std.shape != (dim,):
+            raise CheckpointError(f"{source}: norm.{what}: expected shape ({dim},), got "
+                                  f"{tuple(norm.mean.shape)} / {tuple(norm.std.shape)}")
+    return norms[0], norms[1]
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu", *,
@@ -195,14 +278,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu", *,
     ``expect``: a config the checkpoint must match exactly (e.g. ``--init`` for stage 2);
     the first differing field is named.
     """
-    d = resolve_checkpoint_dir(path)
-    try:
-        doc = json.loads((d / CONFIG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{d / CONFIG}: not valid JSON (truncated?): {err}") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise CheckpointError(f"{d / CONFIG}: format {got!r}, expected {FORMAT!r}")
+    d, doc = read_checkpoint_config(path, FORMAT)
     try:
         config = from_dict(ExpertConfig, doc["expert"], prefix="expert.")
         meta = from_dict(CheckpointMeta, doc.get("meta") or {}, prefix="meta.")
@@ -213,32 +289,25 @@ def load_checkpoint(path: str | os.PathLike[str], device: str = "cpu", *,
                  f"{getattr(config, f.name)!r}" for f in dataclasses.fields(ExpertConfig)
                  if getattr(expect, f.name) != getattr(config, f.name)]
         raise CheckpointError(f"{d}: config mismatch: " + "; ".join(diffs))
-    weights = _committed_file(d, WEIGHTS, doc.get("weights_sha256"))
-    tensors = _read_tensors(weights, device)
+    tensors, weights = read_committed_weights(d, doc, device)
     model = ARExpert(config)
     load_model_tensors(model, tensors, source=str(weights))
-    try:
-        norms = [Normalizer(tensors[f"norm.{n}.mean"].cpu().numpy(),
-                            tensors[f"norm.{n}.std"].cpu().numpy()) for n in ("state", "target")]
-    except KeyError as err:
-        raise CheckpointError(f"{d / WEIGHTS}: missing normaliser tensor {err}") from err
-    for norm, dim, what in ((norms[0], config.state_dim, "state"),
-                            (norms[1], config.action_dim, "target")):
-        if norm.mean.shape != (dim,) or norm.std.shape != (dim,):
-            raise CheckpointError(f"{d / WEIGHTS}: norm.{what}: expected shape ({dim},), got "
-                                  f"{tuple(norm.mean.shape)} / {tuple(norm.std.shape)}")
+    state_norm, target_norm = load_normalizers(tensors, state_dim=config.state_dim,
+                                               action_dim=config.action_dim, source=d / WEIGHTS)
     opt_state = None
     if load_optimizer and doc.get("optimizer") is not None:
         if not (d / OPTIM).is_file() and not (d / (OPTIM + PENDING)).is_file():
             raise CheckpointError(f"{d}: config lists optimiser state but {OPTIM} is missing")
-        optim = _committed_file(d, OPTIM, doc.get("optim_sha256"))
-        opt_state = _optimizer_state(_read_tensors(optim, "cpu"), doc["optimizer"])
-    return LoadedCheckpoint(model.to(device), norms[0], norms[1], meta, doc.get("train"),
+        optim = committed_file(d, OPTIM, doc.get("optim_sha256"))
+        opt_state = _optimizer_state(read_tensors(optim, "cpu"), doc["optimizer"])
+    return LoadedCheckpoint(model.to(device), state_norm, target_norm, meta, doc.get("train"),
                             opt_state, d)
 
 
-def load_model_tensors(model: ARExpert, tensors: dict[str, torch.Tensor], *, source: str) -> None:
-    """Copy ``model.*`` tensors into ``model``; any missing/unexpected key or shape -> error."""
+def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], *,
+                       source: str) -> None:
+    """Copy ``model.*`` tensors into ``model``; any missing/unexpected key, shape or dtype ->
+    CheckpointError naming ``source``, the key and both shapes (never a silent partial load)."""
     own = model.state_dict()
     got = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     missing = sorted(set(own) - set(got))

@@ -143,8 +143,8 @@ def save_episode_npz(path: str | pathlib.Path, ep: Episode) -> None:
 
 
 def _is_partial(path: pathlib.Path) -> bool:
-    """Temp files of an interrupted atomic write (hidden, or named ``*.tmp.*``, as arvla_sim's
-    collector names them): never episodes, even when their name ends in ``.npz``."""
+    """Temp files of an interrupted atomic write (hidden, as every arvla writer names them, or
+    ``*.tmp.*``, as older arvla_sim collectors did): never episodes, even named ``*.npz``."""
     return path.name.startswith(".") or ".tmp." in path.name
 
 

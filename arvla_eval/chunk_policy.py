@@ -31,14 +31,14 @@ Two ways to execute chunks (``ChunkExecConfig.mode``):
   OLDEST prediction (ACT's choice: m > 0 favours older predictions, a smoothing prior).
 
 Checkpoints are a directory ``model.safetensors`` + ``config.json`` (format ``arvla-chunk/1``),
-written atomically with the expert's checkpoint helpers; no pickle anywhere.
+written and read by the expert's checkpoint code (``checkpoint.commit_checkpoint``: config.json is
+the single commit point, an interrupted save is rolled forward on load); no pickle anywhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -54,8 +54,10 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from arvla.config import ConfigError, from_dict, load_config, require, to_dict
-from arvla_action_expert.checkpoint import (CheckpointError, _atomic_write, _read_tensors,
-                                            _sha256, resolve_checkpoint_dir)
+from arvla_action_expert.checkpoint import (CONFIG, CheckpointError, checkpoint_tensors,
+                                            commit_checkpoint, load_model_tensors,
+                                            load_normalizers, read_checkpoint_config,
+                                            read_committed_weights)
 from arvla_action_expert.data import (EpisodeError, EpisodeSource, InMemoryEpisodes,
                                       NpzEpisodeDir, SampleBuilder, episode_summary,
                                       synthetic_episodes)
@@ -71,8 +73,6 @@ __all__ = ["ChunkConfig", "ChunkDataConfig", "ChunkExecConfig", "ChunkPolicy", "
 log = logging.getLogger(__name__)
 
 FORMAT = "arvla-chunk/1"
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 MAX_LOOKAHEAD = 32  # same bound as ExpertPolicy: rows 1.. of ``step``
 MODES = ("chunk", "temporal_ensemble")
 
@@ -293,28 +293,12 @@ def save_chunk_checkpoint(path: str | os.PathLike[str], model: ChunkTransformer,
                           state_norm: Normalizer, target_norm: Normalizer, meta: ChunkMeta,
                           exec_config: ChunkExecConfig,
                           train_config: dict[str, Any] | None = None) -> pathlib.Path:
-    """Directory with weights (+ normaliser stats) and config.json, each file atomic; the
-    config, written last, carries the weights' sha256."""
-    d = pathlib.Path(path)
-    if d.suffix.lower() in {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}:
-        raise CheckpointError(f"{d}: checkpoints are directories of safetensors, not {d.suffix}")
-    d.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for name, norm in (("state", state_norm), ("target", target_norm)):
-        tensors[f"norm.{name}.mean"] = torch.from_numpy(np.ascontiguousarray(norm.mean, np.float32))
-        tensors[f"norm.{name}.std"] = torch.from_numpy(np.ascontiguousarray(norm.std, np.float32))
-    _atomic_write(d / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    """Directory with weights (+ normaliser stats) and config.json, written by the expert's
+    ``commit_checkpoint``: config.json (with the weights' sha256) is the single commit point."""
     doc = {"format": FORMAT, "chunk": to_dict(model.config), "exec": to_dict(exec_config),
-           "meta": to_dict(meta), "train": train_config, "weights_sha256": _sha256(d / WEIGHTS)}
-
-    def write_json(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-
-    _atomic_write(d / CONFIG, write_json)
-    return d
+           "meta": to_dict(meta), "train": train_config}
+    return commit_checkpoint(path, doc, checkpoint_tensors(model, state_norm, target_norm),
+                             fmt=FORMAT)
 
 
 @dataclass
@@ -329,49 +313,20 @@ class LoadedChunk:
 
 def load_chunk_checkpoint(path: str | os.PathLike[str], device: str = "cpu") -> LoadedChunk:
     """Rebuild the model from config.json and load the weights; CheckpointError naming the file,
-    key and shapes on any problem."""
-    d = resolve_checkpoint_dir(path)
-    try:
-        doc = json.loads((d / CONFIG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{d / CONFIG}: not valid JSON (truncated?): {err}") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise CheckpointError(f"{d / CONFIG}: format {got!r}, expected {FORMAT!r}")
+    key and shapes on any problem. A save cut after its commit point is rolled forward."""
+    d, doc = read_checkpoint_config(path, FORMAT)
     try:
         config = from_dict(ChunkConfig, doc["chunk"], prefix="chunk.")
         exec_config = from_dict(ChunkExecConfig, doc.get("exec") or {}, prefix="exec.")
         meta = from_dict(ChunkMeta, doc.get("meta") or {}, prefix="meta.")
     except (ConfigError, KeyError) as err:
         raise CheckpointError(f"{d / CONFIG}: invalid config: {err}") from err
-    sha = doc.get("weights_sha256")
-    if sha and _sha256(d / WEIGHTS) != sha:
-        raise CheckpointError(f"{d / WEIGHTS}: sha256 differs from {CONFIG} (file replaced or "
-                              "truncated after the checkpoint was written)")
-    tensors = _read_tensors(d / WEIGHTS, device)
+    tensors, weights = read_committed_weights(d, doc, device)
     model = ChunkTransformer(config)
-    own = model.state_dict()
-    got = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    missing, unexpected = sorted(set(own) - set(got)), sorted(set(got) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(f"{d / WEIGHTS}: weights do not match the config: missing "
-                              f"{missing[:5]}, unexpected {unexpected[:5]}")
-    for key, want in own.items():
-        if tuple(got[key].shape) != tuple(want.shape):
-            raise CheckpointError(f"{d / WEIGHTS}: model.{key}: expected shape "
-                                  f"{tuple(want.shape)}, got {tuple(got[key].shape)}")
-    model.load_state_dict(got)
-    try:
-        norms = [Normalizer(tensors[f"norm.{n}.mean"].cpu().numpy(),
-                            tensors[f"norm.{n}.std"].cpu().numpy()) for n in ("state", "target")]
-    except KeyError as err:
-        raise CheckpointError(f"{d / WEIGHTS}: missing normaliser tensor {err}") from err
-    for norm, dim, what in ((norms[0], config.state_dim, "state"),
-                            (norms[1], config.action_dim, "target")):
-        if norm.mean.shape != (dim,) or norm.std.shape != (dim,):
-            raise CheckpointError(f"{d / WEIGHTS}: norm.{what}: expected shape ({dim},), got "
-                                  f"{tuple(norm.mean.shape)} / {tuple(norm.std.shape)}")
-    return LoadedChunk(model.to(device), norms[0], norms[1], meta, exec_config, d)
+    load_model_tensors(model, tensors, source=str(weights))
+    norms = load_normalizers(tensors, state_dim=config.state_dim, action_dim=config.action_dim,
+                             source=weights)
+    return LoadedChunk(model.to(device), *norms, meta, exec_config, d)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ model it trains with, so one set of demonstrations serves any backbone):
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any, Iterable
 
@@ -65,13 +66,25 @@ def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: boo
 
 
 def save_episode(episode: dict[str, Any], path: str | pathlib.Path) -> pathlib.Path:
-    """Write one episode as a compressed ``.npz`` (strings/lists stored as numpy arrays, no pickle)."""
+    """Write one episode as a compressed ``.npz`` (strings/lists stored as numpy arrays, no pickle).
+
+    Atomic: written to a hidden ``.<name>.tmp`` beside it (a dataset listing of ``*.npz`` never
+    sees it), fsynced, then renamed over ``path``; a collector killed mid-write leaves the previous
+    file intact and no partial episode under the final name.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v) for k, v in episode.items()}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:  # a file object: numpy appends no ".npz" to the name
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

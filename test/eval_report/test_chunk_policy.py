@@ -114,6 +114,43 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly(trained, tmp_path):
         load_chunk_checkpoint(tmp_path / "x.pt")
 
 
+def test_checkpoint_save_commits_at_config_and_rolls_forward(tmp_path):
+    """Chunk checkpoints share the expert's commit protocol: a save cut between committing
+    config.json and renaming the pending weights loads the NEW weights; a pending file from a
+    save cut before its commit is ignored; no temp or pending files are left behind."""
+    import shutil
+
+    from arvla_action_expert.normalize import Normalizer
+    from arvla_eval.chunk_policy import ChunkMeta, save_chunk_checkpoint
+
+    def save(path, value):
+        model = ChunkTransformer(TINY)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(value)
+        return save_chunk_checkpoint(path, model, state_norm=Normalizer.identity(2),
+                                     target_norm=Normalizer.identity(2),
+                                     meta=ChunkMeta(step=int(value)),
+                                     exec_config=ChunkExecConfig())
+
+    def version(path):
+        ck = load_chunk_checkpoint(path)
+        return float(ck.model.head.weight[0, 0]), ck.meta.step
+
+    live, other = save(tmp_path / "live", 1.0), save(tmp_path / "other", 2.0)
+    assert sorted(p.name for p in live.iterdir()) == ["config.json", "model.safetensors"]
+    shutil.copy(other / "config.json", live / "config.json")
+    shutil.copy(other / "model.safetensors", live / "model.safetensors.pending")
+    assert version(live) == (2.0, 2)
+    (live / "model.safetensors.pending").replace(live / "model.safetensors")
+    save(other, 3.0)
+    shutil.copy(other / "model.safetensors", live / "model.safetensors.pending")
+    assert version(live) == (2.0, 2)
+    (live / "model.safetensors").write_bytes((live / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        load_chunk_checkpoint(live)
+
+
 def test_ensemble_weights_hand_computed():
     w = ensemble_weights(3, 0.5)
     e = np.exp([0.0, -0.5, -1.0])

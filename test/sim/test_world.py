@@ -151,3 +151,30 @@ def test_collect_episode_format_and_roundtrip(tmp_path):
         np.testing.assert_array_equal(back[key], ep[key])
     for key in ("control_rate_hz", "model_id", "joint_names", "task", "instruction", "seed", "success"):
         assert back[key] == ep[key]
+
+
+def test_save_episode_is_atomic_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """The write goes through a hidden ``.<name>.tmp`` that is fsynced before the rename: a
+    write that fails before the rename keeps the previous episode and leaves no temp file."""
+    import os
+
+    import arvla_sim.collect as collect
+
+    first = {"states": np.zeros((3, 2), np.float32), "task": "a"}
+    path = save_episode(first, tmp_path / "ep.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.npz"]
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync_then_fail(fd):
+        real_fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(collect.os, "fsync", fsync_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_episode({"states": np.ones((3, 2), np.float32), "task": "b"}, path)
+    assert [os.path.basename(s) for s in synced] == [".ep.npz.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.npz"]
+    with np.load(path) as z:
+        np.testing.assert_array_equal(z["states"], first["states"])

@@ -118,8 +118,9 @@ class EpisodeMonitor:
             n.create_subscription(Image, image_topic, self._on_image, qos_profile_sensor_data)
         self._reset_buffers(0)
 
-    def _reset_buffers(self, after_ns: int) -> None:
-        self._after_ns = after_ns
+    def _reset_buffers(self, after_ns: int | None) -> None:
+        self._after_ns = after_ns        # None: episode start not known yet, buffer everything
+        self._early: list[tuple[int, int, int, float, np.ndarray | None]] = []
         self._started = False
         self.t0_ns: int | None = None
         self.ticks: list[tuple[int, int, float, np.ndarray | None]] = []  # (stamp, stale, lat, cmd)
@@ -129,7 +130,6 @@ class EpisodeMonitor:
         self.success_ns: int | None = None
         self.frames: list[np.ndarray] = []
         self._n_images = 0
-        self.late_ticks = 0
 
     # -- callbacks (executor threads) --------------------------------------------------------
     def _on_clock(self, msg: Any) -> None:
@@ -142,7 +142,7 @@ class EpisodeMonitor:
             return
         q = np.asarray([msg.position[index[j]] for j in self.joint_names], np.float64)
         with self._lock:
-            if self._recording and stamp >= self._after_ns:
+            if self._recording and (self._after_ns is None or stamp >= self._after_ns):
                 self.joint_t.append(stamp)
                 self.joint_q.append(q)
 
@@ -159,16 +159,27 @@ class EpisodeMonitor:
 
     def _on_status(self, msg: Any) -> None:
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        tick = (stamp, int(msg.step), int(msg.staleness_steps), float(msg.step_latency_sec))
         with self._lock:
             cmd, self._pending_cmd = self._pending_cmd, None
-            if not self._recording or stamp < self._after_ns:
+            if not self._recording:
                 return
-            if not self._started:
-                if msg.step != 0:
-                    return
-                self._started, self.t0_ns = True, stamp
-            self.ticks.append((stamp, int(msg.staleness_steps), float(msg.step_latency_sec), cmd))
-            self.late_ticks = int(msg.late_ticks)
+            if self._after_ns is None:     # the resets are still in flight: decide later
+                self._early.append((*tick, cmd))
+                return
+            self._accept(*tick, cmd)
+
+    def _accept(self, stamp: int, step: int, stale: int, latency: float, cmd: np.ndarray | None) -> None:
+        """A status of the current episode? Ticks count from the expert's first one after the
+        memory reset (step 0) stamped at or after the episode start. Caller holds the lock."""
+        assert self._after_ns is not None
+        if stamp < self._after_ns:
+            return
+        if not self._started:
+            if step != 0:
+                return
+            self._started, self.t0_ns = True, stamp
+        self.ticks.append((stamp, stale, latency, cmd))
 
     def _on_success(self, msg: Any) -> None:
         with self._lock:
@@ -189,16 +200,31 @@ class EpisodeMonitor:
             self.frames.append(rgb)
 
     # -- episode control (main thread) -------------------------------------------------------
-    def begin(self, after_ns: int) -> None:
+    def begin(self) -> None:
+        """Start buffering (call before the resets)."""
         with self._lock:
-            self._reset_buffers(after_ns)
+            self._reset_buffers(None)
             self._recording = True
 
-    def elapsed_s(self) -> float:
+    def set_start(self, after_ns: int) -> None:
+        """The episode began at sim time ``after_ns``: drop what came before, replay the rest
+        (the expert may tick before this call returns; its step-0 status must not be lost)."""
         with self._lock:
-            if self.t0_ns is None:
+            self._after_ns = after_ns
+            keep = [i for i, t in enumerate(self.joint_t) if t >= after_ns]
+            self.joint_t = [self.joint_t[i] for i in keep]
+            self.joint_q = [self.joint_q[i] for i in keep]
+            early, self._early = self._early, []
+            for item in early:
+                self._accept(*item)
+
+    def elapsed_s(self) -> float:
+        """Sim time of the newest recorded expert tick since the first (not the sim clock: the
+        episode must hold ticks up to ``max_seconds`` even when statuses arrive late)."""
+        with self._lock:
+            if self.t0_ns is None or not self.ticks:
                 return 0.0
-            return (max(self.clock_ns, self.ticks[-1][0] if self.ticks else 0) - self.t0_ns) * 1e-9
+            return (self.ticks[-1][0] - self.t0_ns) * 1e-9
 
     @property
     def started(self) -> bool:
@@ -430,9 +456,9 @@ class RolloutGraph:
         ``before_reset()`` / ``after_reset(start_ns)`` bracket the resets (bag recording).
         """
         assert self.monitor is not None
-        self.monitor.begin(2**62)          # ignore everything until the episode start is known
+        self.monitor.begin()
         after_ns = self.reset(seed, before_reset)
-        self.monitor.begin(after_ns)
+        self.monitor.set_start(after_ns)
         if after_reset is not None:
             after_reset(after_ns)
         rtf = float(self.sim.config.real_time_factor) or 10.0

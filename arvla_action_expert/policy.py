@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -18,21 +18,26 @@ from arvla_action_expert.cache import HybridKVCache
 from arvla_action_expert.model import ARExpert, ExpertConfig
 from arvla_action_expert.normalize import Normalizer
 
-__all__ = ["ExpertPolicy"]
+__all__ = ["ExpertPolicy", "MAX_LOOKAHEAD", "PolicyBase"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOOKAHEAD = 32  # scratch slots reserved for speculative steps (rows 1.. of ``step``)
 
 
-class ExpertPolicy:
-    """Autoregressive action expert with a long-lived memory (see docs/CONTRACTS.md)."""
+class PolicyBase:
+    """What every policy behind the ``ExpertPolicy`` interface shares: the model (its config has
+    state_dim / action_dim / prefix_dim / max_prefix_tokens), the normalisers and control rate it
+    was trained with, and the checks on what callers pass in. ``ExpertPolicy`` and the chunked
+    baseline (``arvla_eval.chunk_policy.ChunkPolicy``) build on it, so the node gets the same
+    errors for the same bad input whichever policy it runs."""
 
-    def __init__(self, model: ARExpert, *, state_norm: Normalizer, target_norm: Normalizer,
-                 control_rate_hz: float, model_id: str = "", joint_names: Sequence[str] = (),
-                 device: str | torch.device = "cpu"):
-        self.config: ExpertConfig = model.config
-        c = self.config
+    config: Any  # the model's config dataclass (ExpertConfig, ChunkConfig)
+
+    def __init__(self, model: torch.nn.Module, *, state_norm: Normalizer,
+                 target_norm: Normalizer, control_rate_hz: float, model_id: str = "",
+                 joint_names: Sequence[str] = (), device: str | torch.device = "cpu"):
+        self.config = c = model.config
         if state_norm.dim != c.state_dim or target_norm.dim != c.action_dim:
             raise ValueError(f"normaliser dims (state {state_norm.dim}, target {target_norm.dim}) "
                              f"disagree with config (state_dim {c.state_dim}, action_dim "
@@ -48,6 +53,44 @@ class ExpertPolicy:
         self.model_id = model_id
         self.joint_names = list(joint_names)
         self.state_norm, self.target_norm = state_norm, target_norm
+
+    def _checked_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """``tokens`` as an (N, prefix_dim) array, 1 <= N <= max_prefix_tokens, all finite."""
+        tokens = np.asarray(tokens)
+        c = self.config
+        if tokens.ndim != 2 or tokens.shape[1] != c.prefix_dim or not (
+                1 <= tokens.shape[0] <= c.max_prefix_tokens):
+            raise ValueError(f"prefix tokens must be (N, {c.prefix_dim}) with 1 <= N <= "
+                             f"{c.max_prefix_tokens}, got {tokens.shape}")
+        if not np.isfinite(tokens).all():
+            raise ValueError("prefix tokens contain NaN/inf")
+        return tokens
+
+    def _checked_state(self, state: np.ndarray, lookahead: int) -> np.ndarray:
+        """``state`` as a finite (state_dim,) float64 array; ``lookahead`` in
+        [1, MAX_LOOKAHEAD + 1]."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (self.state_dim,):
+            raise ValueError(f"state must have shape ({self.state_dim},), got {state.shape}")
+        if not np.isfinite(state).all():
+            raise ValueError(f"state contains NaN/inf: {state}")
+        if not 1 <= lookahead <= MAX_LOOKAHEAD + 1:
+            raise ValueError(f"lookahead must be in [1, {MAX_LOOKAHEAD + 1}], got {lookahead}")
+        return state
+
+
+class ExpertPolicy(PolicyBase):
+    """Autoregressive action expert with a long-lived memory (see docs/CONTRACTS.md)."""
+
+    config: ExpertConfig
+
+    def __init__(self, model: ARExpert, *, state_norm: Normalizer, target_norm: Normalizer,
+                 control_rate_hz: float, model_id: str = "", joint_names: Sequence[str] = (),
+                 device: str | torch.device = "cpu"):
+        super().__init__(model, state_norm=state_norm, target_norm=target_norm,
+                         control_rate_hz=control_rate_hz, model_id=model_id,
+                         joint_names=joint_names, device=device)
+        c = self.config
         self.cache = HybridKVCache(c.n_layer, c.n_head, c.head_dim, c.window, c.max_prefix_tokens,
                                    MAX_LOOKAHEAD, device=self.device)
         # normalised previous action target (what the step token sees when use_prev_action);
@@ -122,14 +165,7 @@ class ExpertPolicy:
 
     def refresh_prefix(self, tokens: np.ndarray, capture_step: int) -> None:
         """Encode backbone tokens (N, prefix_dim) once; later steps attend to them."""
-        tokens = np.asarray(tokens)
-        c = self.config
-        if tokens.ndim != 2 or tokens.shape[1] != c.prefix_dim or not (
-                1 <= tokens.shape[0] <= c.max_prefix_tokens):
-            raise ValueError(f"prefix tokens must be (N, {c.prefix_dim}) with 1 <= N <= "
-                             f"{c.max_prefix_tokens}, got {tokens.shape}")
-        if not np.isfinite(tokens).all():
-            raise ValueError("prefix tokens contain NaN/inf")
+        tokens = self._checked_tokens(tokens)
         t = torch.as_tensor(tokens, dtype=torch.float32, device=self.device).unsqueeze(0)
         cap = torch.tensor([int(capture_step)], device=self.device)
         with torch.inference_mode():
@@ -145,13 +181,7 @@ class ExpertPolicy:
     def step(self, state: np.ndarray, step_index: int, lookahead: int = 1) -> np.ndarray:
         """Action for ``step_index`` (committed to memory) plus ``lookahead - 1`` speculative
         continuations; (lookahead, action_dim) float64 absolute targets in real units."""
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (self.state_dim,):
-            raise ValueError(f"state must have shape ({self.state_dim},), got {state.shape}")
-        if not np.isfinite(state).all():
-            raise ValueError(f"state contains NaN/inf: {state}")
-        if not 1 <= lookahead <= MAX_LOOKAHEAD + 1:
-            raise ValueError(f"lookahead must be in [1, {MAX_LOOKAHEAD + 1}], got {lookahead}")
+        state = self._checked_state(state, lookahead)
         if lookahead > 1 and self.state_dim != self.action_dim:
             raise ValueError(f"lookahead > 1 feeds actions back as states: needs state_dim "
                              f"({self.state_dim}) == action_dim ({self.action_dim})")

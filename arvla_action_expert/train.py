@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import pathlib
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence, TypeVar
 
 import torch
 from tqdm import tqdm
@@ -37,10 +39,14 @@ from arvla_action_expert.data import (EpisodeError, EpisodeSource, InMemoryEpiso
                                       synthetic_episodes)
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
 
-__all__ = ["DataConfig", "Distributed", "OptimConfig", "SyntheticConfig", "TrainConfig", "TrainResult",
-           "build_source", "cli_main", "evaluate", "train"]
+__all__ = ["DataConfig", "Distributed", "ModelDims", "OptimConfig", "SyntheticConfig",
+           "TrainConfig", "TrainResult", "build_source", "check_data_matches_model", "cli_main",
+           "evaluate", "load_train_config", "loss_trend", "lr_at", "make_optimizer",
+           "optimizer_step", "show_progress", "train"]
 
 log = logging.getLogger(__name__)
+
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass
@@ -185,32 +191,49 @@ class Distributed:
         return float(t.item()) / self.world_size
 
 
-def build_source(cfg: DataConfig, model: ExpertConfig) -> EpisodeSource:
-    if cfg.path:
-        return NpzEpisodeDir(cfg.path)
-    s = cfg.synthetic
+class ModelDims(Protocol):
+    """Data-facing sizes of a policy config (``ExpertConfig``, the baseline's ``ChunkConfig``)."""
+
+    state_dim: int
+    action_dim: int
+    prefix_dim: int
+    max_prefix_tokens: int
+
+
+def build_source(path: str, synthetic: SyntheticConfig, dims: ModelDims) -> EpisodeSource:
+    """The ``.npz`` episodes in ``path``, or (``path`` empty) synthetic episodes sized for
+    ``dims``: the expert and the chunked baseline train on exactly the same data."""
+    if path:
+        return NpzEpisodeDir(path)
+    s = synthetic
     return InMemoryEpisodes(synthetic_episodes(
-        s.episodes, steps=s.steps, state_dim=model.state_dim, prefix_dim=model.prefix_dim,
+        s.episodes, steps=s.steps, state_dim=dims.state_dim, prefix_dim=dims.prefix_dim,
         n_tokens=s.n_tokens, frame_every=s.frame_every, n_goals=s.n_goals, noise=s.noise,
         seed=s.seed))
 
 
-def check_data_matches_model(builder: SampleBuilder, c: ExpertConfig, stage: int) -> None:
-    """Config and data must agree; name the model key that disagrees."""
+def check_data_matches_model(builder: SampleBuilder, c: ModelDims, *,
+                             prefix: Literal["ignored", "optional", "required"]) -> None:
+    """Config and data must agree; name the model key that disagrees. ``prefix``: whether the
+    frame tokens are not used (expert stage 1), checked when present (the chunked baseline,
+    which may also run without them) or must be present (expert stage 2)."""
     for key, have in (("state_dim", builder.state_dim), ("action_dim", builder.action_dim)):
         if getattr(c, key) != have:
             raise ConfigError(f"model.{key}: config says {getattr(c, key)}, the episodes have "
                               f"{have}")
     shape = builder.prefix_shape
-    if stage == 2:
-        if shape is None:
+    if prefix == "ignored":
+        return
+    if shape is None:
+        if prefix == "required":
             raise ConfigError("stage 2 needs episodes with frame_tokens, all are empty")
-        n, d = shape
-        if d != c.prefix_dim:
-            raise ConfigError(f"model.prefix_dim: config says {c.prefix_dim}, frames have {d}")
-        if n > c.max_prefix_tokens:
-            raise ConfigError(f"model.max_prefix_tokens: config says {c.max_prefix_tokens}, "
-                              f"frames have {n} tokens")
+        return
+    n, d = shape
+    if d != c.prefix_dim:
+        raise ConfigError(f"model.prefix_dim: config says {c.prefix_dim}, frames have {d}")
+    if n > c.max_prefix_tokens:
+        raise ConfigError(f"model.max_prefix_tokens: config says {c.max_prefix_tokens}, "
+                          f"frames have {n} tokens")
 
 
 def lr_at(step: int, o: OptimConfig) -> float:
@@ -222,12 +245,47 @@ def lr_at(step: int, o: OptimConfig) -> float:
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: ARExpert, o: OptimConfig) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=o.lr, betas=(o.beta1, o.beta2))
+def make_optimizer(model: torch.nn.Module, o: OptimConfig, *, no_decay: Sequence[str] = ()
+                   ) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: not on norms, biases, position embeddings
+    (names containing "pos") or the parameters named in ``no_decay``."""
+    def decays(name: str, p: torch.nn.Parameter) -> bool:
+        return p.dim() >= 2 and "pos" not in name and name not in no_decay
+
+    named = list(model.named_parameters())
+    return torch.optim.AdamW(
+        [{"params": [p for n, p in named if decays(n, p)], "weight_decay": o.weight_decay},
+         {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}],
+        lr=o.lr, betas=(o.beta1, o.beta2))
+
+
+def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor,
+                   step: int, o: OptimConfig) -> None:
+    """One update at ``lr_at(step)``: a non-finite loss stops training (naming the step) rather
+    than poisoning the weights; the global grad norm is clipped to ``o.grad_clip`` (0 = off)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, o)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if o.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+    opt.step()
+
+
+def show_progress(bar: tqdm, losses: list[float], step: int, every: int, o: OptimConfig) -> None:
+    """Every ``every`` steps: the mean loss since the last update and the lr on the bar."""
+    if (step + 1) % every == 0:
+        recent = losses[-every:]
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr_at(step, o):.2e}")
+
+
+def loss_trend(losses: Sequence[float]) -> str:
+    """``loss a -> b over n steps``: means of the first and the last tenth of a run."""
+    n = len(losses)
+    k = max(1, n // 10)
+    return f"loss {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f} over {n} steps"
 
 
 def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
@@ -301,8 +359,9 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     c = cfg.model
-    source = source if source is not None else build_source(cfg.data, c)
+    source = source if source is not None else build_source(cfg.data.path, cfg.data.synthetic, c)
     out_dir = pathlib.Path(out) if out is not None else None
+    prefix_use: Literal["ignored", "required"] = "required" if stage == 2 else "ignored"
     start_step, opt_state, loaded = 0, None, None
     if resume:
         if out_dir is None:
@@ -322,10 +381,10 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
         torch.manual_seed(cfg.seed)
         model = ARExpert(c)
         builder = SampleBuilder(source, delta_actions=c.delta_actions)
-        check_data_matches_model(builder, c, stage)
+        check_data_matches_model(builder, c, prefix=prefix_use)
         if c.head == "binned":
             model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))
-    check_data_matches_model(builder, c, stage)
+    check_data_matches_model(builder, c, prefix=prefix_use)
     model.train()
     opt = make_optimizer(model, cfg.optim)
     if opt_state is not None:
@@ -362,24 +421,14 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
                mininterval=1.0)
     t0 = time.monotonic()
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.optim)
         batch = (builder.stage1_batch(cfg.optim.batch_size, length, g) if stage == 1
                  else builder.stage2_batch(cfg.optim.batch_size, spec, g))
         mask = step_mask(batch, d.history_drop if stage == 2 else 0.0, g)
         batch, mask = dist.shard(batch, mask)
         loss = batch_loss(model, batch, mask, forward=forward)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        opt.step()
+        optimizer_step(model, opt, loss, step, cfg.optim)
         losses.append(dist.mean(loss.item()))
-        if (step + 1) % cfg.log_every == 0:
-            recent = losses[-cfg.log_every:]
-            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr_at(step, cfg.optim):.2e}")
+        show_progress(bar, losses, step, cfg.log_every, cfg.optim)
         if cfg.save_every and (step + 1) % cfg.save_every == 0:
             path = save(step + 1)
     bar.close()
@@ -393,6 +442,24 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
 # --------------------------------------------------------------------------------------------
 
 
+def load_train_config(cls: type[ConfigT], path: str | pathlib.Path, *, data: str | None = None,
+                      max_steps: int | None = None, batch_size: int | None = None,
+                      num_threads: int | None = None) -> ConfigT:
+    """A train config (``TrainConfig``, the baseline's ``ChunkTrainConfig``) from YAML with the
+    command-line overrides applied and validated like the file: ``data`` -> data.path,
+    ``max_steps`` / ``batch_size`` -> optim.*, ``num_threads``."""
+    cfg = load_config(cls, path)
+    if data:
+        cfg.data = dataclasses.replace(cfg.data, path=data)
+    optim = {k: v for k, v in (("max_steps", max_steps), ("batch_size", batch_size))
+             if v is not None}
+    if optim:
+        cfg.optim = from_dict(OptimConfig, {**to_dict(cfg.optim), **optim}, prefix="optim.")
+    if num_threads is not None:
+        cfg = dataclasses.replace(cfg, num_threads=num_threads)
+    return cfg
+
+
 def cli_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="arvla train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="train config YAML (model/optim/data)")
@@ -402,16 +469,16 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--init", help="checkpoint to start from (stage 2: the stage-1 result)")
     ap.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     ap.add_argument("--max-steps", type=int, help="override optim.max_steps")
+    ap.add_argument("--batch-size", type=int, help="override optim.batch_size (global batch)")
+    ap.add_argument("--num-threads", type=int, help="override num_threads (per process)")
+    ap.add_argument("--losses-json", help="also write every step's loss to this JSON file")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(TrainConfig, args.config)
-        if args.data:
-            cfg.data = dataclasses.replace(cfg.data, path=args.data)
-        if args.max_steps is not None:
-            cfg.optim = from_dict(OptimConfig, {**to_dict(cfg.optim),
-                                                "max_steps": args.max_steps}, prefix="optim.")
+        cfg = load_train_config(TrainConfig, args.config, data=args.data,
+                                max_steps=args.max_steps, batch_size=args.batch_size,
+                                num_threads=args.num_threads)
         if args.stage == 2 and args.init is None and not args.resume:
             log.warning("stage 2 without --init: the prefix alignment starts from random weights")
         out = args.out or f"runs/stage{args.stage}"
@@ -424,11 +491,10 @@ def cli_main(argv: list[str]) -> int:
         torch.distributed.destroy_process_group()
     if not Distributed.from_env().is_main:
         return 0
-    n = len(result.losses)
-    if n:
-        k = max(1, n // 10)
-        print(f"stage {args.stage}: loss {sum(result.losses[:k]) / k:.4f} -> "
-              f"{sum(result.losses[-k:]) / k:.4f} over {n} steps; checkpoint {result.path}")
+    if args.losses_json:
+        pathlib.Path(args.losses_json).write_text(json.dumps(result.losses), encoding="utf-8")
+    if result.losses:
+        print(f"stage {args.stage}: {loss_trend(result.losses)}; checkpoint {result.path}")
     else:
         print(f"stage {args.stage}: already at step {result.step}; checkpoint {result.path}")
     return 0

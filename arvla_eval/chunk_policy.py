@@ -38,7 +38,6 @@ the single commit point, an interrupted save is rolled forward on load); no pick
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import os
@@ -53,17 +52,19 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from arvla.config import ConfigError, from_dict, load_config, require, to_dict
+from arvla.config import ConfigError, from_dict, require, to_dict
 from arvla_action_expert.checkpoint import (CONFIG, CheckpointError, checkpoint_tensors,
                                             commit_checkpoint, load_model_tensors,
                                             load_normalizers, read_checkpoint_config,
                                             read_committed_weights)
-from arvla_action_expert.data import (EpisodeError, EpisodeSource, InMemoryEpisodes,
-                                      NpzEpisodeDir, SampleBuilder, episode_summary,
-                                      synthetic_episodes)
+from arvla_action_expert.data import (EpisodeError, EpisodeSource, NpzEpisodeDir, SampleBuilder,
+                                      episode_summary)
 from arvla_action_expert.normalize import Normalizer
+from arvla_action_expert.policy import MAX_LOOKAHEAD, PolicyBase
 from arvla_action_expert.reanchor import sample_staleness
-from arvla_action_expert.train import OptimConfig, SyntheticConfig, lr_at
+from arvla_action_expert.train import (OptimConfig, SyntheticConfig, build_source,
+                                       check_data_matches_model, load_train_config, loss_trend,
+                                       make_optimizer, optimizer_step, show_progress)
 
 __all__ = ["ChunkConfig", "ChunkDataConfig", "ChunkExecConfig", "ChunkPolicy", "ChunkTrainConfig",
            "ChunkTrainResult", "ChunkTransformer", "FORMAT", "MAX_LOOKAHEAD", "cli_main",
@@ -73,7 +74,6 @@ __all__ = ["ChunkConfig", "ChunkDataConfig", "ChunkExecConfig", "ChunkPolicy", "
 log = logging.getLogger(__name__)
 
 FORMAT = "arvla-chunk/1"
-MAX_LOOKAHEAD = 32  # same bound as ExpertPolicy: rows 1.. of ``step``
 MODES = ("chunk", "temporal_ensemble")
 
 
@@ -342,38 +342,27 @@ def ensemble_weights(n: int, m: float) -> np.ndarray:
     return w / w.sum()
 
 
-class ChunkPolicy:
+class ChunkPolicy(PolicyBase):
     """A chunked (reactive) policy behind the ``ExpertPolicy`` interface (docs/CONTRACTS.md).
 
     ``cache_fill`` / ``cache_capacity`` report the position inside the current chunk / C: the
     only "memory" a chunked head has.
     """
 
+    config: ChunkConfig
+
     def __init__(self, model: ChunkTransformer, *, state_norm: Normalizer,
                  target_norm: Normalizer, control_rate_hz: float, model_id: str = "",
                  joint_names: Sequence[str] = (), exec_config: ChunkExecConfig | None = None,
                  device: str | torch.device = "cpu"):
-        self.config: ChunkConfig = model.config
+        super().__init__(model, state_norm=state_norm, target_norm=target_norm,
+                         control_rate_hz=control_rate_hz, model_id=model_id,
+                         joint_names=joint_names, device=device)
         c = self.config
-        if state_norm.dim != c.state_dim or target_norm.dim != c.action_dim:
-            raise ValueError(f"normaliser dims (state {state_norm.dim}, target {target_norm.dim}) "
-                             f"disagree with config (state_dim {c.state_dim}, action_dim "
-                             f"{c.action_dim})")
-        if control_rate_hz <= 0:
-            raise ValueError(f"control_rate_hz must be > 0, got {control_rate_hz}")
-        if joint_names and len(joint_names) != c.action_dim:
-            raise ValueError(f"{len(joint_names)} joint_names for action_dim {c.action_dim}")
         self.exec = exec_config or ChunkExecConfig()
         if self.exec.exec_horizon > c.chunk:
             raise ConfigError(f"exec_horizon: {self.exec.exec_horizon} > the model's chunk "
                               f"{c.chunk}")
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.state_dim, self.action_dim, self.prefix_dim = c.state_dim, c.action_dim, c.prefix_dim
-        self.control_rate_hz = float(control_rate_hz)
-        self.model_id = model_id
-        self.joint_names = list(joint_names)
-        self.state_norm, self.target_norm = state_norm, target_norm
         self._prefix: torch.Tensor | None = None  # (1, N, prefix_dim)
         self._capture: int | None = None
         # "chunk": the chunk in execution; "temporal_ensemble": recent chunks by start step
@@ -439,14 +428,7 @@ class ChunkPolicy:
     def refresh_prefix(self, tokens: np.ndarray, capture_step: int) -> None:
         """Keep the newest backbone tokens (N, prefix_dim); the next prediction reads them.
         ``capture_step`` is recorded but not used: a reactive head has no re-anchoring."""
-        tokens = np.asarray(tokens)
-        c = self.config
-        if tokens.ndim != 2 or tokens.shape[1] != c.prefix_dim or not (
-                1 <= tokens.shape[0] <= c.max_prefix_tokens):
-            raise ValueError(f"prefix tokens must be (N, {c.prefix_dim}) with 1 <= N <= "
-                             f"{c.max_prefix_tokens}, got {tokens.shape}")
-        if not np.isfinite(tokens).all():
-            raise ValueError("prefix tokens contain NaN/inf")
+        tokens = self._checked_tokens(tokens)
         self._prefix = torch.tensor(tokens, dtype=torch.float32, device=self.device)[None]  # a copy
         self._capture = int(capture_step)
 
@@ -466,13 +448,7 @@ class ChunkPolicy:
     def step(self, state: np.ndarray, step_index: int, lookahead: int = 1) -> np.ndarray:
         """Actions for ``step_index`` .. ``step_index + lookahead - 1``: (lookahead, action_dim)
         float64. Rows beyond the last predicted step repeat it (hold the chunk's end)."""
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (self.state_dim,):
-            raise ValueError(f"state must have shape ({self.state_dim},), got {state.shape}")
-        if not np.isfinite(state).all():
-            raise ValueError(f"state contains NaN/inf: {state}")
-        if not 1 <= lookahead <= MAX_LOOKAHEAD + 1:
-            raise ValueError(f"lookahead must be in [1, {MAX_LOOKAHEAD + 1}], got {lookahead}")
+        state = self._checked_state(state, lookahead)
         k = int(step_index)
         if self.exec.mode == "chunk":
             return self._step_chunk(state, k, lookahead)
@@ -518,71 +494,31 @@ class ChunkTrainResult:
     path: pathlib.Path | None
 
 
-def build_chunk_source(cfg: ChunkDataConfig, model: ChunkConfig) -> EpisodeSource:
-    if cfg.path:
-        return NpzEpisodeDir(cfg.path)
-    s = cfg.synthetic
-    return InMemoryEpisodes(synthetic_episodes(
-        s.episodes, steps=s.steps, state_dim=model.state_dim, prefix_dim=model.prefix_dim,
-        n_tokens=s.n_tokens, frame_every=s.frame_every, n_goals=s.n_goals, noise=s.noise,
-        seed=s.seed))
-
-
-def _check_dims(builder: SampleBuilder, c: ChunkConfig) -> None:
-    for key, have in (("state_dim", builder.state_dim), ("action_dim", builder.action_dim)):
-        if getattr(c, key) != have:
-            raise ConfigError(f"model.{key}: config says {getattr(c, key)}, the episodes have "
-                              f"{have}")
-    shape = builder.prefix_shape
-    if shape is not None:
-        n, d = shape
-        if d != c.prefix_dim:
-            raise ConfigError(f"model.prefix_dim: config says {c.prefix_dim}, frames have {d}")
-        if n > c.max_prefix_tokens:
-            raise ConfigError(f"model.max_prefix_tokens: config says {c.max_prefix_tokens}, "
-                              f"frames have {n} tokens")
-
-
 def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
                 source: EpisodeSource | None = None, progress: bool = True) -> ChunkTrainResult:
     """AdamW with linear warmup + cosine (the expert's schedule, ``train.lr_at``) on L1."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     c = cfg.model
-    source = source if source is not None else build_chunk_source(cfg.data, c)
+    source = source if source is not None else build_source(cfg.data.path, cfg.data.synthetic, c)
     builder = SampleBuilder(source, delta_actions=False)
-    _check_dims(builder, c)
+    check_data_matches_model(builder, c, prefix="optional")
     torch.manual_seed(cfg.seed)
     model = ChunkTransformer(c)
     model.train()
     o = cfg.optim
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n
-             and n != "queries"]
-    rest = [p for n, p in model.named_parameters() if not any(p is q for q in decay)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=o.lr,
-                            betas=(o.beta1, o.beta2))
+    opt = make_optimizer(model, o, no_decay=("queries",))
     d = cfg.data
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003)
     losses: list[float] = []
     t0 = time.monotonic()
     bar = tqdm(range(o.max_steps), desc="chunk baseline", disable=not progress, mininterval=1.0)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, o)
         batch = chunk_batch(builder, o.batch_size, c.chunk, d.max_staleness, d.prefix_dropout, g)
         loss = chunk_loss(_forward(model, batch), batch["target"], batch["valid"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if o.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        opt.step()
+        optimizer_step(model, opt, loss, step, o)
         losses.append(loss.item())
-        if (step + 1) % cfg.log_every == 0:
-            recent = losses[-cfg.log_every:]
-            bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr_at(step, o):.2e}")
+        show_progress(bar, losses, step, cfg.log_every, o)
     bar.close()
     seconds = time.monotonic() - t0
     val_g = torch.Generator().manual_seed(cfg.seed + 7)
@@ -629,19 +565,12 @@ def cli_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(ChunkTrainConfig, args.config)
-        if args.data:
-            cfg.data = dataclasses.replace(cfg.data, path=args.data)
-        if args.max_steps is not None:
-            cfg.optim = from_dict(OptimConfig, {**to_dict(cfg.optim),
-                                                "max_steps": args.max_steps}, prefix="optim.")
+        cfg = load_train_config(ChunkTrainConfig, args.config, data=args.data,
+                                max_steps=args.max_steps)
         result = train_chunk(cfg, out=args.out, progress=not args.no_progress)
     except (ConfigError, CheckpointError, EpisodeError) as err:
         print(f"arvla eval train-baseline: {err}", file=sys.stderr)
         return 2
-    n = len(result.losses)
-    k = max(1, n // 10)
-    print(f"chunk baseline: loss {sum(result.losses[:k]) / k:.4f} -> "
-          f"{sum(result.losses[-k:]) / k:.4f} over {n} steps in {result.seconds:.1f} s, "
+    print(f"chunk baseline: {loss_trend(result.losses)} in {result.seconds:.1f} s, "
           f"held-out L1 {result.val_l1:.4f}; checkpoint {result.path}")
     return 0

@@ -4,32 +4,20 @@
 
 Runs stage 1 on the config's data for the same number of steps with the same global batch:
 (a) one process, 1 thread; (b) one process, N threads; (c) N processes x 1 thread (DDP).
-Prints wall time per step and the speed-ups measured side by side in one run.
+Prints wall time per step and the speed-ups measured side by side in one run. Each run is the
+real ``python -m arvla_action_expert.train`` command (it writes a checkpoint at the end, in a
+temp directory).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-
-SCRIPT = """
-import sys, time
-from arvla.config import load_config
-from arvla_action_expert.train import TrainConfig, train
-cfg = load_config(TrainConfig, sys.argv[1])
-cfg.optim.max_steps = int(sys.argv[3]); cfg.num_threads = int(sys.argv[4])
-cfg.optim.batch_size = int(sys.argv[5])
-train(cfg, stage=1, out=None, progress=False)
-import torch.distributed as dist
-if dist.is_initialized():
-    dist.destroy_process_group()
-"""
 
 
 def free_port() -> int:
@@ -56,18 +44,20 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
-        script = pathlib.Path(tmp) / "t.py"
-        script.write_text(SCRIPT)
-        common = [args.config, tmp + "/out", str(args.steps)]
+        def train(*launcher: str, threads: int) -> list[str]:  # `arvla train` stage 1, no bar
+            return [*launcher, "-m", "arvla_action_expert.train", "--config", args.config,
+                    "--stage", "1", "--out", f"{tmp}/out", "--max-steps", str(args.steps),
+                    "--batch-size", str(args.batch), "--num-threads", str(threads), "--no-progress"]
+
         rows = [
-            ("1 process x 1 thread", run([sys.executable, str(script), *common, "1", str(args.batch)], env)),
+            ("1 process x 1 thread", run(train(sys.executable, threads=1), env)),
             (f"1 process x {args.nproc} threads",
-             run([sys.executable, str(script), *common, str(args.nproc), str(args.batch)], env)),
-            (f"{args.nproc} processes x 1 thread (DDP)",
-             run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
-                  "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script), *common, "1",
-                  str(args.batch)], env)),
+             run(train(sys.executable, threads=args.nproc), env)),
         ]
+        torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
+                    "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+        rows.append((f"{args.nproc} processes x 1 thread (DDP)",
+                     run(train(*torchrun, threads=1), env)))
     base = rows[0][1]
     print(f"\nstage-1 training, {args.steps} steps, global batch {args.batch}, {args.config} "
           "(wall time incl. process start)")

@@ -13,21 +13,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-SCRIPT = """
-import json, sys
-from arvla.config import load_config
-from arvla_action_expert.train import TrainConfig, train
-cfg = load_config(TrainConfig, sys.argv[1])
-cfg.optim.max_steps = int(sys.argv[3])
-cfg.num_threads = 1
-res = train(cfg, stage=1, out=sys.argv[2], progress=False)
-import torch.distributed as dist, os
-if os.environ.get("RANK", "0") == "0":
-    json.dump(res.losses, open(sys.argv[2] + ".losses.json", "w"))
-if dist.is_initialized():
-    dist.destroy_process_group()
-"""
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -37,19 +22,22 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
-    script = tmp_path / "run_train.py"
-    script.write_text(SCRIPT)
     cfg = ROOT / "config" / "expert_tiny.yaml"
     steps = "60"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    single = subprocess.run([sys.executable, str(script), str(cfg), str(tmp_path / "single"), steps],
-                            capture_output=True, text=True, env=env, timeout=600)
+
+    def train(name: str) -> list[str]:  # the real training command, stage 1, one thread a process
+        return ["-m", "arvla_action_expert.train", "--config", str(cfg), "--stage", "1",
+                "--out", str(tmp_path / name), "--max-steps", steps, "--num-threads", "1",
+                "--losses-json", str(tmp_path / f"{name}.losses.json"), "--no-progress"]
+
+    single = subprocess.run([sys.executable, *train("single")], capture_output=True, text=True,
+                            env=env, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(script),
-                          str(cfg), str(tmp_path / "ddp"), steps],
-                         capture_output=True, text=True, env=env, timeout=600)
+                          "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+                          *train("ddp")], capture_output=True, text=True, env=env, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = json.loads((tmp_path / "single.losses.json").read_text())
     b = json.loads((tmp_path / "ddp.losses.json").read_text())

@@ -142,6 +142,24 @@ def _name_of(d: pathlib.Path, given: str) -> str:
     return name.lower().replace(" ", "_") or "model"
 
 
+def _auto_model(d: pathlib.Path, *, random_init: bool, cfg: PerceptionConfig, key: str,
+                consequence: str) -> torch.nn.Module:
+    """transformers ``AutoModel`` from ``d``: its weights, or, when ``d`` has none and only if
+    ``allow_random_init``, random weights from its config.json (seeded with projection_seed), with
+    a loud warning that ends in ``consequence``. ``key`` is the config key named in errors."""
+    from transformers import AutoConfig, AutoModel
+
+    if not random_init:
+        return AutoModel.from_pretrained(d, local_files_only=True)
+    if not cfg.allow_random_init:
+        raise BackboneError(f"{key}: no weight files (*.safetensors / *.bin) in {d}; "
+                            "set allow_random_init: true to run with random weights")
+    log.warning("!!! RANDOM WEIGHTS: no weights in %s; allow_random_init is true, so %s !!!", d,
+                consequence % cfg.projection_seed)
+    torch.manual_seed(cfg.projection_seed)
+    return AutoModel.from_config(AutoConfig.from_pretrained(d, local_files_only=True))
+
+
 # ----------------------------------------------------------------------------- vision encoders
 
 class _EfficientNetVision:
@@ -215,8 +233,6 @@ class _TransformersVision:
     """Hidden states of a transformers vision model (or a VLM's vision tower)."""
 
     def __init__(self, cfg: PerceptionConfig, device: torch.device, dtype: torch.dtype) -> None:
-        from transformers import AutoConfig, AutoModel
-
         if not cfg.model_path:
             raise BackboneError("model_path: backbone 'transformers' needs a model directory or "
                                 "cached hub id, got ''")
@@ -224,17 +240,9 @@ class _TransformersVision:
         files = _weight_files(d)
         self.random_init = not files
         try:
-            if self.random_init:
-                if not cfg.allow_random_init:
-                    raise BackboneError(f"model_path: no weight files (*.safetensors / *.bin) in {d}; "
-                                        "set allow_random_init: true to run with random weights")
-                log.warning("!!! RANDOM WEIGHTS: no weights in %s; allow_random_init is true, so "
-                            "the vision model is built from its config.json with random weights "
-                            "(seed %d). Its prefixes carry no visual meaning. !!!", d, cfg.projection_seed)
-                torch.manual_seed(cfg.projection_seed)
-                model = AutoModel.from_config(AutoConfig.from_pretrained(d, local_files_only=True))
-            else:
-                model = AutoModel.from_pretrained(d, local_files_only=True)
+            model = _auto_model(d, random_init=self.random_init, cfg=cfg, key="model_path",
+                                consequence="the vision model is built from its config.json with "
+                                "random weights (seed %d). Its prefixes carry no visual meaning.")
         except (OSError, ValueError, KeyError) as err:
             raise BackboneError(f"model_path: cannot load a transformers model from {d}: {err}") from err
         tower = _find_vision_tower(model) if getattr(model.config, "vision_config", None) is not None \
@@ -296,7 +304,7 @@ class _TextEncoder:
     """Instruction -> (text_tokens, C) with a transformers text model; caches the last instruction."""
 
     def __init__(self, cfg: PerceptionConfig, device: torch.device, dtype: torch.dtype) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         given = cfg.text_model_path
         if given:
@@ -312,18 +320,8 @@ class _TextEncoder:
         self.random_init = not files
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(d, local_files_only=True)
-            if self.random_init:
-                if not cfg.allow_random_init:
-                    raise BackboneError(f"text_model_path: no weight files (*.safetensors / *.bin) in {d}; "
-                                        "set allow_random_init: true to run with random weights")
-                log.warning("!!! RANDOM WEIGHTS: no weights in %s; allow_random_init is true, so "
-                            "the text encoder is randomly initialised (seed %d). !!!", d, cfg.projection_seed)
-                from transformers import AutoConfig
-
-                torch.manual_seed(cfg.projection_seed)
-                model = AutoModel.from_config(AutoConfig.from_pretrained(d, local_files_only=True))
-            else:
-                model = AutoModel.from_pretrained(d, local_files_only=True)
+            model = _auto_model(d, random_init=self.random_init, cfg=cfg, key="text_model_path",
+                                consequence="the text encoder is randomly initialised (seed %d).")
         except (OSError, ValueError, KeyError) as err:
             raise BackboneError(f"text_model_path: cannot load a tokenizer + text model from {d}: {err}") from err
         self.net = model.eval().to(device=device, dtype=dtype)

@@ -22,7 +22,8 @@ from arvla_action_expert.checkpoint import CheckpointError, load_checkpoint
 from arvla_action_expert.data import (InMemoryEpisodes, SampleBuilder, SampleSpec,
                                       save_episode_npz, synthetic_episodes)
 from arvla_action_expert.policy import ExpertPolicy
-from arvla_action_expert.train import TrainConfig, evaluate, lr_at, train
+from arvla_action_expert.train import (TrainConfig, check_data_matches_model, evaluate,
+                                       load_train_config, lr_at, train)
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 TINY = ROOT / "config" / "expert_tiny.yaml"
@@ -134,6 +135,38 @@ def test_data_dims_must_match_the_model_config():
     eps = InMemoryEpisodes(synthetic_episodes(2, steps=20, state_dim=2, prefix_dim=8))
     with pytest.raises(ConfigError, match="model.state_dim: config says 3, the episodes have 2"):
         train(cfg, stage=1, out=None, source=eps, progress=False)
+
+
+def test_command_line_overrides_are_applied_and_validated():
+    """``--data/--max-steps/--batch-size/--num-threads`` (shared with ``arvla eval
+    train-baseline``) land in the config and are checked like the YAML, naming the key."""
+    base = load_config(TrainConfig, TINY)
+    cfg = load_train_config(TrainConfig, TINY, data="/some/eps", max_steps=7, batch_size=6,
+                            num_threads=1)
+    assert (cfg.data.path, cfg.optim.max_steps, cfg.optim.batch_size, cfg.num_threads) == (
+        "/some/eps", 7, 6, 1)
+    assert cfg.optim.lr == base.optim.lr and cfg.model == base.model  # the rest untouched
+    assert load_train_config(TrainConfig, TINY) == base
+    with pytest.raises(ConfigError, match="optim.batch_size: must be >= 1, got 0"):
+        load_train_config(TrainConfig, TINY, batch_size=0)
+    with pytest.raises(ConfigError, match="num_threads: must be >= 0, got -1"):
+        load_train_config(TrainConfig, TINY, num_threads=-1)
+
+
+def test_stage2_needs_frames_and_matching_prefix_dims():
+    eps = InMemoryEpisodes(synthetic_episodes(2, steps=20, state_dim=2, prefix_dim=8))
+    builder = SampleBuilder(eps, delta_actions=False)
+    c = load_config(TrainConfig, TINY).model
+    wide = dataclasses.replace(c, prefix_dim=16)
+    check_data_matches_model(builder, wide, prefix="ignored")  # stage 1 never reads frames
+    with pytest.raises(ConfigError, match="model.prefix_dim: config says 16, frames have 8"):
+        check_data_matches_model(builder, wide, prefix="optional")
+    no_frames = InMemoryEpisodes([dataclasses.replace(
+        e, frame_tokens=e.frame_tokens[:0], frame_steps=e.frame_steps[:0]) for e in eps])
+    bare = SampleBuilder(no_frames, delta_actions=False)
+    check_data_matches_model(bare, c, prefix="optional")  # the baseline may run without frames
+    with pytest.raises(ConfigError, match="stage 2 needs episodes with frame_tokens"):
+        check_data_matches_model(bare, c, prefix="required")
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

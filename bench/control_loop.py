@@ -42,9 +42,10 @@ PRESETS = {  # ExpertConfig overrides; "paper" = the authors' specialist size (s
     "paper": dict(n_embd=512, n_layer=4, n_head=8, ffn=3200, window=100, prefix_dim=384, max_prefix_tokens=64),
     "small": dict(n_embd=128, n_layer=2, n_head=4, ffn=512, window=50, prefix_dim=384, max_prefix_tokens=64),
 }
+# the embedded Panda's arm_controller (config/action_expert.yaml): 7 arm joints + the finger
 PANDA = ["panda_joint1", "panda_joint2", "panda_joint3", "panda_joint4", "panda_joint5", "panda_joint6",
-         "panda_joint7"]
-Q_HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
+         "panda_joint7", "panda_finger_joint1"]
+Q_HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.02]
 MODEL_ID = "bench-backbone"
 
 
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument("--" + key.replace("_", "-"), type=int, default=None, help=f"override {key}")
     p.add_argument("--head", choices=["binned", "regression"], default="binned")
     p.add_argument("--threads", type=int, default=1, help="torch_threads of the node")
+    p.add_argument("--inference", choices=["torch", "int8", "onnx", "onnx_int8"], default="torch",
+                   help="the node's inference backend for the AR step")
     p.add_argument("--js-hz", type=float, default=100.0, help="joint_states publish rate")
     p.add_argument("--prefix-hz", type=float, default=5.0, help="VLPrefix publish rate")
     p.add_argument("--prefix-tokens", type=int, default=16)
@@ -77,13 +80,13 @@ def write_checkpoint(args: argparse.Namespace, directory: pathlib.Path) -> dict:
     for key in ("n_embd", "n_layer", "n_head", "ffn", "window"):
         if getattr(args, key) is not None:
             over[key] = getattr(args, key)
-    cfg = ExpertConfig(state_dim=7, action_dim=7, head=args.head, **over)
+    cfg = ExpertConfig(state_dim=len(PANDA), action_dim=len(PANDA), head=args.head, **over)
     torch.manual_seed(0)
     model = ARExpert(cfg)
     # Targets near home with a small spread, so the trajectory stays inside the Panda limits
     # (limits do not change the timing, but a realistic path exercises the same code).
-    state_norm = Normalizer(np.asarray(Q_HOME, np.float32), np.full(7, 0.1, np.float32))
-    target_norm = Normalizer(np.asarray(Q_HOME, np.float32), np.full(7, 0.05, np.float32))
+    state_norm = Normalizer(np.asarray(Q_HOME, np.float32), np.full(len(PANDA), 0.1, np.float32))
+    target_norm = Normalizer(np.asarray(Q_HOME, np.float32), np.full(len(PANDA), 0.01, np.float32))
     save_checkpoint(directory, model, state_norm=state_norm, target_norm=target_norm,
                     meta=CheckpointMeta(model_id=MODEL_ID, control_rate_hz=args.rate, joint_names=PANDA, stage=2))
     n_params = sum(p.numel() for p in model.parameters())
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
            "--params-file", str(ROOT / "config" / "action_expert.yaml"),
            "-p", f"checkpoint:={ck}", "-p", f"control_rate:={float(args.rate)}",
            "-p", f"lookahead_steps:={args.lookahead}", "-p", f"torch_threads:={args.threads}",
-           "-p", "max_staleness:=100", "-p", "diagnostics_period:=1.0"]
+           "-p", "max_staleness:=100", "-p", "diagnostics_period:=1.0", "-p", f"inference:={args.inference}"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     ex.add_node(node)
     print(f"expert: {args.preset} {model_info['params_M']:.1f} M params (n_embd {model_info['n_embd']}, "
           f"{model_info['n_layer']} layers, ffn {model_info['ffn']}, window {model_info['window']}, "
-          f"{model_info['head']} head), {args.rate:g} Hz, lookahead {args.lookahead}, torch threads {args.threads}; "
+          f"{model_info['head']} head), {args.rate:g} Hz, lookahead {args.lookahead}, torch threads {args.threads}, inference {args.inference}; "
           f"prefixes {args.prefix_tokens}x{prefix_dim} at {args.prefix_hz:g} Hz", flush=True)
     try:
         deadline = time.monotonic() + 60.0

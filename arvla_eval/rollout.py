@@ -1,7 +1,7 @@
 """Closed-loop episodes through the real ROS graph, in one process.
 
 ``run_episodes(policy, task=..., seeds=...)`` starts, on a private rclpy ``Context`` with one
-``MultiThreadedExecutor`` spinning in a background thread:
+executor thread for the sim and one for everything else:
 
 - ``SimNode`` (the MuJoCo Panda behind a joint_trajectory_controller-like topic, ``/clock``),
 - ``PerceptionNode`` (camera + instruction -> ``VLPrefix``, sim time),
@@ -273,7 +273,7 @@ class EpisodeMonitor:
 
 class RolloutGraph:
     """Sim + perception + an expert (or any node publishing trajectories and ExpertStatus) and a
-    monitor on a private context, spun by a MultiThreadedExecutor in a background thread.
+    monitor on a private context, spun in two background threads (sim | the rest).
 
     ``expert_factory(context) -> Node`` builds the expert node; it must offer ``/arvla/reset_memory``
     and publish ``/arvla/expert_status`` every tick (the ActionExpertNode does; so does
@@ -284,7 +284,7 @@ class RolloutGraph:
                  sim_overrides: Mapping[str, Any] | None = None,
                  perception_overrides: Mapping[str, Any] | None = None,
                  with_perception: bool = True, keep_frames: bool = False, frame_every: int = 1,
-                 domain_id: int | None = None, threads: int = 4, log_level: str | None = None) -> None:
+                 domain_id: int | None = None, log_level: str | None = None) -> None:
         self.task = task
         self._expert_factory = expert_factory
         self.sim_overrides = dict(sim_overrides or {})
@@ -293,15 +293,15 @@ class RolloutGraph:
         self.keep_frames = keep_frames
         self.frame_every = frame_every
         self.domain_id = domain_id
-        self.threads = threads
         self.log_level = log_level        # e.g. "warn": quieter nodes (per-episode resets log at info)
         self.context: Any = None
-        self.executor: Any = None
+        self.executor: Any = None        # perception, expert, monitor, extra nodes
+        self.sim_executor: Any = None    # the sim alone: rendering never delays an expert tick
         self.sim: Any = None
         self.perception: Any = None
         self.expert: Any = None
         self.monitor: EpisodeMonitor | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._clients: dict[str, Any] = {}
         self._extra_nodes: list[Any] = []
 
@@ -315,7 +315,7 @@ class RolloutGraph:
 
     def start(self) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self.context = rclpy.Context()
         kwargs: dict[str, Any] = {"domain_id": self.domain_id} if self.domain_id is not None else {}
@@ -323,7 +323,11 @@ class RolloutGraph:
             kwargs["args"] = ["--ros-args", "--log-level", self.log_level]
         rclpy.init(context=self.context, **kwargs)
         try:
-            self.executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
+            # Two single-threaded executors in two threads, not one MultiThreadedExecutor: with
+            # rclpy's thread pool, ready timers are re-dispatched while their callback still runs
+            # and the busy spinning starved the sim here (it ran at 0.07x real time).
+            self.executor = SingleThreadedExecutor(context=self.context)
+            self.sim_executor = SingleThreadedExecutor(context=self.context)
             self._start_sim()
             from arvla_sim.robot import JOINT_NAMES
 
@@ -346,8 +350,11 @@ class RolloutGraph:
             mon = self.monitor.node
             self._clients = {"reset_sim": mon.create_client(Trigger, self.sim.config.reset_service),
                              "reset_memory": mon.create_client(ResetMemory, "/arvla/reset_memory")}
-            self._thread = threading.Thread(target=self._spin, name="arvla_rollout_spin", daemon=True)
-            self._thread.start()
+            for name, ex in (("sim", self.sim_executor), ("nodes", self.executor)):
+                thread = threading.Thread(target=self._spin, args=(ex,), name=f"arvla_rollout_{name}",
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
             for name, client in self._clients.items():
                 if not client.wait_for_service(timeout_sec=30.0):
                     raise RolloutError(f"service of {name} ({client.srv_name}) not available after 30 s")
@@ -355,11 +362,12 @@ class RolloutGraph:
             self.close()
             raise
 
-    def _spin(self) -> None:
+    @staticmethod
+    def _spin(executor: Any) -> None:
         from rclpy.executors import ExternalShutdownException
 
         try:
-            self.executor.spin()
+            executor.spin()
         except ExternalShutdownException:
             pass
 
@@ -368,7 +376,7 @@ class RolloutGraph:
 
         params = {"task": self.task, **self.sim_overrides}
         self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params))
-        self.executor.add_node(self.sim)
+        self.sim_executor.add_node(self.sim)
 
     def add_node(self, node: Any) -> None:
         """Spin another node with the graph; it is destroyed by ``close`` after the executor
@@ -380,7 +388,7 @@ class RolloutGraph:
         """Replace the sim node by one for ``task`` (perception and expert are kept)."""
         if task == self.task:
             return
-        self.executor.remove_node(self.sim)
+        self.sim_executor.remove_node(self.sim)
         self.sim.destroy_node()
         self.task = task
         self._start_sim()
@@ -393,10 +401,11 @@ class RolloutGraph:
     def close(self) -> None:
         import rclpy
 
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=5.0)
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
+        for ex in (self.executor, self.sim_executor):
+            if ex is not None:
+                ex.shutdown(timeout_sec=5.0)
+        for thread in self._threads:
+            thread.join(timeout=5.0)
         for node in (*self._extra_nodes, self.monitor.node if self.monitor else None, self.expert,
                      self.perception, self.sim):
             if node is not None:
@@ -406,7 +415,7 @@ class RolloutGraph:
                     log.warning("destroying %s failed: %s", node, err)
         if self.context is not None and self.context.ok():
             rclpy.shutdown(context=self.context)
-        self.executor = self.context = None
+        self.executor = self.sim_executor = self.context = None
 
     # -- services -------------------------------------------------------------------------------
     def _call(self, name: str, request: Any, timeout_s: float = 10.0) -> Any:

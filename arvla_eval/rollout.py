@@ -302,6 +302,7 @@ class RolloutGraph:
         self.expert: Any = None
         self.monitor: EpisodeMonitor | None = None
         self._threads: list[threading.Thread] = []
+        self._sim_thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
         self._extra_nodes: list[Any] = []
 
@@ -350,17 +351,21 @@ class RolloutGraph:
             mon = self.monitor.node
             self._clients = {"reset_sim": mon.create_client(Trigger, self.sim.config.reset_service),
                              "reset_memory": mon.create_client(ResetMemory, "/arvla/reset_memory")}
-            for name, ex in (("sim", self.sim_executor), ("nodes", self.executor)):
-                thread = threading.Thread(target=self._spin, args=(ex,), name=f"arvla_rollout_{name}",
-                                          daemon=True)
-                thread.start()
-                self._threads.append(thread)
+            self._sim_thread = self._start_thread("sim", self.sim_executor)
+            self._start_thread("nodes", self.executor)
             for name, client in self._clients.items():
                 if not client.wait_for_service(timeout_sec=30.0):
                     raise RolloutError(f"service of {name} ({client.srv_name}) not available after 30 s")
         except BaseException:
             self.close()
             raise
+
+    def _start_thread(self, name: str, executor: Any) -> threading.Thread:
+        thread = threading.Thread(target=self._spin, args=(executor,), name=f"arvla_rollout_{name}",
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
 
     @staticmethod
     def _spin(executor: Any) -> None:
@@ -388,10 +393,21 @@ class RolloutGraph:
         """Replace the sim node by one for ``task`` (perception and expert are kept)."""
         if task == self.task:
             return
-        self.sim_executor.remove_node(self.sim)
+        from rclpy.executors import SingleThreadedExecutor
+
+        # Stop the sim's executor before destroying the node: a timer callback still running
+        # would publish through destroyed handles and end the spin thread.
+        assert self._sim_thread is not None, "set_task before start()"
+        self.sim_executor.shutdown(timeout_sec=5.0)
+        self._sim_thread.join(timeout=5.0)
         self.sim.destroy_node()
         self.task = task
+        self.sim_executor = SingleThreadedExecutor(context=self.context)
         self._start_sim()
+        self._sim_thread = self._start_thread("sim", self.sim_executor)
+        client = self._clients["reset_sim"]
+        if not client.wait_for_service(timeout_sec=30.0):
+            raise RolloutError(f"{client.srv_name} of the new {task} sim not available after 30 s")
 
     @property
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:

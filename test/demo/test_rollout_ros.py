@@ -75,3 +75,22 @@ def test_collect_ros_writes_a_bag_and_an_episode(tmp_path):
     assert str(ep["task"]) == "pick_lift" and float(ep["control_rate_hz"]) == 20.0
     # the actions are the demonstrator's targets: they lead the measured state
     assert np.abs(ep["actions"] - ep["states"]).max() > 1e-3
+
+
+def test_one_graph_runs_several_tasks():
+    """``set_task`` swaps the sim node under a running graph (the demo evaluates all tasks
+    with one perception + expert)."""
+    from arvla_eval.rollout import RolloutGraph, ar_expert_factory, run_episodes
+
+    policy = tiny_policy(1280)
+    with RolloutGraph(task="pick_lift", expert_factory=ar_expert_factory(policy, {"max_staleness": 30}),
+                      sim_overrides={**SIM, "real_time_factor": 1.0}, perception_overrides=PERCEPTION,
+                      log_level="warn") as graph:
+        records = []
+        for task in ("pick_lift", "cued_reach", "push"):
+            records += run_episodes(policy, task=task, seeds=[1], max_seconds=0.6, graph=graph,
+                                    progress=False)
+        assert graph.sim.config.task == "push"
+    assert [r.task for r in records] == ["pick_lift", "cued_reach", "push"]
+    assert all(r.n_ticks >= 3 and r.times[-1] >= 0.5 for r in records)
+

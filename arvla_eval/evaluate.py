@@ -18,10 +18,19 @@ perception nodes (``rollout.run_episodes``), over the same task list and seeds. 
 ``<out>/records.npz``, the report (``report.write_report``) to ``<out>/report/``, and the table
 is printed.
 
-``--artefacts DIR`` reads a fixed layout (what ``arvla demo`` writes): ``DIR/episodes/``
-(.npz), ``DIR/expert/`` (AR checkpoint), ``DIR/chunk/`` (baseline checkpoint; trained there if
-missing), optional ``DIR/perception.yaml`` / ``DIR/sim.yaml`` / ``DIR/expert_node.yaml``
-(node parameters), output in ``DIR/eval/``. Explicit options override each part.
+``--artefacts DIR`` reads one of two layouts:
+
+- what ``arvla demo`` writes (``DIR/collect/<task>-<key>/episodes``, ``DIR/train/<key>/stage2``):
+  every finished task's episodes train the baseline, the newest finished stage-2 checkpoint is
+  the AR expert, the tasks default to those collected, and the demo's own node parameters
+  (``config/demo.yaml``) apply to every policy, so the AR rows reproduce the demo's setting;
+- a flat one: ``DIR/episodes/`` (.npz), ``DIR/expert/`` (AR checkpoint), optional
+  ``DIR/perception.yaml`` / ``DIR/sim.yaml`` / ``DIR/expert_node.yaml`` (node parameters).
+
+Either way the baseline goes to ``DIR/chunk/`` (trained there if missing) and the output to
+``DIR/eval/`` (``DIR/eval_baselines/`` for the demo layout). Explicit options override each part.
+
+The benchmark table in the README: ``arvla demo && arvla eval --artefacts artifacts/demo/full``.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ QUICK = {"seeds": 2, "max_seconds": 6.0, "baseline_steps": 150}
 
 @dataclasses.dataclass
 class EvalSetup:
-    episodes: pathlib.Path | None        # training episodes of the baseline (.npz dir)
+    episodes: list[pathlib.Path] | None  # training episodes of the baseline (.npz dirs)
     expert: pathlib.Path | None          # AR expert checkpoint
     chunk: pathlib.Path                  # baseline checkpoint (trained here if missing)
     chunk_config: pathlib.Path           # baseline train config
@@ -60,6 +69,7 @@ class EvalSetup:
     perception_params: dict[str, Any]
     expert_params: dict[str, Any]
     baseline_steps: int | None = None    # override optim.max_steps of the baseline
+    max_seconds_per_task: dict[str, float] = dataclasses.field(default_factory=dict)  # overrides
     keep_frames: bool = False
     progress: bool = True
 
@@ -97,9 +107,48 @@ def fit_chunk_dims(cfg: Any, source: Any) -> Any:
     return dataclasses.replace(cfg, model=model)
 
 
+def episode_source(dirs: Sequence[pathlib.Path]) -> Any:
+    """One episode source over several .npz directories (e.g. one per task)."""
+    from arvla_action_expert.data import InMemoryEpisodes, NpzEpisodeDir
+
+    if len(dirs) == 1:
+        return NpzEpisodeDir(dirs[0])
+    return InMemoryEpisodes([ep for d in dirs for ep in NpzEpisodeDir(d)])
+
+
+def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
+    """What ``arvla demo`` left in ``art`` (None if it is not the demo's layout)."""
+    collect = sorted(p for p in (art / "collect").glob("*-*") if (p / "DONE.json").is_file()
+                     and (p / "episodes").is_dir()) if (art / "collect").is_dir() else []
+    if not collect:
+        return None
+    trained = sorted((p for p in (art / "train").glob("*") if (p / "DONE.json").is_file()
+                      and (p / "stage2" / "config.json").is_file()),
+                     key=lambda p: p.stat().st_mtime) if (art / "train").is_dir() else []
+    tasks = []
+    for p in collect:
+        task = p.name.rsplit("-", 1)[0]
+        if task not in tasks:
+            tasks.append(task)
+    out: dict[str, Any] = {"episodes": [p / "episodes" for p in collect], "tasks": tasks,
+                           "expert": trained[-1] / "stage2" if trained else None}
+    try:  # the demo's own node parameters, so every policy runs in the demo's setting
+        from arvla.demo import DemoConfig  # noqa: F401  (present when the demo is)
+        demo = load_yaml(pathlib.Path(__file__).resolve().parents[1] / "config" / "demo.yaml")["demo"]
+        out["sim"] = dict(demo.get("sim") or {})
+        out["perception"] = dict(demo.get("perception") or {})
+        out["expert_node"] = dict(demo.get("expert") or {})
+        ev = demo.get("eval") or {}
+        out["seed0"], out["seeds"] = ev.get("seed0"), ev.get("episodes")
+        out["max_seconds"] = ev.get("max_seconds")
+        out["real_time_factor"] = ev.get("real_time_factor")
+    except (ImportError, KeyError, ConfigError):
+        pass
+    return out
+
+
 def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
     """The baseline checkpoint: the existing one, or train it on ``setup.episodes``."""
-    from arvla_action_expert.data import NpzEpisodeDir
     from arvla_eval.chunk_policy import ChunkTrainConfig, train_chunk_policy
     from arvla_action_expert.train import OptimConfig
 
@@ -108,7 +157,7 @@ def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
     if setup.episodes is None:
         raise ConfigError(f"chunk baseline {setup.chunk} does not exist and no --episodes to "
                           "train it on")
-    source = NpzEpisodeDir(setup.episodes)
+    source = episode_source(setup.episodes)
     cfg = fit_chunk_dims(load_config(ChunkTrainConfig, setup.chunk_config), source)
     if setup.baseline_steps is not None:
         cfg.optim = from_dict(OptimConfig, {**to_dict(cfg.optim),
@@ -161,7 +210,8 @@ def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
                           keep_frames=setup.keep_frames, domain_id=default_domain_id()) as graph:
             for task in setup.tasks:
                 records += run_episodes(policy, task=task, seeds=setup.seeds,
-                                        max_seconds=setup.max_seconds, policy_name=name,
+                                        max_seconds=setup.max_seconds_per_task.get(task, setup.max_seconds),
+                                        policy_name=name,
                                         keep_frames=setup.keep_frames, progress=setup.progress,
                                         graph=graph)
         timing.append(f"{name}: {time.monotonic() - t0:.0f} s wall")
@@ -214,24 +264,51 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
         p = pick(value, default)
         return p if (value or (p is not None and p.is_file())) else None
 
-    episodes, expert = pick(args.episodes, "episodes"), pick(args.expert, "expert")
+    demo = demo_layout(art) if art is not None else None
+    if demo is not None:
+        episodes = [pathlib.Path(e) for e in args.episodes] if args.episodes else demo["episodes"]
+        expert = pathlib.Path(args.expert) if args.expert else demo["expert"]
+        out = pick(args.out, "eval_baselines")
+        if demo.get("seed0") is not None and args.seed0 is None:
+            args.seed0 = int(demo["seed0"])
+        if demo.get("seeds") and args.seeds is None and not args.quick:
+            args.seeds = int(demo["seeds"])
+        if not args.task:
+            args.task = demo["tasks"]
+    else:
+        episodes = ([pathlib.Path(e) for e in args.episodes] if args.episodes
+                    else ([art / "episodes"] if art is not None else None))
+        expert = pick(args.expert, "expert")
+        out = pick(args.out, "eval")
     chunk = pick(args.chunk, "chunk")
-    out = pick(args.out, "eval")
+    if args.seed0 is None:
+        args.seed0 = 1000
     if chunk is None or out is None:
         raise ConfigError("give --artefacts DIR, or --chunk and --out")
     quick = args.quick
     seeds_n = args.seeds if args.seeds is not None else (QUICK["seeds"] if quick else 10)
     max_seconds = args.max_seconds if args.max_seconds is not None else (
         QUICK["max_seconds"] if quick else 20.0)
+    max_seconds_per_task: dict[str, float] = {}
+    sim_params = load_node_params(optional_file(args.sim_params, "sim.yaml"))
+    perception_params = load_node_params(optional_file(args.perception_params, "perception.yaml"))
+    expert_params = load_node_params(optional_file(args.expert_params, "expert_node.yaml"))
+    if demo is not None:
+        sim_params = {**demo.get("sim", {}), **sim_params}
+        if demo.get("real_time_factor") is not None:
+            sim_params.setdefault("real_time_factor", float(demo["real_time_factor"]))
+        perception_params = {**demo.get("perception", {}), **perception_params}
+        expert_params = {**demo.get("expert_node", {}), **expert_params}
+        per_task = demo.get("max_seconds")
+        if args.max_seconds is None and not quick and isinstance(per_task, dict):
+            max_seconds_per_task = {str(t): float(v) for t, v in per_task.items()}
     return EvalSetup(
+        max_seconds_per_task=max_seconds_per_task,
         episodes=episodes, expert=expert, chunk=chunk, chunk_config=pathlib.Path(args.chunk_config),
         out=out, tasks=args.task or ["pick_lift"],
         seeds=list(range(args.seed0, args.seed0 + seeds_n)), max_seconds=max_seconds,
         policies=[p.strip() for p in args.policies.split(",") if p.strip()],
-        sim_params=load_node_params(optional_file(args.sim_params, "sim.yaml")),
-        perception_params=load_node_params(optional_file(args.perception_params,
-                                                         "perception.yaml")),
-        expert_params=load_node_params(optional_file(args.expert_params, "expert_node.yaml")),
+        sim_params=sim_params, perception_params=perception_params, expert_params=expert_params,
         baseline_steps=args.baseline_steps if args.baseline_steps is not None else (
             QUICK["baseline_steps"] if quick else None),
         keep_frames=args.frames, progress=not args.no_progress)
@@ -248,7 +325,8 @@ def cli_main(argv: list[str]) -> int:
         prog="arvla eval", description=__doc__.split("\n\n")[0],
         epilog="subcommands: 'arvla eval train-baseline --help', 'arvla eval report --help'")
     ap.add_argument("--artefacts", help="directory in the demo's layout (see the module doc)")
-    ap.add_argument("--episodes", help="training episodes (.npz dir) for the baseline")
+    ap.add_argument("--episodes", action="append",
+                    help="training episodes (.npz dir) for the baseline (repeat for several)")
     ap.add_argument("--expert", help="AR expert checkpoint")
     ap.add_argument("--chunk", help="chunked baseline checkpoint (trained if missing)")
     ap.add_argument("--chunk-config", default="config/chunk_tiny.yaml",
@@ -258,7 +336,8 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--task", action="append", help="sim task (repeat for several); "
                     "default pick_lift")
     ap.add_argument("--seeds", type=int, help="episodes per task and policy (default 10)")
-    ap.add_argument("--seed0", type=int, default=1000, help="first seed (held-out range)")
+    ap.add_argument("--seed0", type=int, help="first seed (held-out range; default 1000, or the "
+                    "demo's evaluation seeds)")
     ap.add_argument("--max-seconds", type=float, help="sim seconds per episode (default 20)")
     ap.add_argument("--policies", default=",".join(POLICIES),
                     help=f"comma list of {', '.join(POLICIES)}")

@@ -4,8 +4,10 @@
 
 Arguments use ``ros2 launch`` syntax (``name:=value``) and the same defaults, because the graph is
 read from the launch file itself (``arvla.launch_graph``): the launch files and the parameter
-files are the single source of truth for both paths. Every node runs in one
-MultiThreadedExecutor; ``--duration S`` stops after S seconds (wall), Ctrl-C stops at once.
+files are the single source of truth for both paths. Each node spins in its own
+SingleThreadedExecutor and thread, as separate processes would (rclpy's MultiThreadedExecutor
+busy-spins and slowed the sim to 0.07x real time); ``--duration S`` stops after S seconds
+(wall), Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -166,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arvla bringup: {err}", file=sys.stderr)
         return 2
 
+    import threading
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     with rclpy.init():
         try:
@@ -178,17 +182,35 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(n.get_fully_qualified_name() for n in nodes)
         print(f"arvla bringup: {len(nodes)} nodes from {graph.path.name} running in one process: {names}",
               flush=True)
-        executor = MultiThreadedExecutor()
+        stop = threading.Event()
+        executors = []
         for n in nodes:
-            executor.add_node(n)
+            ex = SingleThreadedExecutor()
+            ex.add_node(n)
+            executors.append(ex)
+
+        def spin(ex: SingleThreadedExecutor) -> None:
+            try:
+                while not stop.is_set() and rclpy.ok():
+                    ex.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:
+                stop.set()
+
+        threads = [threading.Thread(target=spin, args=(ex,), daemon=True) for ex in executors]
+        for t in threads:
+            t.start()
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
         try:
-            while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-                executor.spin_once(timeout_sec=0.1)
-        except (KeyboardInterrupt, ExternalShutdownException):
+            while not stop.is_set() and rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+                time.sleep(0.1)
+        except KeyboardInterrupt:
             pass
         finally:
-            executor.shutdown()
+            stop.set()
+            for t in threads:
+                t.join(timeout=5.0)
+            for ex in executors:
+                ex.shutdown()
             for n in nodes:
                 n.destroy_node()
     return 0

@@ -61,3 +61,13 @@ def test_bringup_command_reports_bad_arguments():
     proc = subprocess.run(["arvla", "bringup", "bringup.launch.py", "checkpoint:=/nonexistent/expert"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "cannot start the graph" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bringup_command_runs_and_stops_cleanly(panda_checkpoint):
+    proc = subprocess.run(["arvla", "bringup", "bringup.launch.py", f"checkpoint:={panda_checkpoint}",
+                           "with_sim:=true", "use_sim_time:=true", "--duration", "8"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "3 nodes from bringup.launch.py running in one process" in proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -128,11 +128,20 @@ def save_episode_npz(path: str | pathlib.Path, ep: Episode) -> None:
               "joint_names": np.array(ep.joint_names, dtype=np.str_)}
     if ep.images is not None:
         arrays["images"] = ep.images
+    atomic_save_npz(path, arrays)
+
+
+def atomic_save_npz(path: str | pathlib.Path, arrays: dict[str, np.ndarray], *,
+                    compressed: bool = False) -> pathlib.Path:
+    """``np.savez`` to ``path`` atomically: a hidden temp file in the same directory (never
+    matching ``*.npz``, so no dataset listing sees it), fsynced, then renamed over ``path``. A
+    writer killed mid-write leaves the previous file intact and nothing partial under the name.
+    Shared by every arvla writer of .npz files (episodes, records)."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:  # a file object: np.savez appends no ".npz" to the name
-            np.savez(f, **arrays)
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -140,6 +149,7 @@ def save_episode_npz(path: str | pathlib.Path, ep: Episode) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return path
 
 
 def _is_partial(path: pathlib.Path) -> bool:

@@ -22,11 +22,9 @@ time of a simulation publishing sim-time stamps still line up.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pathlib
-import tempfile
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -409,18 +407,9 @@ def save_episode(path: str | os.PathLike[str], episode: dict[str, np.ndarray]) -
         raise EpisodeError(f"episode files end in .npz, got {path}")
     validate_episode(episode, where=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in episode.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    from arvla_action_expert.data import atomic_save_npz
+
+    return atomic_save_npz(path, {k: np.asarray(v) for k, v in episode.items()})
 
 
 def load_episode(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

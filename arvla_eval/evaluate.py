@@ -172,7 +172,7 @@ def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
 def make_policies(setup: EvalSetup) -> dict[str, Any]:
     """name -> policy object, for the policies asked for."""
     from arvla_action_expert.policy import ExpertPolicy
-    from arvla_eval.chunk_policy import ChunkExecConfig, ChunkPolicy
+    from arvla_eval.chunk_policy import ChunkPolicy
 
     policies: dict[str, Any] = {}
     chunk: ChunkPolicy | None = None

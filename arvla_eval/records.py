@@ -13,13 +13,11 @@ metrics of ``arvla_eval.metrics``: success rate (Wilson interval), time to succe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import pathlib
-import tempfile
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -124,18 +122,9 @@ def save_records(path: str | os.PathLike[str], records: Sequence[EpisodeRecord])
             arrays[f"{i}/frames"] = rec.frames
     arrays["__meta__"] = np.asarray(json.dumps({"version": FORMAT_VERSION, "records": meta}))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    from arvla_action_expert.data import atomic_save_npz
+
+    return atomic_save_npz(path, arrays, compressed=True)
 
 
 def load_records(path: str | os.PathLike[str]) -> list[EpisodeRecord]:

@@ -6,7 +6,6 @@ Where launch_ros is importable (a real ROS 2 install) the launch descriptions ar
 from __future__ import annotations
 
 import ast
-import importlib
 import pathlib
 
 import pytest

@@ -53,7 +53,7 @@ def test_round_trip_restores_weights_stats_and_metadata(ckpt):
 def test_pickle_formats_are_refused(tmp_path, suffix):
     f = tmp_path / f"model{suffix}"
     f.write_bytes(b"\x80\x04junk")
-    with pytest.raises(CheckpointError, match=f"refusing to load a pickle-based checkpoint"):
+    with pytest.raises(CheckpointError, match="refusing to load a pickle-based checkpoint"):
         load_checkpoint(f)
     with pytest.raises(CheckpointError, match="refusing"):
         ExpertPolicy.from_checkpoint(f)

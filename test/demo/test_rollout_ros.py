@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from arvla_eval.bag import BagReader
 from arvla_eval.episodes import load_episode

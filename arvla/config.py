@@ -158,6 +158,14 @@ def load_config(cls: type[T], path: str | os.PathLike[str], *, section: str | No
         raise ConfigError(f"{path}: {err}") from err
 
 
+def param_field(default: Any, help_: str) -> Any:
+    """A dataclass field with a default and its description (``metadata["help"]``), for configs
+    whose fields are also ROS parameters; list defaults are copied per instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help_})
+    return dataclasses.field(default=default, metadata={"help": help_})
+
+
 def require(cond: bool, key: str, value: Any, what: str) -> None:
     """Range-check helper for ``__post_init__``: ``require(x > 0, "width", x, "must be > 0")``."""
     if not cond:

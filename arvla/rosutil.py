@@ -23,6 +23,31 @@ def ns_to_stamp(ns: int, stamp: Any | None = None) -> Any:
     return stamp
 
 
+def declare_config_parameters(node: Any, cls: type, help_: dict[str, str], *,
+                              writable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Declare one parameter per field of config dataclass ``cls`` (in ``help_``'s order, its
+    text as the description) and return their values, for ``arvla.config.from_dict``.
+
+    Read-only except the names in ``writable``; float fields are dynamically typed so that a
+    params file's ``10`` works like ``10.0`` (the config then checks the type and names the key);
+    list values come back as lists.
+    """
+    import typing
+
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    defaults = cls()
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, help_text in help_.items():
+        default = getattr(defaults, name)
+        descriptor = ParameterDescriptor(description=help_text, read_only=name not in writable,
+                                         dynamic_typing=hints[name] is float)
+        value = node.declare_parameter(name, default, descriptor).value
+        values[name] = list(value) if isinstance(default, list) else value
+    return values
+
+
 def spin_until(executor: Any, predicate: Callable[[], bool], timeout_s: float,
                step_s: float = 0.01) -> bool:
     """Spin ``executor`` until ``predicate()`` is true or ``timeout_s`` passes; returns the predicate."""

@@ -12,18 +12,14 @@ import dataclasses
 import os
 from typing import Any
 
-from arvla.config import ConfigError, from_dict, require
+from arvla.config import ConfigError, from_dict, param_field, require
 from arvla_action_expert.joints import (JointError, JointLimits, controller_joints_from_yaml,
                                         limits_from_joint_limits_yaml, resolve_limits)
 
 NODE_NAME = "arvla_action_expert"
 
 
-def _p(default: Any, help_: str) -> Any:
-    """A dataclass field with a default and its parameter description."""
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help_})
-    return dataclasses.field(default=default, metadata={"help": help_})
+_p = param_field  # short: one per field below
 
 
 INFERENCE_MODES = ("torch", "int8", "onnx", "onnx_int8")

@@ -26,7 +26,6 @@ import array
 import sys
 import threading
 import time
-import typing
 from typing import Any
 
 import rclpy
@@ -35,10 +34,9 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
                        qos_profile_sensor_data)
-from rcl_interfaces.msg import ParameterDescriptor
 
 from arvla.config import ConfigError, from_dict
-from arvla.rosutil import stamp_to_ns
+from arvla.rosutil import declare_config_parameters, stamp_to_ns
 from arvla_msgs.msg import VLPrefix
 from arvla_msgs.srv import SetInstruction
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -103,16 +101,7 @@ class PerceptionNode(Node):
     # ------------------------------------------------------------------ parameters
     def _read_config(self) -> PerceptionConfig:
         """Declare one read-only parameter per config field, read them once, validate."""
-        defaults = PerceptionConfig()
-        hints = typing.get_type_hints(PerceptionConfig)
-        values: dict[str, Any] = {}
-        for name, help_text in FIELD_HELP.items():
-            default = getattr(defaults, name)
-            floating = hints[name] is float
-            descriptor = ParameterDescriptor(description=help_text, read_only=True,
-                                             dynamic_typing=floating)  # 10 as well as 10.0
-            value = self.declare_parameter(name, default, descriptor).value
-            values[name] = list(value) if isinstance(default, list) else value
+        values = declare_config_parameters(self, PerceptionConfig, FIELD_HELP)
         try:
             return from_dict(PerceptionConfig, values)
         except ConfigError as err:

@@ -9,9 +9,8 @@ every field (a test keeps the two in sync).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from arvla.config import require
+from arvla.config import param_field, require
 from arvla_sim.env import SimEnvConfig
 from arvla_sim.robot import PHYSICS_DT
 from arvla_sim.tasks import TASKS
@@ -20,8 +19,7 @@ NODE_NAME = "arvla_sim"
 PHYSICS_HZ = 1.0 / PHYSICS_DT
 
 
-def _p(default: Any, help_: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help_})
+_p = param_field  # short: one per field below
 
 
 def _divides_physics(rate: float) -> bool:

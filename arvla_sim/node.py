@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import sys
 import time
-import typing
 from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
@@ -45,7 +44,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from arvla.config import ConfigError, from_dict
-from arvla.rosutil import ns_to_stamp, stamp_to_ns
+from arvla.rosutil import declare_config_parameters, ns_to_stamp, stamp_to_ns
 from arvla_sim.config import FIELD_HELP, NODE_NAME, SimNodeConfig
 from arvla_sim.env import SimEnv
 from arvla_sim.jtc import JointTrajectoryFollower, TrajPoint
@@ -110,13 +109,7 @@ class SimNode(Node):
     # ------------------------------------------------------------------ parameters
     def _read_config(self) -> SimNodeConfig:
         """Declare one parameter per config field (all read-only but ``seed``), read once, validate."""
-        defaults = SimNodeConfig()
-        hints = typing.get_type_hints(SimNodeConfig)
-        values: dict[str, Any] = {}
-        for name, help_text in FIELD_HELP.items():
-            descriptor = ParameterDescriptor(description=help_text, read_only=name != "seed",
-                                             dynamic_typing=hints[name] is float)
-            values[name] = self.declare_parameter(name, getattr(defaults, name), descriptor).value
+        values = declare_config_parameters(self, SimNodeConfig, FIELD_HELP, writable=frozenset({"seed"}))
         try:
             return from_dict(SimNodeConfig, values)
         except ConfigError as err:

@@ -40,7 +40,7 @@ log = logging.getLogger("arvla.demo")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "demo.yaml"
-CACHE_VERSION = "demo-v1"     # bump when stage code changes what a cached artefact means
+CACHE_VERSION = "demo-v2"     # bump when stage code changes what a cached artefact means
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,6 +53,8 @@ class CollectStage:
     seed0: int = 0
     real_time_factor: float = 1.0      # sim speed; perception must keep producing prefixes
     settle_s: float = 0.25             # demonstrate "hold still" this long after success
+    noise_std: float = 0.0             # DART: rad of smooth noise on the executed arm commands
+    noisy_fraction: float = 0.5        # share of demonstrations perturbed (labels stay clean)
 
     def __post_init__(self) -> None:
         require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")
@@ -186,7 +188,8 @@ def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool,
     seeds = list(range(c.seed0, c.seed0 + c.episodes))
     sim = {**cfg.sim, "real_time_factor": c.real_time_factor}
     ccfg = CollectConfig(task=task, seeds=seeds, control_rate_hz=cfg.control_rate_hz,
-                         settle_s=c.settle_s, sim=sim, perception=cfg.perception, keep_bags=True)
+                         settle_s=c.settle_s, sim=sim, perception=cfg.perception, keep_bags=True,
+                         noise_std=c.noise_std, noisy_fraction=c.noisy_fraction)
     key = _hash("collect", to_dict(ccfg))
     d = out / "collect" / f"{task}-{key}"
     marker = d / "DONE.json"

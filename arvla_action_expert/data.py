@@ -258,6 +258,8 @@ class SampleSpec:
     chunk: int            # C steps that see the prefix
     max_staleness: int    # delays d in [0, max_staleness]
     aux_chunk: int = 0    # targets for the auxiliary head, from the capture step on
+    prefix_mode: str = "chunk"   # "chunk": paper-style samples; "stream": as the cache runs
+    frame_drop: float = 0.0      # stream: P(a frame never arrives), for longer staleness
 
 
 class SampleBuilder:
@@ -337,6 +339,8 @@ class SampleBuilder:
         candidates = [e for e, t in enumerate(self.tokens) if t.shape[0]]
         if not candidates:
             raise EpisodeError("stage 2 needs episodes with frames (frame_tokens is empty)")
+        if spec.prefix_mode == "stream":
+            return self._stream_batch(batch_size, spec, g, candidates)
         L = spec.history + spec.chunk
         delays = sample_staleness(g, (batch_size,), spec.max_staleness)
         items, tokens, capture, aux = [], [], [], []
@@ -366,6 +370,52 @@ class SampleBuilder:
         if spec.aux_chunk:
             batch["aux_target"] = torch.stack([a[0] for a in aux])  # (B, aux, A)
             batch["aux_valid"] = torch.stack([a[1] for a in aux]).float()
+        return batch
+
+
+    def _stream_batch(self, batch_size: int, spec: SampleSpec, g: torch.Generator,
+                      candidates: list[int]) -> dict[str, torch.Tensor]:
+        """Stage-2 samples exactly as ``ExpertPolicy`` runs: one perception delay ``d`` per
+        sample, frame ``f`` arrives at step ``frame_steps[f] + d`` (or never, with probability
+        ``frame_drop``), and EVERY step token attends to the newest frame that had arrived by
+        its step -- history tokens included, as the cached keys were computed at inference.
+        Steps before the first arrival do not exist at inference (the node waits for a prefix)
+        and are padding here. The window ends at a uniformly drawn step, so the first steps of
+        an episode -- where only the prefix can tell what to do -- are trained as often as any.
+        """
+        L = spec.history + spec.chunk
+        delays = sample_staleness(g, (batch_size,), spec.max_staleness)
+        items, frames, captures = [], [], []
+        for b in range(batch_size):
+            e = candidates[int(torch.randint(len(candidates), (1,), generator=g))]
+            steps = torch.from_numpy(self.episodes[e].frame_steps)
+            T = self.states[e].shape[0]
+            keep = torch.rand(len(steps), generator=g) >= spec.frame_drop
+            keep[0] = keep[0] | ~keep.any()
+            kept = torch.nonzero(keep).flatten()                 # frame indices that arrive
+            arrival = steps[kept] + int(delays[b])
+            if int(arrival[0]) >= T:
+                arrival[0] = T - 1
+            end = int(torch.randint(int(arrival[0]), T, (1,), generator=g))
+            it = self._window(e, end - L + 1, L)
+            # newest arrived frame per step (-1 = none yet): arrival is sorted
+            newest = torch.searchsorted(arrival, it["positions"], right=True) - 1  # (L,)
+            it["valid"] = it["valid"] & (newest >= 0)
+            used, assign = torch.unique(newest.clamp_min(0), return_inverse=True)
+            it["assign"] = torch.where(it["valid"], assign, -1)
+            it["episode"] = torch.tensor(e)
+            frames.append(self.tokens[e][kept[used]])             # (F_b, N, P)
+            captures.append(steps[kept[used]])
+            items.append(it)
+        batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        F = max(len(c) for c in captures)
+        N, P = frames[0].shape[1:]
+        batch["tokens"] = torch.zeros(batch_size, F, N, P)
+        batch["capture"] = torch.zeros(batch_size, F, dtype=torch.int64)
+        for b, (fr, cap) in enumerate(zip(frames, captures)):
+            batch["tokens"][b, :len(cap)] = fr
+            batch["capture"][b, :len(cap)] = cap
+        batch["weight"] = batch["valid"].float()
         return batch
 
 

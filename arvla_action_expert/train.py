@@ -97,7 +97,12 @@ class DataConfig:
     history: int = 8             # H: history steps before the chunk (stage 2), no prefix
     chunk: int = 8               # C: steps that see the prefix (stage 2)
     max_staleness: int = 4       # delays d sampled in [0, max_staleness] (stage 2)
-    history_drop: float = 0.1    # P(chunk tokens may not attend to history) per sample
+    history_drop: float = 0.1    # P(chunk tokens may not attend to history) per sample;
+    #                              stream mode: P(a sample's memory is cut to a random horizon)
+    prefix_mode: str = "chunk"   # stage 2: "chunk" (history without prefix + chunk with one
+    #                              frame, as the paper) | "stream" (every step sees the newest
+    #                              arrived frame, exactly as the KV cache runs at inference)
+    frame_drop: float = 0.0      # stream: P(a frame never arrives) -> longer staleness seen
     stage1_length: int = 0       # window length in stage 1 (0 = history + chunk)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -107,6 +112,9 @@ class DataConfig:
         require(self.max_staleness >= 0, "max_staleness", self.max_staleness, "must be >= 0")
         require(0 <= self.history_drop <= 1, "history_drop", self.history_drop, "must be in [0, 1]")
         require(self.stage1_length >= 0, "stage1_length", self.stage1_length, "must be >= 0")
+        require(self.prefix_mode in ("chunk", "stream"), "prefix_mode", self.prefix_mode,
+                "must be 'chunk' or 'stream'")
+        require(0 <= self.frame_drop < 1, "frame_drop", self.frame_drop, "must be in [0, 1)")
 
 
 @dataclass
@@ -290,15 +298,24 @@ def loss_trend(losses: Sequence[float]) -> str:
 
 def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
               g: torch.Generator | None) -> torch.Tensor:
-    """(B, T, T): keys must be real steps (padding hidden); optionally cut chunk->history."""
+    """(B, T, T): keys must be real steps (padding hidden); optionally cut chunk->history
+    (chunk-mode batches) or, in a stream batch, every query's memory to a random horizon of
+    1..T steps, so the expert also learns to act from the prefix with little history."""
     valid = batch["valid"]
     B, T = valid.shape
     mask = valid.unsqueeze(1).expand(B, T, T) | torch.eye(T, dtype=torch.bool)
-    if "chunk" in batch and history_drop > 0:
-        drop = torch.rand(B, generator=g) < history_drop  # (B,)
+    if history_drop <= 0:
+        return mask
+    drop = torch.rand(B, generator=g) < history_drop  # (B,)
+    if "chunk" in batch:
         chunk = batch["chunk"]
         cut = drop[:, None, None] & chunk.unsqueeze(2) & ~chunk.unsqueeze(1)  # query chunk, key hist
-        mask = mask & ~cut
+        return mask & ~cut
+    if "assign" in batch:
+        horizon = torch.randint(1, T + 1, (B,), generator=g)
+        horizon = torch.where(drop, horizon, T + 1)  # (B,)
+        age = torch.arange(T).view(T, 1) - torch.arange(T).view(1, T)  # query t, key s: t - s
+        mask = mask & (age.unsqueeze(0) < horizon.view(B, 1, 1))
     return mask
 
 
@@ -390,13 +407,15 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     d = cfg.data
-    spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk)
+    spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk,
+                      prefix_mode=d.prefix_mode, frame_drop=d.frame_drop)
     length = d.stage1_length or (d.history + d.chunk)
     summary = episode_summary(source)
     meta = CheckpointMeta(model_id=str(summary["model_id"]),
                           control_rate_hz=float(summary["control_rate_hz"]),
                           joint_names=list(summary["joint_names"]), stage=stage,
-                          max_staleness=(d.max_staleness + d.chunk - 1) if stage == 2 else 0)
+                          max_staleness=0 if stage == 1 else d.max_staleness + d.chunk - 1 + (
+                              d.history if d.prefix_mode == "stream" else 0))
 
     forward: torch.nn.Module = model
     if dist.enabled:

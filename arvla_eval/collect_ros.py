@@ -45,7 +45,10 @@ RECORDED_TOPICS: dict[str, str] = {
     "/arvla/vl_prefix": "arvla_msgs/msg/VLPrefix",
     "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
     "/arvla/instruction": "std_msgs/msg/String",
+    "/arvla/demo_label": "trajectory_msgs/msg/JointTrajectory",
 }
+LABEL_TOPIC = "/arvla/demo_label"   # the demonstrator's clean command (DART: the robot got a
+#                                     perturbed one); bag2episodes takes actions from it
 
 
 @dataclasses.dataclass
@@ -59,6 +62,8 @@ class CollectConfig:
     settle_s: float = 0.25                 # keep demonstrating "hold still" after success
     only_success: bool = True              # convert only successful demonstrations to episodes
     keep_bags: bool = True                 # False: delete each bag once converted
+    noise_std: float = 0.0                 # DART: rad of smooth noise on executed arm commands
+    noisy_fraction: float = 0.5            # share of episodes perturbed (the rest are clean)
     sim: dict[str, Any] = dataclasses.field(default_factory=dict)         # SimNode parameters
     perception: dict[str, Any] = dataclasses.field(default_factory=dict)  # PerceptionNode parameters
 
@@ -70,6 +75,16 @@ class CollectConfig:
         require(self.control_rate_hz > 0, "control_rate_hz", self.control_rate_hz, "must be > 0")
         require(self.max_seconds >= 0, "max_seconds", self.max_seconds, "must be >= 0")
         require(self.settle_s >= 0, "settle_s", self.settle_s, "must be >= 0")
+        require(0 <= self.noise_std <= 0.2, "noise_std", self.noise_std, "must be in [0, 0.2] rad")
+        require(0 <= self.noisy_fraction <= 1, "noisy_fraction", self.noisy_fraction,
+                "must be in [0, 1]")
+
+    def noise_for(self, index: int) -> float:
+        """DART noise of the ``index``-th episode: evenly interleaved noisy / clean episodes."""
+        if self.noise_std <= 0 or self.noisy_fraction <= 0:
+            return 0.0
+        k = self.noisy_fraction
+        return self.noise_std if int((index + 1) * k) > int(index * k) else 0.0
 
 
 @dataclasses.dataclass
@@ -93,7 +108,7 @@ def _make_scripted_node_class() -> type:
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from arvla.rosutil import ns_to_stamp
-    from arvla_sim.experts import make_expert
+    from arvla_sim.experts import DartNoise, make_expert
     from arvla_sim.robot import JOINT_NAMES
 
     class ScriptedExpertNode(Node):
@@ -119,6 +134,8 @@ def _make_scripted_node_class() -> type:
                                   depth=10)
             self._traj_pub = self.create_publisher(JointTrajectory, f"/{controller_name}/joint_trajectory",
                                                    reliable)
+            self._label_pub = self.create_publisher(JointTrajectory, LABEL_TOPIC, reliable)
+            self.dart = DartNoise(0.0, dt=1.0 / control_rate_hz)
             self._status_pub = self.create_publisher(ExpertStatus, "/arvla/expert_status", reliable)
             self.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
             self.create_service(ResetMemory, "/arvla/reset_memory", self._on_reset)
@@ -129,6 +146,16 @@ def _make_scripted_node_class() -> type:
             if all(j in index for j in JOINT_NAMES):
                 with self._lock:
                     self._q = np.asarray([msg.position[index[j]] for j in JOINT_NAMES], np.float32)
+
+        def set_noise(self, std: float, seed: int) -> None:
+            """DART perturbation of the next episode(s): ``std`` rad (0 = clean), seeded."""
+            with self._lock:
+                self.dart = DartNoise(std, dt=self.dart_dt)
+                self.dart.reset(seed)
+
+        @property
+        def dart_dt(self) -> float:
+            return self.period_ns * 1e-9
 
         def _on_reset(self, request: ResetMemory.Request, response: ResetMemory.Response) -> ResetMemory.Response:
             with self._lock:
@@ -147,14 +174,17 @@ def _make_scripted_node_class() -> type:
             obs = {"state": q, "step": step, "time": world.time,
                    "privileged": self.env.task.privileged(world)}
             action = np.asarray(self.expert.act(obs), np.float64)
+            with self._lock:
+                executed = self.dart.perturb(action)
             latency = time.perf_counter() - start
-            traj = JointTrajectory()             # stamp 0: the controller starts it on arrival
-            traj.joint_names = list(JOINT_NAMES)
-            point = JointTrajectoryPoint()
-            point.positions = action.tolist()
-            point.time_from_start = Duration(sec=0, nanosec=self.period_ns)
-            traj.points = [point]
-            self._traj_pub.publish(traj)
+            for pub, positions in ((self._label_pub, action), (self._traj_pub, executed)):
+                traj = JointTrajectory()         # stamp 0: the controller starts it on arrival
+                traj.joint_names = list(JOINT_NAMES)
+                point = JointTrajectoryPoint()
+                point.positions = positions.tolist()
+                point.time_from_start = Duration(sec=0, nanosec=self.period_ns)
+                traj.points = [point]
+                pub.publish(traj)
             status = ExpertStatus()
             ns_to_stamp(now_ns, status.header.stamp)
             status.state, status.step = ExpertStatus.STATE_RUNNING, step
@@ -289,7 +319,9 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
                                   controller_name=graph.sim.config.controller_name, context=context,
                                   parameter_overrides=_parameters({"use_sim_time": True}))
 
-    bag_cfg = BagEpisodeConfig(control_rate_hz=rate, joint_names=list(JOINT_NAMES))
+    # actions = the demonstrator's clean commands (equal to the executed ones without noise)
+    bag_cfg = BagEpisodeConfig(control_rate_hz=rate, joint_names=list(JOINT_NAMES),
+                               command_topic=LABEL_TOPIC)
     result = CollectResult([], [], [])
     with RolloutGraph(task=config.task, expert_factory=factory, sim_overrides=config.sim,
                       perception_overrides=config.perception, domain_id=domain_id,
@@ -299,8 +331,9 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
         try:
             bar = tqdm(config.seeds, desc=f"collect {config.task}", unit="ep", disable=not progress)
             wins = 0
-            for seed in bar:
+            for index, seed in enumerate(bar):
                 name = f"{config.task}_{seed:06d}"
+                graph.expert.set_noise(config.noise_for(index), seed + 7919)
                 bag = bag_dir / name
                 if bag.exists():
                     import shutil

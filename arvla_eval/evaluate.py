@@ -51,6 +51,7 @@ __all__ = ["EvalSetup", "cli_main", "fit_chunk_dims", "load_node_params", "make_
 log = logging.getLogger(__name__)
 
 POLICIES = ("ar", "chunk", "chunk_te")
+_REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICK = {"seeds": 2, "max_seconds": 6.0, "baseline_steps": 150}
 
 
@@ -275,12 +276,14 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
             args.seeds = int(demo["seeds"])
         if not args.task:
             args.task = demo["tasks"]
+        args.chunk_config = args.chunk_config or str(_REPO / "config" / "chunk_demo.yaml")
     else:
         episodes = ([pathlib.Path(e) for e in args.episodes] if args.episodes
                     else ([art / "episodes"] if art is not None else None))
         expert = pick(args.expert, "expert")
         out = pick(args.out, "eval")
     chunk = pick(args.chunk, "chunk")
+    args.chunk_config = args.chunk_config or str(_REPO / "config" / "chunk_tiny.yaml")
     if args.seed0 is None:
         args.seed0 = 1000
     if chunk is None or out is None:
@@ -329,8 +332,9 @@ def cli_main(argv: list[str]) -> int:
                     help="training episodes (.npz dir) for the baseline (repeat for several)")
     ap.add_argument("--expert", help="AR expert checkpoint")
     ap.add_argument("--chunk", help="chunked baseline checkpoint (trained if missing)")
-    ap.add_argument("--chunk-config", default="config/chunk_tiny.yaml",
-                    help="baseline train config (dims are taken from the episodes)")
+    ap.add_argument("--chunk-config", help="baseline train config (dims are taken from the "
+                    "episodes); default config/chunk_demo.yaml for the demo's layout (sized like "
+                    "the demo's expert), else config/chunk_tiny.yaml")
     ap.add_argument("--baseline-steps", type=int, help="override the baseline's optim.max_steps")
     ap.add_argument("--out", help="output directory (records.npz, report/)")
     ap.add_argument("--task", action="append", help="sim task (repeat for several); "

@@ -48,7 +48,7 @@ import logging
 import math
 import pathlib
 import pickle
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -515,13 +515,36 @@ class Backbone:
 
     def encode(self, image: np.ndarray, instruction: str) -> np.ndarray:
         """One prefix: (token_count, dim) float32, image tokens first (row-major grid), then text."""
-        parts = self._parts(image, instruction)
+        return self._assemble(self._parts(image, instruction))
+
+    def _assemble(self, parts: list[np.ndarray]) -> np.ndarray:
+        """Image part, text part -> (token_count, dim): projected or zero-padded to ``dim``."""
         out = np.zeros((self.token_count, self.dim), np.float32)
         row = 0
         for part, proj in zip(parts, self._projections):
             mapped = part @ proj if proj is not None else part  # (n, dim) or (n, w <= dim)
             out[row:row + len(part), : mapped.shape[1]] = mapped
             row += len(part)
+        return out
+
+    @torch.inference_mode()
+    def encode_batch(self, images: Sequence[np.ndarray], instruction: str,
+                     batch_size: int = 32) -> np.ndarray:
+        """Many frames with one instruction -> (B, token_count, dim) float32, equal to ``encode``
+        per frame (up to float rounding) but batched: for datasets, not for the live node."""
+        out = np.zeros((len(images), self.token_count, self.dim), np.float32)
+        if not len(images):
+            return out
+        if isinstance(self._vision, _VLMEncoder):
+            for i, im in enumerate(images):
+                out[i] = self.encode(im, instruction)
+            return out
+        text = self._text.encode(instruction) if self._text is not None else None
+        for s in range(0, len(images), batch_size):
+            x = torch.cat([self._preprocess(im) for im in images[s:s + batch_size]])
+            img = _pool_to_grid(self._vision.features(x), self._grid).cpu().numpy()
+            for j, tokens in enumerate(img.astype(np.float32)):
+                out[s + j] = self._assemble([tokens] if text is None else [tokens, text])
         return out
 
     def describe(self) -> str:

@@ -21,16 +21,21 @@ from typing import Any, Iterable
 import numpy as np
 
 from arvla_sim.env import SimEnv, SimEnvConfig
-from arvla_sim.experts import make_expert
+from arvla_sim.experts import DartNoise, make_expert
 
 
 def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: bool = True,
-                    settle_steps: int = 5, expert: Any = None) -> dict[str, Any]:
+                    settle_steps: int = 5, expert: Any = None, noise_std: float = 0.0
+                    ) -> dict[str, Any]:
     """Run the scripted expert for one seeded episode; ``settle_steps`` extra steps are recorded
-    after success so a policy also sees "task done, hold still"."""
+    after success so a policy also sees "task done, hold still". ``noise_std`` > 0: DART
+    demonstrations (``DartNoise``): the robot executes perturbed commands, ``actions`` keeps the
+    expert's clean ones."""
     if frame_every < 1:
         raise ValueError(f"frame_every must be >= 1, got {frame_every}")
     expert = expert or make_expert(env)
+    dart = DartNoise(noise_std, dt=env.dt)
+    dart.reset(seed + 7919)
     obs = env.reset(seed)
     states, actions, images, frame_steps = [], [], [], []
     after = 0
@@ -42,7 +47,7 @@ def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: boo
         action = expert.act(obs)
         states.append(obs["state"])
         actions.append(action)
-        obs = env.step(action)
+        obs = env.step(dart.perturb(action))
         if env.failure():
             break
         if env.success():

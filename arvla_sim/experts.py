@@ -224,6 +224,36 @@ class CuedReachExpert(WaypointExpert):
                 Waypoint(np.array([g[0], g[1], self.touch]), GRIPPER_OPEN, speed=0.2, settle_s=10.0)]
 
 
+class DartNoise:
+    """Perturbations for DART-style demonstrations (Laskey et al., 2017): the robot executes
+    ``expert action + noise`` while the dataset keeps the clean expert action, so the learner
+    also sees states off the expert's path together with the action that leads back to it.
+
+    Noise: an Ornstein-Uhlenbeck process on the 7 arm joints (smooth, like a policy's drift;
+    stationary std ``std`` rad, correlation time ``tau_s``); the gripper is never perturbed.
+    ``std = 0`` gives exactly zero.
+    """
+
+    def __init__(self, std: float, *, tau_s: float = 0.5, dt: float = 0.05, seed: int = 0):
+        if std < 0 or tau_s <= 0 or dt <= 0:
+            raise ValueError(f"DartNoise: need std >= 0, tau_s > 0, dt > 0; got {std}, {tau_s}, {dt}")
+        self.std, self.a = float(std), float(np.exp(-dt / tau_s))
+        self.rng = np.random.default_rng(seed)
+        self.x = np.zeros(7)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.x = self.rng.normal(0.0, self.std, 7) if self.std > 0 else np.zeros(7)
+
+    def perturb(self, action: np.ndarray) -> np.ndarray:
+        """``action`` (8,) + the next noise sample on the arm joints (a new array)."""
+        if self.std > 0:
+            self.x = self.a * self.x + np.sqrt(1 - self.a ** 2) * self.rng.normal(0.0, self.std, 7)
+        out = np.array(action, dtype=np.float64, copy=True)
+        out[:7] += self.x
+        return out
+
+
 EXPERTS: dict[str, type[WaypointExpert]] = {
     "pick_lift": PickLiftExpert, "push": PushExpert, "cued_reach": CuedReachExpert}
 

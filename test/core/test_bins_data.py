@@ -84,3 +84,32 @@ def test_stage2_samples_follow_the_frame_and_delay():
     # padding before the episode start is marked invalid and carries no loss
     pad = batch["positions"] < 0
     assert pad.any() and not batch["valid"][pad].any() and (batch["weight"][pad] == 0).all()
+
+
+def test_stream_samples_are_what_the_cache_sees():
+    """Stream mode: every valid step sees the newest frame that had arrived (capture + delay),
+    steps before the first arrival are padding, and frames may be dropped."""
+    eps = synthetic_episodes(6, steps=40, state_dim=2, prefix_dim=8, frame_every=4)
+    b = SampleBuilder(eps, delta_actions=False)
+    spec = SampleSpec(history=12, chunk=8, max_staleness=3, prefix_mode="stream", frame_drop=0.3)
+    batch = b.stage2_batch(128, spec, torch.Generator().manual_seed(0))
+    valid, assign, pos = batch["valid"], batch["assign"], batch["positions"]
+    assert (assign[~valid] == -1).all() and (assign[valid] >= 0).all()
+    cap = torch.gather(batch["capture"], 1, assign.clamp_min(0))  # capture step of each step's frame
+    age = pos - cap
+    assert (age[valid] >= 0).all()
+    # one delay per sample: the age drops to the same minimum wherever a new frame arrives
+    new = valid[:, 1:] & valid[:, :-1] & (assign[:, 1:] != assign[:, :-1])
+    delay = torch.where(new, age[:, 1:], 99).min(1).values
+    has = new.any(1)
+    assert ((delay[has] >= 0) & (delay[has] <= 3)).all() and len(set(delay[has].tolist())) > 1
+    ages_at_arrival = age[:, 1:][new]
+    assert (ages_at_arrival == delay.unsqueeze(1).expand_as(new)[new]).all()
+    # frames are dropped sometimes: some gaps between arrivals exceed the frame period
+    assert (age[valid] >= 4 + 3).any()
+    # tokens of each used frame are that episode's frame at that capture step
+    for i in range(8):
+        ep = eps[int(batch["episode"][i])]
+        for a in assign[i][valid[i]].unique().tolist():
+            f = int(np.searchsorted(ep.frame_steps, int(batch["capture"][i, a])))
+            assert np.allclose(batch["tokens"][i, a].numpy(), ep.frame_tokens[f])

@@ -169,3 +169,42 @@ def test_cache_preconditions_carry_numbers():
     assert cache.fill == 2 and cache.last_step == 6
     cache.reset()
     assert cache.fill == 0 and cache.last_step is None and cache.capture_step is None
+
+
+def test_stream_training_batch_is_exactly_what_the_policy_computes():
+    """Stage 2 in stream mode trains on the very computation ExpertPolicy runs: replaying a
+    sample through the policy (frames installed when they arrive, one cached step per control
+    step) gives the training forward's outputs token for token."""
+    import numpy as np
+
+    from arvla_action_expert.data import SampleBuilder, SampleSpec, synthetic_episodes
+    from arvla_action_expert.policy import ExpertPolicy
+
+    eps = synthetic_episodes(4, steps=30, state_dim=2, prefix_dim=8, frame_every=3)
+    config = tiny(state_dim=2, action_dim=2, prefix_dim=8, window=64, head="regression")
+    b = SampleBuilder(eps, delta_actions=False)
+    spec = SampleSpec(history=20, chunk=10, max_staleness=3, prefix_mode="stream", frame_drop=0.2)
+    batch = b.stage2_batch(6, spec, torch.Generator().manual_seed(3))
+    policy = ExpertPolicy.build_untrained(config, seed=1)
+    policy.state_norm, policy.target_norm = b.state_norm, b.target_norm
+    model = policy.model.eval()
+    with torch.no_grad():
+        out, _ = model(batch["states"], batch["positions"],
+                       prefix=PrefixBatch(batch["tokens"], batch["capture"], batch["assign"]),
+                       step_mask=batch["valid"].unsqueeze(1) | torch.eye(30, dtype=torch.bool))
+    checked = 0
+    for i in range(6):
+        ep = eps[int(batch["episode"][i])]
+        policy.reset()
+        shown = -1
+        for j in torch.nonzero(batch["valid"][i]).flatten().tolist():
+            a = int(batch["assign"][i, j])
+            if a != shown:
+                policy.refresh_prefix(batch["tokens"][i, a].numpy(), int(batch["capture"][i, a]))
+                shown = a
+            t = int(batch["positions"][i, j])
+            action = policy.step(ep.states[t], t)[0]
+            expected = b.target_norm.denormalize(out[i, j].numpy())
+            np.testing.assert_allclose(action, expected, atol=2e-5)
+            checked += 1
+    assert checked > 30

@@ -245,8 +245,9 @@ def plot_success(rows: Sequence[ReportRow], path: pathlib.Path, colors: dict[str
             ax.bar(x, r.success_rate, width * 0.9, color=colors[p],
                    label=p if t_i == 0 or not any(
                        rr.policy == p and rr.task in tasks[:t_i] for rr in rows) else None)
-            ax.errorbar(x, r.success_rate, yerr=[[r.success_rate - r.ci_low],
-                                                 [r.ci_high - r.success_rate]],
+            # Wilson bounds can sit a rounding error beyond the rate (0/n): clamp to >= 0
+            ax.errorbar(x, r.success_rate, yerr=[[max(r.success_rate - r.ci_low, 0.0)],
+                                                 [max(r.ci_high - r.success_rate, 0.0)]],
                         color="black", capsize=3, lw=1)
             ax.text(x, 0.02, f"{r.successes}/{r.n}", ha="center", va="bottom", fontsize=7,
                     color="white" if r.success_rate > 0.1 else "black")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from arvla.demo import DemoConfig, load_demo_config, main
@@ -35,6 +36,14 @@ def test_demo_quick_end_to_end_and_cached(tmp_path, capsys, repo_root, monkeypat
     assert (run / "report" / "report.md").is_file()
     timings = json.loads((run / "timings.json").read_text())
     assert timings["total"] > 0
+    # offline prefixes: every recorded camera frame (10 Hz = every 2nd step) became a prefix
+    # of the demo's perception (block-10 features, 2x2 grid + instruction token)
+    from arvla_action_expert.data import NpzEpisodeDir
+
+    (episodes,) = list(run.glob("collect/pick_lift-*/episodes"))
+    ep = NpzEpisodeDir(episodes)[0]
+    assert ep.frame_tokens.shape[1:] == (5, 384) and ":L10:g2x2" in ep.model_id
+    assert len(ep.frame_steps) >= ep.length // 2 - 2 and (np.diff(ep.frame_steps) <= 3).all()
     # second run: collection, training and evaluation come from the cache
     assert main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -178,3 +178,27 @@ def test_save_episode_is_atomic_and_leaves_no_temp_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ep.npz"]
     with np.load(path) as z:
         np.testing.assert_array_equal(z["states"], first["states"])
+
+
+def test_dart_demonstrations_keep_clean_labels_off_the_clean_path():
+    """DART: the robot executes perturbed commands (so the states leave the clean path) while
+    the recorded actions stay the expert's own; noise_std 0 is exactly the clean episode."""
+    from arvla_sim.experts import DartNoise
+
+    env = SimEnv(task="cued_reach", image_height=64, image_width=64)
+    clean = collect_episode(env, seed=3, render=False)
+    again = collect_episode(env, seed=3, render=False, noise_std=0.0)
+    np.testing.assert_array_equal(clean["states"], again["states"])
+    noisy = collect_episode(env, seed=3, render=False, noise_std=0.03)
+    T = min(len(clean["states"]), len(noisy["states"]))
+    drift = np.abs(noisy["states"][:T, :7] - clean["states"][:T, :7]).max()
+    assert 0.01 < drift < 0.3
+    # the label at each step is the expert's clean target, not the executed (perturbed) one:
+    # far from the measured state by the noise, and the gripper is never perturbed
+    gap = np.abs(noisy["actions"][1:T, :7] - noisy["states"][1:T, :7]).mean()
+    assert gap > np.abs(clean["actions"][1:T, :7] - clean["states"][1:T, :7]).mean()
+    d = DartNoise(0.02, dt=0.05, seed=0)
+    d.reset(1)
+    xs = np.array([d.perturb(np.zeros(8)) for _ in range(4000)])
+    assert (xs[:, 7] == 0).all() and 0.015 < xs[:, :7].std() < 0.025
+    assert np.corrcoef(xs[:-1, 0], xs[1:, 0])[0, 1] > 0.8        # smooth, not white noise

@@ -1,0 +1,25 @@
+"""CollectConfig: DART noise settings are validated and spread evenly over the episodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from arvla.config import ConfigError
+from arvla_eval.collect_ros import CollectConfig
+
+
+@pytest.mark.parametrize("fraction, noisy", [(0.0, 0), (0.25, 5), (0.5, 10), (1.0, 20)])
+def test_noisy_episodes_are_interleaved_evenly(fraction, noisy):
+    cfg = CollectConfig(seeds=list(range(20)), noise_std=0.02, noisy_fraction=fraction)
+    stds = [cfg.noise_for(i) for i in range(20)]
+    assert sum(s > 0 for s in stds) == noisy and set(stds) <= {0.0, 0.02}
+    if 0 < fraction < 1:   # never two long runs of one kind
+        assert stds[:4].count(0.0) >= 1 and stds[:4].count(0.02) >= 1
+
+
+def test_no_noise_by_default_and_bad_values_name_the_key():
+    assert all(CollectConfig().noise_for(i) == 0.0 for i in range(10))
+    with pytest.raises(ConfigError, match="noise_std"):
+        CollectConfig(noise_std=-0.1)
+    with pytest.raises(ConfigError, match="noisy_fraction"):
+        CollectConfig(noisy_fraction=1.5)

@@ -437,6 +437,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--force", action="store_true", help="recompute every stage (ignore the cache)")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="demo YAML (sections demo, quick)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    ap.add_argument("--baselines", action="store_true",
+                    help="then `arvla eval --artefacts` on the result: the chunked baselines "
+                         "trained on the same episodes, same seeds, one comparison table")
     args = ap.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
@@ -451,4 +454,13 @@ def main(argv: list[str]) -> int:
     print(f"[demo] {'quick' if args.quick else 'full'} run: tasks {cfg.tasks}, artefacts in {out}")
     run_demo(cfg, out, force=args.force, progress=not args.no_progress,
              title=f"arvla demo ({'quick' if args.quick else 'full'})")
+    if args.baselines:
+        from arvla_eval.evaluate import cli_main as eval_main
+
+        t0 = time.monotonic()
+        print(f"[demo] baselines: arvla eval --artefacts {out}", flush=True)
+        rc = eval_main(["--artefacts", str(out), *(["--quick"] if args.quick else []),
+                        *(["--no-progress"] if args.no_progress else [])])
+        print(f"[demo] baselines {'done' if rc == 0 else 'failed'} in {time.monotonic() - t0:.1f} s")
+        return rc
     return 0

@@ -8,7 +8,12 @@ built from episodes here, so the trainer never looks at raw arrays:
 - stage 2 (cross-modal alignment, as in the authors' code): a frame captured at step ``c``, a
   sampled delay ``d`` (``reanchor.sample_staleness``), H history steps ``u-H .. u-1`` that do
   NOT see the prefix and C chunk steps ``u .. u+C-1`` that do, with ``u = c + d``. The chunk
-  tokens therefore see staleness ``d .. d+C-1``.
+  tokens therefore see staleness ``d .. d+C-1``. The history tokens' keys were computed
+  WITHOUT a prefix, which the KV cache at inference never does (there they saw the prefix of
+  their own step); hence
+- stage 2, ``prefix_mode: stream`` (the demo's): a window of H + C steps in which every step
+  sees the newest frame that had arrived by then (one sampled delay per sample, frames dropped
+  at random), the exact computation of ``ExpertPolicy`` -- see ``_stream_batch``.
 
 Targets are absolute actions, or ``action - state`` with ``delta_actions``; both normalised with
 stats fit on the training episodes. The "previous action" input of step t is the normalised

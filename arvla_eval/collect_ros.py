@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
+import shutil
 import threading
 import time
 from typing import Any, Sequence
@@ -156,14 +157,10 @@ def _make_scripted_node_class() -> type:
                     self._q = np.asarray([msg.position[index[j]] for j in JOINT_NAMES], np.float32)
 
         def set_noise(self, std: float, seed: int) -> None:
-            """DART perturbation of the next episode(s): ``std`` rad (0 = clean), seeded."""
+            """DART perturbation of the next episode: ``std`` rad (0 = clean), its seed."""
             with self._lock:
-                self.dart = DartNoise(std, dt=self.dart_dt)
+                self.dart = DartNoise(std, dt=self.dart.dt)
                 self.dart.reset(seed)
-
-        @property
-        def dart_dt(self) -> float:
-            return self.period_ns * 1e-9
 
         def _on_reset(self, request: ResetMemory.Request, response: ResetMemory.Response) -> ResetMemory.Response:
             with self._lock:
@@ -372,8 +369,6 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
             return None
         finally:
             if not config.keep_bags:
-                import shutil
-
                 shutil.rmtree(bag, ignore_errors=True)
 
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -390,11 +385,9 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
             wins = 0
             for index, seed in enumerate(bar):
                 name = f"{config.task}_{seed:06d}"
-                graph.expert.set_noise(config.noise_for(index), seed + 7919)
+                graph.expert.set_noise(config.noise_for(index), seed)
                 bag = bag_dir / name
                 if bag.exists():
-                    import shutil
-
                     shutil.rmtree(bag)
                 try:
                     rec = graph.run_episode(seed, max_seconds=max_seconds, policy_name="scripted",
@@ -412,6 +405,8 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
                 if rec.success or not config.only_success:
                     # converted (and encoded) in a worker thread while the next episode runs
                     pending.append(worker.submit(convert, bag, name))
+                elif not config.keep_bags:
+                    shutil.rmtree(bag, ignore_errors=True)
         finally:
             tap.close()
             worker.shutdown(wait=True)

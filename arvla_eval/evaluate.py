@@ -135,7 +135,7 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
                            "expert": trained[-1] / "stage2" if trained else None}
     try:  # the demo's own node parameters, so every policy runs in the demo's setting
         from arvla.demo import DemoConfig  # noqa: F401  (present when the demo is)
-        demo = load_yaml(pathlib.Path(__file__).resolve().parents[1] / "config" / "demo.yaml")["demo"]
+        demo = load_yaml(_REPO / "config" / "demo.yaml")["demo"]
         out["sim"] = dict(demo.get("sim") or {})
         out["perception"] = dict(demo.get("perception") or {})
         out["expert_node"] = dict(demo.get("expert") or {})

@@ -35,7 +35,7 @@ def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: boo
         raise ValueError(f"frame_every must be >= 1, got {frame_every}")
     expert = expert or make_expert(env)
     dart = DartNoise(noise_std, dt=env.dt)
-    dart.reset(seed + 7919)
+    dart.reset(seed)
     obs = env.reset(seed)
     states, actions, images, frame_steps = [], [], [], []
     after = 0

@@ -234,15 +234,18 @@ class DartNoise:
     ``std = 0`` gives exactly zero.
     """
 
+    SEED_OFFSET = 7919   # the noise stream of episode ``seed`` is not the episode's own stream
+
     def __init__(self, std: float, *, tau_s: float = 0.5, dt: float = 0.05, seed: int = 0):
         if std < 0 or tau_s <= 0 or dt <= 0:
             raise ValueError(f"DartNoise: need std >= 0, tau_s > 0, dt > 0; got {std}, {tau_s}, {dt}")
-        self.std, self.a = float(std), float(np.exp(-dt / tau_s))
+        self.std, self.dt, self.a = float(std), float(dt), float(np.exp(-dt / tau_s))
         self.rng = np.random.default_rng(seed)
         self.x = np.zeros(7)
 
-    def reset(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+    def reset(self, episode_seed: int) -> None:
+        """Start the noise of the episode with seed ``episode_seed`` (same seed, same noise)."""
+        self.rng = np.random.default_rng(episode_seed + self.SEED_OFFSET)
         self.x = self.rng.normal(0.0, self.std, 7) if self.std > 0 else np.zeros(7)
 
     def perturb(self, action: np.ndarray) -> np.ndarray:

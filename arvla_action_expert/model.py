@@ -14,6 +14,9 @@ Read top to bottom: RoPE -> attention -> MLP -> blocks -> config -> model.
   Re-anchoring). Cached keys are never re-rotated, which is what makes the KV cache exact.
 - Heads: per-dimension binned actions (k-means bin centres, cross-entropy, decoded by centre)
   or continuous regression (L1); optionally an ACT-style auxiliary chunk head on the prefix.
+  With ``predict_steps`` K > 1 every step token also predicts the K-1 targets after its own
+  (multi-token prediction, trained only): only the first is ever executed, the others make the
+  token carry a plan instead of "keep doing what the history did".
 
 Training (whole sequences with masks, ``forward``) and inference (one step against a
 ``HybridKVCache``, ``step``) go through the same attention code: the only difference is where the
@@ -199,6 +202,7 @@ class ExpertConfig:
     use_prev_action: bool = False    # step token also sees the previous action target
     aux_chunk: int = 0               # >0: ACT-style auxiliary head predicting this many actions
     aux_loss_weight: float = 0.1     # weight of the auxiliary chunk loss
+    predict_steps: int = 1           # K: each step token is trained on its next K targets
     detach_prefix: bool = False      # stop the action loss from training the prefix encoder
     rope_base: float = 10000.0
 
@@ -215,6 +219,7 @@ class ExpertConfig:
         require(self.n_bins >= 2, "n_bins", self.n_bins, "must be >= 2")
         require(self.aux_chunk >= 0, "aux_chunk", self.aux_chunk, "must be >= 0")
         require(self.aux_loss_weight >= 0, "aux_loss_weight", self.aux_loss_weight, "must be >= 0")
+        require(self.predict_steps >= 1, "predict_steps", self.predict_steps, "must be >= 1")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
         if self.delta_actions and self.state_dim != self.action_dim:
             raise ConfigError(f"delta_actions: needs state_dim == action_dim, got "
@@ -253,7 +258,7 @@ class ARExpert(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(c.n_embd, c.n_head, c.ffn)
                                     for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd)
-        out = c.action_dim * (c.n_bins if c.head == "binned" else 1)
+        out = c.predict_steps * c.action_dim * (c.n_bins if c.head == "binned" else 1)
         self.head = nn.Linear(c.n_embd, out)
         # bin centres (normalised target units), sorted per dim; set by fit_bins before training
         self.register_buffer("bin_centers", torch.linspace(-2, 2, c.n_bins).repeat(c.action_dim, 1)
@@ -379,36 +384,58 @@ class ARExpert(nn.Module):
     # ---- heads --------------------------------------------------------------------------------
 
     def head_out(self, h: torch.Tensor) -> torch.Tensor:
-        y = self.head(h)
-        if self.config.head == "binned":
-            return y.view(*h.shape[:-1], self.config.action_dim, self.config.n_bins)
-        return y
+        """(..., n_embd) -> (..., [K,] action_dim[, n_bins]); the K axis only if predict_steps > 1."""
+        return self.head(h).view(*h.shape[:-1], *self.out_shape)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Per-token shape of the head output: ([K,] action_dim[, n_bins])."""
+        c = self.config
+        shape = ((c.predict_steps,) if c.predict_steps > 1 else ()) + (c.action_dim,)
+        return shape + ((c.n_bins,) if c.head == "binned" else ())
 
     def decode(self, out: torch.Tensor) -> torch.Tensor:
-        """Head output -> normalised targets (..., action_dim): argmax bin centre or the value."""
-        if self.config.head == "regression":
+        """Head output -> normalised targets (..., action_dim) of the token's own step: argmax
+        bin centre or the value (the extra multi-token predictions are dropped)."""
+        c = self.config
+        if c.predict_steps > 1:
+            out = out.select(-3 if c.head == "binned" else -2, 0)
+        if c.head == "regression":
             return out
         idx = out.argmax(dim=-1)  # (..., A)
         centers = self.bin_centers  # (A, n_bins)
-        flat = idx.reshape(-1, self.config.action_dim)
+        flat = idx.reshape(-1, c.action_dim)
         vals = centers.gather(1, flat.t()).t()  # (M, A)
         return vals.reshape(idx.shape)
 
     def loss(self, out: torch.Tensor, target: torch.Tensor,
              weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-token action loss, averaged with weights (B, T) (e.g. 0 for unused tokens).
+        """Action loss averaged with weights (B, T) (e.g. 0 for unused tokens).
 
-        Binned: cross-entropy against the nearest bin centre per dim; regression: L1.
+        Binned: cross-entropy against the nearest bin centre per dim; regression: L1. With
+        predict_steps K > 1, token t is also scored on targets t+1 .. t+K-1 of its window, where
+        both steps count; every (token, k) pair weighs the same.
         """
+        if weight is None:
+            weight = torch.ones(target.shape[:2], dtype=target.dtype, device=target.device)
+        K = self.config.predict_steps
+        if K == 1:
+            return (self._per_token(out, target) * weight).sum() / weight.sum().clamp_min(1e-8)
+        T = target.shape[1]
+        num, den = out.new_zeros(()), out.new_zeros(())
+        for k in range(min(K, T)):
+            w = weight[:, :T - k] * weight[:, k:]  # (B, T-k)
+            num = num + (self._per_token(out[:, :T - k, k], target[:, k:]) * w).sum()
+            den = den + w.sum()
+        return num / den.clamp_min(1e-8)
+
+    def _per_token(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, T, A[, n_bins]) against targets (B, T, A) -> (B, T), mean over action dims."""
         if self.config.head == "binned":
             labels = encode_bins(target, self.bin_centers)  # (B, T, A)
             per = F.cross_entropy(out.flatten(0, -2), labels.flatten(), reduction="none")
-            per = per.view(target.shape).mean(-1)  # (B, T)
-        else:
-            per = (out - target).abs().mean(-1)  # (B, T)
-        if weight is None:
-            return per.mean()
-        return (per * weight).sum() / weight.sum().clamp_min(1e-8)
+            return per.view(target.shape).mean(-1)
+        return (out - target).abs().mean(-1)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -205,9 +205,7 @@ class ExpertPolicy(PolicyBase):
         try:
             if self._onnx is not None:
                 out = torch.from_numpy(self._onnx(xn, step_index, prev))
-                if c.head == "binned":
-                    out = out.view(c.action_dim, c.n_bins)
-                target_n = self.model.decode(out)
+                target_n = self.model.decode(out.view(self.model.out_shape))
             else:
                 x = torch.as_tensor(xn, device=self.device).view(1, 1, -1)
                 pos = torch.tensor([[step_index]], device=self.device)

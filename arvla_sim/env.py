@@ -59,6 +59,7 @@ class SimEnv:
                                 image_size=(self.config.image_height, self.config.image_width))
         self.step_index = 0
         self.seed: int | None = None
+        self.start_q = HOME_Q.copy()   # the posture of the last reset (held while locked)
 
     @property
     def dt(self) -> float:
@@ -76,11 +77,18 @@ class SimEnv:
         q = HOME_Q.copy()
         q[:7] += rng.uniform(-self.config.home_noise, self.config.home_noise, size=7)
         self.world.reset(q)
+        self.start_q = q.copy()
         self.task.reset(self.world, rng)
         self.task.update(self.world)
         self.world.forward()
         self.step_index = 0
         return self.observe()
+
+    def command(self, joint_targets: np.ndarray) -> None:
+        """Set the actuator targets (8,) -- or keep the start posture while the task locks the
+        arm (``Task.arm_locked``), whoever sends the command."""
+        locked = self.task.arm_locked(self.world)
+        self.world.set_targets(self.start_q if locked else joint_targets)
 
     def step_physics(self, n: int) -> None:
         """Advance ``n`` physics steps with the current targets, then update the task."""
@@ -91,7 +99,7 @@ class SimEnv:
         """Hold ``joint_targets`` (8,) for one control period; returns the new observation."""
         if self.seed is None:
             raise RuntimeError("SimEnv.step before reset(seed)")
-        self.world.set_targets(joint_targets)
+        self.command(joint_targets)
         self.step_physics(self.config.substeps)
         self.step_index += 1
         return self.observe()

@@ -7,9 +7,10 @@ Jacobian (its own MjData, so planning never disturbs the simulation), seeded fro
 command for continuity. Output: 8 absolute joint targets (``JOINT_NAMES`` order) per control
 step -- exactly the action a learned policy is trained to produce.
 
-The memory-task expert deliberately waits, motionless, until the cue has vanished: only then
-does the goal become invisible in both image and proprioception, which is what makes the task
-unsolvable without memory.
+The memory-task expert deliberately waits, motionless, until the cue has vanished and then
+``go_delay_s`` longer: only then is the goal invisible in both image and proprioception, and no
+action chunk predicted while the cue was in view reaches the motion, which is what makes the
+task unsolvable without memory.
 """
 
 from __future__ import annotations
@@ -215,8 +216,9 @@ class CuedReachExpert(WaypointExpert):
 
     def plan(self, obs):
         pr = obs["privileged"]
-        # Do not move (not even toward the middle) while the cue is still visible.
-        if self.t < float(pr["cue_until_s"][0]) + 0.25 or self._planned:
+        # Do not move (not even toward the middle) while the cue is visible, nor for go_delay_s
+        # after: a chunk predicted from a cued frame must end before the motion starts.
+        if self.t < float(pr["go_at_s"][0]) or self._planned:
             return [Waypoint(self.pos.copy(), self.grip, settle_s=0.0)] if not self._planned else []
         self._planned = True
         g = pr["goal_pos"]

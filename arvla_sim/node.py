@@ -188,7 +188,7 @@ class SimNode(Node):
     def tick(self) -> None:
         """One controller period: sample the trajectory, step physics, publish what is due."""
         q_cmd, _ = self.follower.sample(self.now_ns)
-        self.env.world.set_targets(q_cmd)
+        self.env.command(q_cmd)
         self.env.step_physics(self.tick_steps)
         self._physics_steps += self.tick_steps
         self._publish()

@@ -13,6 +13,11 @@ Tasks:
   arm must touch the cued pad; touching the other one fails the episode. The scene is mirror
   symmetric and the expert does not move before the cue is gone, so after that moment image and
   proprioception are identical for both goals: a memoryless policy is at chance (50 %).
+  The arm is held at its start posture (``arm_locked``: commands are not executed) until
+  ``go_delay_s`` after the cue is gone: longer than an action chunk (0.8 s at 20 Hz) plus
+  perception lag, so a chunk predicted while the cue was in view ends before the arm can move,
+  and no policy can store the goal in its own posture (a chunked policy without the lock drifted
+  toward the cued side during the cue and read the drift back: 8/10 with no memory at all).
 """
 
 from __future__ import annotations
@@ -57,6 +62,11 @@ class Task(abc.ABC):
 
     def failure(self, world: "PandaWorld") -> bool:
         """An unrecoverable outcome (ends the episode as failed); default: none."""
+        return False
+
+    def arm_locked(self, world: "PandaWorld") -> bool:
+        """True while the task holds the arm at its start posture (commands are not executed,
+        like brakes that are released on a go signal); default: never."""
         return False
 
     @abc.abstractmethod
@@ -139,7 +149,8 @@ class CuedReach(Task):
     name = "cued_reach"
     instruction = "touch the pad that was lit up"
     max_duration_s = 6.0
-    cue_duration_s = 1.0
+    cue_duration_s = 0.75
+    go_delay_s = 1.2       # still after the cue is gone: > chunk (0.8 s) + perception lag
     pad_radius = 0.045
     touch_height = 0.08    # EE site (~5 cm above the fingertips) below this over a pad = touching it
     cue_height = 0.10
@@ -176,6 +187,9 @@ class CuedReach(Task):
     def cue_visible(self, world) -> bool:
         return world.time < self.cue_duration_s
 
+    def arm_locked(self, world) -> bool:
+        return world.time < self.cue_duration_s + self.go_delay_s
+
     def update(self, world):
         world.set_mocap("cue", self._cue_pos if self.cue_visible(world) else HIDDEN)
         if self.touched is None:
@@ -192,7 +206,8 @@ class CuedReach(Task):
 
     def privileged(self, world):
         return {"goal_pos": self.pads[self.goal].copy(), "other_pos": self.pads[1 - self.goal].copy(),
-                "goal_index": np.array([self.goal]), "cue_until_s": np.array([self.cue_duration_s])}
+                "goal_index": np.array([self.goal]), "cue_until_s": np.array([self.cue_duration_s]),
+                "go_at_s": np.array([self.cue_duration_s + self.go_delay_s])}
 
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (PickLift, Push, CuedReach)}

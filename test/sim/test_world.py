@@ -109,7 +109,7 @@ def test_memory_task_after_the_cue_nothing_observable_depends_on_the_goal():
             obs = env.observe()
         first = env.render()
         states = []
-        while env.world.time < env.task.cue_duration_s + 0.2:
+        while env.world.time < env.task.cue_duration_s + env.task.go_delay_s - 0.05:
             obs = env.step(expert.act(obs))
             states.append(obs["state"])
         runs.append((first, np.asarray(states), env.render(), int(obs["privileged"]["goal_index"][0])))
@@ -120,13 +120,16 @@ def test_memory_task_after_the_cue_nothing_observable_depends_on_the_goal():
     np.testing.assert_array_equal(late_a, late_b)
 
 
-def test_memory_task_expert_does_not_move_while_cue_is_visible():
+def test_memory_task_expert_does_not_move_until_a_chunk_past_the_cue():
     env = SimEnv(task="cued_reach")
+    # A 16-step chunk (0.8 s at 20 Hz) predicted from the last cued frame, which reaches the
+    # policy ~0.1-0.3 s late, must end before the demonstrator starts to move.
+    assert env.task.go_delay_s >= 16 / 20.0 + 0.3
     expert = make_expert(env)
     obs = env.reset(1)
     start = obs["state"].copy()
     actions = []
-    while env.world.time < env.task.cue_duration_s:
+    while env.world.time < env.task.cue_duration_s + env.task.go_delay_s - 0.05:
         a = expert.act(obs)
         actions.append(a)
         obs = env.step(a)
@@ -134,6 +137,27 @@ def test_memory_task_expert_does_not_move_while_cue_is_visible():
     # One constant command (the start posture squared up to "gripper down"), nothing goal-directed.
     np.testing.assert_allclose(actions, actions[:1].repeat(len(actions), 0), atol=1e-6)
     np.testing.assert_allclose(actions[0, :7], start[:7], atol=0.05)
+    for _ in range(10):  # and it does move right after
+        obs = env.step(expert.act(obs))
+    assert np.abs(obs["state"][:7] - start[:7]).max() > 0.02
+
+
+def test_memory_task_locks_the_arm_until_the_go_time_whatever_is_commanded():
+    """No policy can write the cue into its own posture: until go time the arm stays at the
+    start posture under any command (here: a push toward the cued side), then follows."""
+    env = SimEnv(task="cued_reach")
+    obs = env.reset(3)
+    start = obs["state"].copy()
+    side = 1.0 if obs["privileged"]["goal_pos"][1] > 0 else -1.0
+    push = start.copy()
+    push[0] += 0.3 * side                      # joint 1 swings the arm toward the goal
+    go = env.task.cue_duration_s + env.task.go_delay_s
+    while env.world.time < go - 1e-9:
+        obs = env.step(push)
+    assert np.abs(obs["state"][:7] - start[:7]).max() < 2e-3
+    for _ in range(10):
+        obs = env.step(push)
+    assert (obs["state"][0] - start[0]) * side > 0.1
 
 
 def test_collect_episode_format_and_roundtrip(tmp_path):

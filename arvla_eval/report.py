@@ -354,11 +354,14 @@ def write_report(records: list[EpisodeRecord], out_dir: str | pathlib.Path, *, t
     if plot_staleness(records, out / "staleness.png", colors):
         figures.append(("staleness.png", "Prefix staleness", "Steps between the capture of "
                         "the frame behind the prefix in use and the control step."))
-    gifs = []
+    gifs = []  # one episode per policy and task: the first success, else the first episode
     for p in _policies(records):
-        rec = next((r for r in records if r.policy == p and r.frames is not None
-                    and len(r.frames)), None)
-        if rec is not None:
+        for task in dict.fromkeys(r.task for r in records):
+            shown = [r for r in records if r.policy == p and r.task == task
+                     and r.frames is not None and len(r.frames)]
+            rec = next((r for r in shown if r.success), shown[0] if shown else None)
+            if rec is None:
+                continue
             name = f"episode_{p}_{rec.task}_{rec.seed}.gif"
             if write_gif(rec, out / name):
                 gifs.append((name, f"{p}: {rec.task}, seed {rec.seed} "

@@ -41,6 +41,18 @@ def test_report_files_and_table(tmp_path):
         assert f"({name})" in text
 
 
+def test_one_video_per_policy_and_task_preferring_a_success(tmp_path):
+    recs = [make_record("ar", task, seed, success=seed == 1, frames=True)
+            for task in ("pick_lift", "push") for seed in range(3)]
+    recs += [make_record("chunk", "push", seed, success=False, frames=True) for seed in range(2)]
+    md = write_report(recs, tmp_path / "rep", title="videos")
+    names = sorted(f.name for f in md.parent.glob("*.gif"))
+    assert names == ["episode_ar_pick_lift_1.gif", "episode_ar_push_1.gif",
+                     "episode_chunk_push_0.gif"]
+    text = md.read_text()
+    assert "ar: pick_lift, seed 1 (success)" in text and "chunk: push, seed 0 (failure)" in text
+
+
 def test_rows_match_the_metrics():
     recs = [make_record("ar", "t", s, success=s < 2) for s in range(3)]
     recs += [make_record("chunk", "t", s, chunk=8, success=False) for s in range(3)]

@@ -98,7 +98,7 @@ def test_memory_cue_visible_early_then_hidden_and_on_the_goal_side():
 
 def test_memory_task_after_the_cue_nothing_observable_depends_on_the_goal():
     """Same seed, goal flipped: once the cue is gone, images and joint states are bit-identical,
-    so only memory of the first second can tell the goals apart (memoryless policy = chance)."""
+    so only memory of the cue can tell the goals apart (memoryless policy = chance)."""
     env = SimEnv(task="cued_reach")
     expert = make_expert(env)
     runs = []

@@ -359,9 +359,9 @@ def write_report(records: list[EpisodeRecord], out_dir: str | pathlib.Path, *, t
         for task in dict.fromkeys(r.task for r in records):
             shown = [r for r in records if r.policy == p and r.task == task
                      and r.frames is not None and len(r.frames)]
-            rec = next((r for r in shown if r.success), shown[0] if shown else None)
-            if rec is None:
+            if not shown:
                 continue
+            rec = next((r for r in shown if r.success), shown[0])
             name = f"episode_{p}_{rec.task}_{rec.seed}.gif"
             if write_gif(rec, out / name):
                 gifs.append((name, f"{p}: {rec.task}, seed {rec.seed} "

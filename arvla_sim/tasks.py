@@ -187,8 +187,13 @@ class CuedReach(Task):
     def cue_visible(self, world) -> bool:
         return world.time < self.cue_duration_s
 
+    @property
+    def go_at_s(self) -> float:
+        """When the arm is released and the demonstrator starts to move."""
+        return self.cue_duration_s + self.go_delay_s
+
     def arm_locked(self, world) -> bool:
-        return world.time < self.cue_duration_s + self.go_delay_s
+        return world.time < self.go_at_s
 
     def update(self, world):
         world.set_mocap("cue", self._cue_pos if self.cue_visible(world) else HIDDEN)
@@ -207,7 +212,7 @@ class CuedReach(Task):
     def privileged(self, world):
         return {"goal_pos": self.pads[self.goal].copy(), "other_pos": self.pads[1 - self.goal].copy(),
                 "goal_index": np.array([self.goal]), "cue_until_s": np.array([self.cue_duration_s]),
-                "go_at_s": np.array([self.cue_duration_s + self.go_delay_s])}
+                "go_at_s": np.array([self.go_at_s])}
 
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (PickLift, Push, CuedReach)}

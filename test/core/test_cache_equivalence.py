@@ -12,15 +12,13 @@ import torch
 
 from arvla_action_expert.cache import CacheError, HybridKVCache
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
+from core_helpers import tiny_config
 
 ATOL = 1e-5
 
 
 def tiny(**kw) -> ExpertConfig:
-    base = dict(state_dim=3, action_dim=2, prefix_dim=6, max_prefix_tokens=5, n_embd=32,
-                n_layer=3, n_head=4, ffn=48, window=7, head="regression")
-    base.update(kw)
-    return ExpertConfig(**base)
+    return tiny_config(**{"n_layer": 3, **kw})
 
 
 def make(config: ExpertConfig, seed: int = 0) -> tuple[ARExpert, HybridKVCache]:

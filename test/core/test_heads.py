@@ -6,14 +6,8 @@ import pytest
 import torch
 
 from arvla.config import ConfigError
-from arvla_action_expert.model import ARExpert, ExpertConfig
-
-
-def tiny(**kw) -> ExpertConfig:
-    base = dict(state_dim=3, action_dim=2, prefix_dim=6, max_prefix_tokens=5, n_embd=32,
-                n_layer=2, n_head=4, ffn=48, window=7, head="regression")
-    base.update(kw)
-    return ExpertConfig(**base)
+from arvla_action_expert.model import ARExpert
+from core_helpers import tiny_config as tiny
 
 
 def test_multi_token_loss_scores_every_valid_token_and_future_pair():

@@ -7,15 +7,13 @@ import pytest
 
 from arvla_action_expert.model import ExpertConfig
 from arvla_action_expert.policy import ExpertPolicy
+from core_helpers import tiny_config
 
 pytest.importorskip("onnxruntime")
 
 
 def tiny(**kw) -> ExpertConfig:
-    base = dict(state_dim=3, action_dim=3, prefix_dim=6, max_prefix_tokens=5, n_embd=32,
-                n_layer=2, n_head=4, ffn=48, window=6, head="regression")
-    base.update(kw)
-    return ExpertConfig(**base)
+    return tiny_config(**{"action_dim": 3, "window": 6, **kw})
 
 
 def _run_pair(cfg, int8, steps=20):

@@ -8,13 +8,11 @@ import torch
 
 from arvla_action_expert.model import ExpertConfig
 from arvla_action_expert.policy import ExpertPolicy
+from core_helpers import tiny_config
 
 
 def tiny(**kw) -> ExpertConfig:
-    base = dict(state_dim=4, action_dim=4, prefix_dim=6, max_prefix_tokens=5, n_embd=32,
-                n_layer=2, n_head=4, ffn=48, window=6, head="regression")
-    base.update(kw)
-    return ExpertConfig(**base)
+    return tiny_config(**{"state_dim": 4, "action_dim": 4, "window": 6, **kw})
 
 
 def test_policy_attributes_and_step_shapes():

@@ -109,7 +109,7 @@ def test_memory_task_after_the_cue_nothing_observable_depends_on_the_goal():
             obs = env.observe()
         first = env.render()
         states = []
-        while env.world.time < env.task.cue_duration_s + env.task.go_delay_s - 0.05:
+        while env.world.time < env.task.go_at_s - 0.05:
             obs = env.step(expert.act(obs))
             states.append(obs["state"])
         runs.append((first, np.asarray(states), env.render(), int(obs["privileged"]["goal_index"][0])))
@@ -129,7 +129,7 @@ def test_memory_task_expert_does_not_move_until_a_chunk_past_the_cue():
     obs = env.reset(1)
     start = obs["state"].copy()
     actions = []
-    while env.world.time < env.task.cue_duration_s + env.task.go_delay_s - 0.05:
+    while env.world.time < env.task.go_at_s - 0.05:
         a = expert.act(obs)
         actions.append(a)
         obs = env.step(a)
@@ -151,7 +151,7 @@ def test_memory_task_locks_the_arm_until_the_go_time_whatever_is_commanded():
     side = 1.0 if obs["privileged"]["goal_pos"][1] > 0 else -1.0
     push = start.copy()
     push[0] += 0.3 * side                      # joint 1 swings the arm toward the goal
-    go = env.task.cue_duration_s + env.task.go_delay_s
+    go = env.task.go_at_s
     while env.world.time < go - 1e-9:
         obs = env.step(push)
     assert np.abs(obs["state"][:7] - start[:7]).max() < 2e-3

@@ -207,23 +207,40 @@ class PushExpert(WaypointExpert):
 
 
 class CuedReachExpert(WaypointExpert):
+    """Leg 1 to the cued pad (from the first step, while the cue is in view), back to the start
+    position, wait out the task's hold, leg 2 to the other pad."""
+
     hover = 0.15
     touch = 0.065           # below CuedReach.touch_height
 
     def reset(self, obs):
         super().reset(obs)
-        self._planned = False
+        self._leg = 0
+
+    def _touch(self, pad: np.ndarray, settle_s: float) -> list[Waypoint]:
+        return [Waypoint(np.array([pad[0], pad[1], self.hover]), GRIPPER_OPEN, speed=0.4, settle_s=0.0),
+                Waypoint(np.array([pad[0], pad[1], self.touch]), GRIPPER_OPEN, speed=0.25,
+                         settle_s=settle_s)]
 
     def plan(self, obs):
         pr = obs["privileged"]
-        # Do not move (not even toward the middle) while the cue is visible, nor for go_delay_s
-        # after: a chunk predicted from a cued frame must end before the motion starts.
-        if self.t < float(pr["go_at_s"][0]) or self._planned:
-            return [Waypoint(self.pos.copy(), self.grip, settle_s=0.0)] if not self._planned else []
-        self._planned = True
-        g = pr["goal_pos"]
-        return [Waypoint(np.array([g[0], g[1], self.hover]), GRIPPER_OPEN, speed=0.35, settle_s=0.05),
-                Waypoint(np.array([g[0], g[1], self.touch]), GRIPPER_OPEN, speed=0.2, settle_s=10.0)]
+        if self._leg == 0:
+            self._leg = 1
+            home = pr["home_pos"]
+            return (self._touch(pr["goal_pos"], 0.1)
+                    + [Waypoint(np.array([pr["goal_pos"][0], pr["goal_pos"][1], self.hover]),
+                                GRIPPER_OPEN, speed=0.4, settle_s=0.0),
+                       Waypoint(home.copy(), GRIPPER_OPEN, speed=0.4, settle_s=0.0)])
+        if self._leg == 1:
+            if self.t < float(pr["release_at_s"][0]):   # home: wait out the hold
+                return [Waypoint(pr["home_pos"].copy(), self.grip, settle_s=0.0)]
+            # The arm was held at its start posture: plan leg 2 from there, not from the
+            # posture this expert's IK happened to reach at home (that depends on leg 1).
+            self.q = obs["state"][:7].astype(np.float64).copy()
+            self.pos, _ = self.ik.fk(self.q)
+            self._leg = 2
+            return self._touch(pr["other_pos"], 10.0)
+        return []
 
 
 class DartNoise:

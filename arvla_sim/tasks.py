@@ -8,16 +8,19 @@ the ground truth the scripted experts plan from -- never an input to a learned p
 Tasks:
 * ``pick_lift``: grasp the red cube and lift it 10 cm.
 * ``push``: push the blue block onto the green target disc (gripper closed).
-* ``cued_reach`` (MEMORY): two identical grey pads; a green cue lamp shines above one of them
-  only for the first ``cue_duration_s`` seconds, then disappears (moved under the table). The
-  arm must touch the cued pad; touching the other one fails the episode. The scene is mirror
-  symmetric and the expert does not move before the cue is gone, so after that moment image and
-  proprioception are identical for both goals: a memoryless policy is at chance (50 %).
-  The arm is held at its start posture (``arm_locked``: commands are not executed) until
-  ``go_delay_s`` after the cue is gone: longer than an action chunk (0.8 s at 20 Hz) plus
-  perception lag, so a chunk predicted while the cue was in view ends before the arm can move,
-  and no policy can store the goal in its own posture (a chunked policy without the lock drifted
-  toward the cued side during the cue and read the drift back: 8/10 with no memory at all).
+* ``cued_reach`` (MEMORY, after the paper's PushT2: two goals in order): two identical grey
+  pads; a green cue lamp shines above one of them for the first ``cue_duration_s`` seconds only.
+  The arm must touch the cued pad, come back to its start position, and then touch the OTHER
+  pad. Back home, the task holds the arm at its start posture for ``hold_s`` (``arm_locked``:
+  commands are not executed, like brakes), longer than an action chunk (0.8 s at 20 Hz) plus
+  perception lag. After the hold, image and proprioception no longer depend on the goal (the
+  scene is mirror symmetric, the cue is gone, the posture is the start posture): only a memory
+  of the first leg -- the paper's proprio/action history -- tells which pad is left, and a
+  memoryless policy is at chance (50 %). Touching the cued pad again fails, as does a wrong
+  first touch; touches on the way back do not count.
+  (The earlier version asked for a single touch after a still wait: the cue then had to live
+  in the expert's deep keys alone, as no proprio token differed, and every policy was at chance;
+  without the lock a chunked policy had stored the goal in its own posture drift.)
 """
 
 from __future__ import annotations
@@ -147,10 +150,11 @@ class CuedReach(Task):
     """MEMORY task: see the module docstring."""
 
     name = "cued_reach"
-    instruction = "touch the pad that was lit up"
-    max_duration_s = 6.0
+    instruction = "touch the pad that was lit up, come back, then touch the other pad"
+    max_duration_s = 9.0
     cue_duration_s = 0.75
-    go_delay_s = 1.2       # still after the cue is gone: > chunk (0.8 s) + perception lag
+    hold_s = 1.2           # held at home between the legs: > a chunk (0.8 s) + perception lag
+    home_radius = 0.03     # EE within this of its start position, after the first touch = home
     pad_radius = 0.045
     touch_height = 0.08    # EE site (~5 cm above the fingertips) below this over a pad = touching it
     cue_height = 0.10
@@ -172,6 +176,8 @@ class CuedReach(Task):
         self.pads = np.array([[x, dy, 0.004], [x, -dy, 0.004]])
         for i in range(2):
             world.set_mocap(f"pad{i}", self.pads[i])
+        world.forward()
+        self.home_pos = world.ee_pos().copy()
         self.set_goal(world, goal)
 
     def set_goal(self, world, goal: int) -> None:
@@ -182,37 +188,49 @@ class CuedReach(Task):
         self._cue_pos = self.pads[goal] + np.array([0.0, 0.0, self.cue_height])
         world.set_mocap("cue", self._cue_pos if self.cue_visible(world) else HIDDEN)
         world.forward()
-        self.touched: int | None = None
+        self.first: int | None = None        # pad of the first touch
+        self.held_at: float | None = None    # when the arm came home after it (hold starts)
+        self.second: int | None = None       # pad of the first touch after the hold
 
     def cue_visible(self, world) -> bool:
         return world.time < self.cue_duration_s
 
     @property
-    def go_at_s(self) -> float:
-        """When the arm is released and the demonstrator starts to move."""
-        return self.cue_duration_s + self.go_delay_s
+    def release_at_s(self) -> float:
+        """When the hold at home ends (inf until the arm is home after the first touch)."""
+        return np.inf if self.held_at is None else self.held_at + self.hold_s
 
     def arm_locked(self, world) -> bool:
-        return world.time < self.go_at_s
+        return self.held_at is not None and world.time < self.release_at_s
+
+    def _touched(self, world) -> int | None:
+        ee = world.ee_pos()
+        for i in range(2):
+            if ee[2] < self.touch_height and np.linalg.norm(ee[:2] - self.pads[i, :2]) < self.pad_radius:
+                return i
+        return None
 
     def update(self, world):
         world.set_mocap("cue", self._cue_pos if self.cue_visible(world) else HIDDEN)
-        if self.touched is None:
-            ee = world.ee_pos()
-            for i in range(2):
-                if ee[2] < self.touch_height and np.linalg.norm(ee[:2] - self.pads[i, :2]) < self.pad_radius:
-                    self.touched = i
+        if self.first is None:
+            self.first = self._touched(world)
+        elif self.held_at is None:     # on the way back: touches do not count, home starts the hold
+            if np.linalg.norm(world.ee_pos() - self.home_pos) < self.home_radius:
+                self.held_at = world.time
+        elif self.second is None and world.time >= self.release_at_s:
+            self.second = self._touched(world)
 
     def success(self, world):
-        return self.touched == self.goal
+        return self.first == self.goal and self.second == 1 - self.goal
 
     def failure(self, world):
-        return self.touched is not None and self.touched != self.goal
+        return (self.first is not None and self.first != self.goal) or self.second == self.goal
 
     def privileged(self, world):
         return {"goal_pos": self.pads[self.goal].copy(), "other_pos": self.pads[1 - self.goal].copy(),
-                "goal_index": np.array([self.goal]), "cue_until_s": np.array([self.cue_duration_s]),
-                "go_at_s": np.array([self.go_at_s])}
+                "goal_index": np.array([self.goal]), "home_pos": self.home_pos.copy(),
+                "first_touched": np.array([self.first is not None]),
+                "release_at_s": np.array([self.release_at_s])}
 
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (PickLift, Push, CuedReach)}

@@ -23,7 +23,7 @@ from arvla_perception.backbone import load_backbone
 from arvla_perception.config import PerceptionConfig
 from arvla_sim.env import SimEnv
 
-MAX_SECONDS = {"pick_lift": 6.0, "push": 10.0, "cued_reach": 5.5}
+MAX_SECONDS = {"pick_lift": 6.0, "push": 10.0, "cued_reach": 7.0}
 
 
 def rollout(policy: ExpertPolicy, env: SimEnv, backbone, seed: int, *, lag: int,

@@ -59,7 +59,7 @@ def test_demo_layout_is_found_and_combined(tmp_path):
     assert setup.chunk == root / "chunk" and setup.out == root / "eval_baselines"
     # the demo's evaluation setting (config/demo.yaml) applies to every policy
     assert setup.seeds[0] == 100000 and len(setup.seeds) == 10
-    assert setup.max_seconds_per_task["cued_reach"] == 5.5
+    assert setup.max_seconds_per_task["cued_reach"] == 7.0
     assert setup.expert_params.get("max_staleness") == 15
     assert setup.sim_params.get("image_height") == 128
 

@@ -58,7 +58,7 @@ def test_reset_is_deterministic_per_seed():
 
 
 @pytest.mark.parametrize("task, seeds, min_rate", [
-    ("pick_lift", range(8), 0.85), ("push", range(8), 0.85), ("cued_reach", range(10), 0.9)])
+    ("pick_lift", range(8), 0.85), ("push", range(8), 0.85), ("cued_reach", range(10), 1.0)])
 def test_scripted_expert_solves_its_task(task, seeds, min_rate):
     env = SimEnv(task=task)
     expert = make_expert(env)
@@ -96,68 +96,92 @@ def test_memory_cue_visible_early_then_hidden_and_on_the_goal_side():
     assert sides == {True, False}, "both goals should occur over the seeds"
 
 
-def test_memory_task_after_the_cue_nothing_observable_depends_on_the_goal():
-    """Same seed, goal flipped: once the cue is gone, images and joint states are bit-identical,
-    so only memory of the cue can tell the goals apart (memoryless policy = chance)."""
-    env = SimEnv(task="cued_reach")
-    expert = make_expert(env)
-    runs = []
-    for flip in (False, True):
-        obs = env.reset(7)
-        if flip:
-            env.task.set_goal(env.world, 1 - env.task.goal)
-            obs = env.observe()
-        first = env.render()
-        states = []
-        while env.world.time < env.task.go_at_s - 0.05:
-            obs = env.step(expert.act(obs))
-            states.append(obs["state"])
-        runs.append((first, np.asarray(states), env.render(), int(obs["privileged"]["goal_index"][0])))
-    (first_a, states_a, late_a, goal_a), (first_b, states_b, late_b, goal_b) = runs
-    assert goal_a != goal_b
-    assert not np.array_equal(first_a, first_b), "the cue must show the goal at the start"
-    np.testing.assert_array_equal(states_a, states_b)
-    np.testing.assert_array_equal(late_a, late_b)
-
-
-def test_memory_task_expert_does_not_move_until_a_chunk_past_the_cue():
-    env = SimEnv(task="cued_reach")
-    # A 16-step chunk (0.8 s at 20 Hz) predicted from the last cued frame, which reaches the
-    # policy ~0.1-0.3 s late, must end before the demonstrator starts to move.
-    assert env.task.go_delay_s >= 16 / 20.0 + 0.3
-    expert = make_expert(env)
-    obs = env.reset(1)
-    start = obs["state"].copy()
-    actions = []
-    while env.world.time < env.task.go_at_s - 0.05:
-        a = expert.act(obs)
-        actions.append(a)
-        obs = env.step(a)
-    actions = np.asarray(actions)
-    # One constant command (the start posture squared up to "gripper down"), nothing goal-directed.
-    np.testing.assert_allclose(actions, actions[:1].repeat(len(actions), 0), atol=1e-6)
-    np.testing.assert_allclose(actions[0, :7], start[:7], atol=0.05)
-    for _ in range(10):  # and it does move right after
+def _run_until_release(env, expert, seed, *, flip=False):
+    """The expert through leg 1 and the hold; returns the observation at release and the
+    states of leg 1."""
+    obs = env.reset(seed)
+    if flip:
+        env.task.set_goal(env.world, 1 - env.task.goal)
+        obs = env.observe()
+    states = []
+    while env.world.time < env.task.release_at_s - 1e-9:
+        assert not env.done(), f"seed {seed}: episode ended before the hold"
         obs = env.step(expert.act(obs))
-    assert np.abs(obs["state"][:7] - start[:7]).max() > 0.02
+        states.append(obs["state"])
+    return obs, np.asarray(states)
 
 
-def test_memory_task_locks_the_arm_until_the_go_time_whatever_is_commanded():
-    """No policy can write the cue into its own posture: until go time the arm stays at the
-    start posture under any command (here: a push toward the cued side), then follows."""
+def test_memory_task_after_the_hold_nothing_observable_depends_on_the_goal():
+    """Same seed, goal flipped: leg 1 goes to opposite pads, but when the hold at home ends the
+    joint states agree to 1e-5 rad and the images match, so only a memory of leg 1 can tell
+    which pad is left (a memoryless policy is at chance)."""
     env = SimEnv(task="cued_reach")
+    expert = make_expert(env)
+    (obs_a, leg_a), (obs_b, leg_b) = (_run_until_release(env, expert, 7, flip=f) for f in (False, True))
+    img_b = env.render().astype(int)
+    _run_until_release(env, expert, 7)
+    img_a = env.render().astype(int)
+    assert obs_a["privileged"]["goal_index"][0] != obs_b["privileged"]["goal_index"][0]
+    n = min(len(leg_a), len(leg_b))
+    assert np.abs(leg_a[:n, 0] - leg_b[:n, 0]).max() > 0.3, "leg 1 must go to opposite sides"
+    np.testing.assert_allclose(obs_a["state"], obs_b["state"], atol=1e-5)
+    np.testing.assert_allclose(obs_a["velocity"], obs_b["velocity"], atol=1e-4)
+    np.testing.assert_allclose(obs_a["state"][:7], env.start_q[:7], atol=1e-5)
+    assert np.abs(img_a - img_b).mean() < 0.01
+
+
+def test_memory_task_hold_outlasts_a_chunk_and_locks_the_arm_whatever_is_commanded():
+    """No policy can carry the goal through the hold in its posture: from the moment the arm is
+    home after leg 1 until the release, it stays at the start posture under any command (here:
+    a push toward the pad still to touch), then follows."""
+    env = SimEnv(task="cued_reach")
+    # a 16-step chunk (0.8 s at 20 Hz) predicted before the hold, reaching the policy
+    # ~0.1-0.3 s late, ends inside it: at least one chunk starts from the goal-free state
+    assert env.task.hold_s >= 16 / 20.0 + 0.3
+    expert = make_expert(env)
     obs = env.reset(3)
-    start = obs["state"].copy()
-    side = 1.0 if obs["privileged"]["goal_pos"][1] > 0 else -1.0
-    push = start.copy()
-    push[0] += 0.3 * side                      # joint 1 swings the arm toward the goal
-    go = env.task.go_at_s
-    while env.world.time < go - 1e-9:
+    while env.task.held_at is None:
+        assert not env.done()
+        obs = env.step(expert.act(obs))
+    assert env.task.first == env.task.goal and env.task.arm_locked(env.world)
+    side = 1.0 if obs["privileged"]["other_pos"][1] > 0 else -1.0
+    push = np.concatenate([env.start_q[:7], [obs["state"][7]]]).astype(np.float32)
+    push[0] += 0.3 * side                      # joint 1 swings the arm toward the other pad
+    for _ in range(int(0.3 * env.config.control_rate_hz)):   # settle into the hold
         obs = env.step(push)
-    assert np.abs(obs["state"][:7] - start[:7]).max() < 2e-3
+    while env.world.time < env.task.release_at_s - 1e-9:
+        obs = env.step(push)
+        assert np.abs(obs["state"][:7] - env.start_q[:7]).max() < 2e-2
+    assert np.abs(obs["state"][:7] - env.start_q[:7]).max() < 2e-3
     for _ in range(10):
         obs = env.step(push)
-    assert (obs["state"][0] - start[0]) * side > 0.1
+    assert (obs["state"][0] - env.start_q[0]) * side > 0.1
+
+
+def test_memory_task_judges_the_order_of_touches():
+    """Wrong first pad fails at once; the cued pad again after the hold fails; touches on the
+    way back do not count."""
+    env = SimEnv(task="cued_reach")
+    expert = make_expert(env)
+    obs, _ = _run_until_release(env, expert, 5)
+    assert not env.done() and env.task.second is None
+    # drive leg 2 to the CUED pad with the expert's own IK: a failure, not a success
+    expert.q = obs["state"][:7].astype(np.float64)
+    expert.pos, _ = expert.ik.fk(expert.q)
+    expert._leg = 2
+    expert.waypoints = expert._touch(obs["privileged"]["goal_pos"], 10.0)
+    while not env.done():
+        obs = env.step(expert.act(obs))
+    assert env.failure() and not env.success() and env.task.second == env.task.goal
+    # first touch on the other pad: failure at once
+    obs = env.reset(5)
+    obs = env.step(obs["state"])          # past step 0, where act() would re-plan leg 1
+    expert.reset(obs)
+    expert._leg = 2
+    expert.waypoints = expert._touch(obs["privileged"]["other_pos"], 10.0)
+    while not env.done():
+        obs = env.step(expert.act(obs))
+    assert env.failure() and env.task.first == 1 - env.task.goal and env.task.held_at is None
 
 
 def test_collect_episode_format_and_roundtrip(tmp_path):

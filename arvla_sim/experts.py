@@ -211,7 +211,8 @@ class CuedReachExpert(WaypointExpert):
     position, wait out the task's hold, leg 2 to the other pad."""
 
     hover = 0.15
-    touch = 0.065           # below CuedReach.touch_height
+    touch = 0.055           # 3 cm below CuedReach.touch_height: DART noise lifts the hand ~2 cm
+    dwell_s = 0.3           # on the first pad (a touch under DART noise needs a moment)
 
     def reset(self, obs):
         super().reset(obs)
@@ -227,7 +228,7 @@ class CuedReachExpert(WaypointExpert):
         if self._leg == 0:
             self._leg = 1
             home = pr["home_pos"]
-            return (self._touch(pr["goal_pos"], 0.1)
+            return (self._touch(pr["goal_pos"], self.dwell_s)
                     + [Waypoint(np.array([pr["goal_pos"][0], pr["goal_pos"][1], self.hover]),
                                 GRIPPER_OPEN, speed=0.4, settle_s=0.0),
                        Waypoint(home.copy(), GRIPPER_OPEN, speed=0.4, settle_s=0.0)])

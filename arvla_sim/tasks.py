@@ -154,9 +154,9 @@ class CuedReach(Task):
     max_duration_s = 9.0
     cue_duration_s = 0.75
     hold_s = 1.2           # held at home between the legs: > a chunk (0.8 s) + perception lag
-    home_radius = 0.03     # EE within this of its start position, after the first touch = home
-    pad_radius = 0.045
-    touch_height = 0.08    # EE site (~5 cm above the fingertips) below this over a pad = touching it
+    home_radius = 0.06     # EE within this of its start position, after the first touch = home
+    pad_radius = 0.06      # the pads are >= 0.24 m apart and ~0.2 m from home
+    touch_height = 0.085   # EE site (~5 cm above the fingertips) below this over a pad = touching it
     cue_height = 0.10
 
     def world_xml(self) -> str:

@@ -158,6 +158,15 @@ def test_memory_task_hold_outlasts_a_chunk_and_locks_the_arm_whatever_is_command
     assert (obs["state"][0] - env.start_q[0]) * side > 0.1
 
 
+def test_memory_task_demonstrator_succeeds_under_dart_noise():
+    """Half the demo's demonstrations run with 0.02 rad DART noise on the executed commands: the
+    touches and the return home must still register (a 3 cm home radius lost 1 in 3)."""
+    env = SimEnv(task="cued_reach", image_height=32, image_width=32)
+    wins = sum(collect_episode(env, seed=s, render=False, noise_std=0.02)["success"]
+               for s in range(1, 24, 2))
+    assert wins >= 11, f"{wins}/12 noisy demonstrations succeeded"
+
+
 def test_memory_task_judges_the_order_of_touches():
     """Wrong first pad fails at once; the cued pad again after the hold fails; touches on the
     way back do not count."""

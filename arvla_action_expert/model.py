@@ -394,11 +394,12 @@ class ARExpert(nn.Module):
         shape = ((c.predict_steps,) if c.predict_steps > 1 else ()) + (c.action_dim,)
         return shape + ((c.n_bins,) if c.head == "binned" else ())
 
-    def decode(self, out: torch.Tensor) -> torch.Tensor:
+    def decode(self, out: torch.Tensor, *, all_steps: bool = False) -> torch.Tensor:
         """Head output -> normalised targets (..., action_dim) of the token's own step: argmax
-        bin centre or the value (the extra multi-token predictions are dropped)."""
+        bin centre or the value. The extra multi-token predictions are dropped, or with
+        ``all_steps`` (and predict_steps K > 1) kept: (..., K, action_dim), k = 0 its own step."""
         c = self.config
-        if c.predict_steps > 1:
+        if c.predict_steps > 1 and not all_steps:
             out = out.select(-3 if c.head == "binned" else -2, 0)
         if c.head == "regression":
             return out

@@ -310,6 +310,15 @@ class ActionExpertNode(Node):
 
         if cfg.lookahead_steps > MAX_LOOKAHEAD + 1:
             raise ConfigError(f"lookahead_steps: {cfg.lookahead_steps} > the policy's limit {MAX_LOOKAHEAD + 1}")
+        if not hasattr(policy, "ensemble_steps"):  # e.g. the chunked baseline
+            if cfg.ensemble_steps > 1:
+                raise ConfigError(f"ensemble_steps: {cfg.ensemble_steps}, but a {type(policy).__name__} "
+                                  "has no multi-token predictions to ensemble")
+            return
+        try:
+            policy.ensemble_steps = cfg.ensemble_steps
+        except ValueError as err:
+            raise ConfigError(f"ensemble_steps: {err}") from err
 
     # ---- callbacks: convert only --------------------------------------------------------------
 

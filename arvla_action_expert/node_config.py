@@ -42,6 +42,9 @@ class ExpertNodeConfig:
                                    "(one AR step = one period). The timer runs on the node clock (use_sim_time).")
     lookahead_steps: int = _p(3, "AR steps published per tick as trajectory points (row 0 is committed to "
                                  "memory, the rest is lookahead that covers latency).")
+    ensemble_steps: int = _p(1, "Multi-token ensembling: execute for each step the mean of what the last "
+                                "ensemble_steps AR tokens predicted for it (a model trained with "
+                                "predict_steps K predicts K steps per token). 1 = plain AR; at most K.")
     controller_name: str = _p("arm_controller", "joint_trajectory_controller name: commands go to "
                                                 "/<controller_name>/joint_trajectory.")
     joints: list[str] = _p([], "Joint names of the controller, in command order. Empty: read them from "
@@ -78,6 +81,7 @@ class ExpertNodeConfig:
         require(self.inference in INFERENCE_MODES, "inference", self.inference,
                 f"must be one of {list(INFERENCE_MODES)}")
         require(0.0 < self.control_rate <= 1000.0, "control_rate", self.control_rate, "must be in (0, 1000] Hz")
+        require(self.ensemble_steps >= 1, "ensemble_steps", self.ensemble_steps, "must be >= 1")
         require(1 <= self.lookahead_steps <= 100, "lookahead_steps", self.lookahead_steps, "must be in [1, 100]")
         require(bool(self.controller_name) and "/" not in self.controller_name, "controller_name",
                 self.controller_name, "must be a non-empty name without '/'")

@@ -97,6 +97,9 @@ class ExpertPolicy(PolicyBase):
         # zeros at an episode start, exactly as the training data builds it
         self._prev = np.zeros(c.action_dim, np.float32)
         self._onnx = None  # set by use_onnx()
+        self._ensemble = 1
+        # multi-token predictions of the last committed steps: step index -> (K, A) normalised
+        self._plans: dict[int, np.ndarray] = {}
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -143,6 +146,21 @@ class ExpertPolicy(PolicyBase):
 
         self._onnx = OnnxStep(self.model, self.cache, int8=int8, threads=threads)
 
+    @property
+    def ensemble_steps(self) -> int:
+        return self._ensemble
+
+    @ensemble_steps.setter
+    def ensemble_steps(self, n: int) -> None:
+        """Execute, for step t, the mean of the predictions for t made at steps t-n+1 .. t
+        (multi-token prediction: token s predicts s .. s+K-1). 1 = the token's own prediction
+        only (plain AR); at most the model's predict_steps K. Every prediction is a target
+        relative to the state at t (delta actions) or absolute, so they average as they are."""
+        K = self.config.predict_steps
+        if not 1 <= int(n) <= K:
+            raise ValueError(f"ensemble_steps must be in [1, predict_steps={K}], got {n}")
+        self._ensemble = int(n)
+
     # ---- memory -------------------------------------------------------------------------------
 
     @property
@@ -162,6 +180,7 @@ class ExpertPolicy(PolicyBase):
         """Clear the rolling memory and the prefix slot (new episode)."""
         self.cache.reset()
         self._prev = np.zeros(self.action_dim, np.float32)
+        self._plans.clear()
 
     def refresh_prefix(self, tokens: np.ndarray, capture_step: int) -> None:
         """Encode backbone tokens (N, prefix_dim) once; later steps attend to them."""
@@ -204,19 +223,34 @@ class ExpertPolicy(PolicyBase):
         self.cache.begin_step(step_index, commit=commit)
         try:
             if self._onnx is not None:
-                out = torch.from_numpy(self._onnx(xn, step_index, prev))
-                target_n = self.model.decode(out.view(self.model.out_shape))
+                out = torch.from_numpy(self._onnx(xn, step_index, prev)).view(self.model.out_shape)
             else:
                 x = torch.as_tensor(xn, device=self.device).view(1, 1, -1)
                 pos = torch.tensor([[step_index]], device=self.device)
                 p = (torch.as_tensor(prev, device=self.device).view(1, 1, -1)
                      if c.use_prev_action else None)
-                target_n = self.model.decode(self.model.step(x, pos, self.cache, prev=p))[0, 0]
+                out = self.model.step(x, pos, self.cache, prev=p)[0, 0]
+            plan = self.model.decode(out, all_steps=True).float().cpu().numpy()
         except BaseException:
             self.cache.abort_step()
             raise
         self.cache.end_step()
-        target_n = target_n.float().cpu().numpy()
+        target_n = self._blend(step_index, plan.reshape(-1, c.action_dim), commit=commit)
         target = self.target_norm.denormalize(target_n)
         action = target + state if c.delta_actions else target
         return action, target_n.astype(np.float32)
+
+    def _blend(self, step_index: int, plan: np.ndarray, *, commit: bool) -> np.ndarray:
+        """The normalised target executed at ``step_index``: this token's own prediction
+        ``plan[0]`` averaged with what the previous ``ensemble_steps - 1`` committed tokens
+        predicted for this step (see ``ensemble_steps``). A committed plan is remembered."""
+        n = self._ensemble
+        if n == 1:
+            return plan[0]
+        rows = [plan[0]] + [self._plans[s][step_index - s]
+                            for s in range(step_index - n + 1, step_index) if s in self._plans]
+        if commit:
+            self._plans[step_index] = plan
+            for s in [s for s in self._plans if not step_index - n < s <= step_index]:
+                del self._plans[s]
+        return np.mean(rows, axis=0)

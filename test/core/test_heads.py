@@ -59,3 +59,37 @@ def test_decode_reads_only_the_tokens_own_step(head):
 def test_predict_steps_must_be_positive():
     with pytest.raises(ConfigError, match="predict_steps"):
         tiny(predict_steps=0)
+
+
+@pytest.mark.parametrize("head", ["regression", "binned"])
+def test_ensemble_steps_executes_the_mean_of_the_recent_tokens_predictions(head):
+    """ensemble_steps E: the target executed at step t is the mean of what tokens t-E+1 .. t
+    predicted for t (token s's k-th prediction is for s + k), checked against one whole-sequence
+    forward; E = 1 is the token's own prediction."""
+    import numpy as np
+
+    from arvla_action_expert.normalize import Normalizer
+    from arvla_action_expert.policy import ExpertPolicy
+
+    torch.manual_seed(3)
+    K, E, T = 4, 3, 9
+    c = tiny(head=head, n_bins=7, predict_steps=K, state_dim=2, delta_actions=True)
+    model = ARExpert(c)
+    policy = ExpertPolicy(model, state_norm=Normalizer.identity(2), target_norm=Normalizer.identity(2),
+                          control_rate_hz=20.0)
+    with pytest.raises(ValueError, match="ensemble_steps must be in"):
+        policy.ensemble_steps = K + 1
+    states = np.random.default_rng(0).normal(size=(T, 2))
+    with torch.no_grad():
+        out, _ = model(torch.tensor(states, dtype=torch.float32)[None], torch.arange(T)[None])
+        plans = model.decode(out, all_steps=True)[0].numpy()  # (T, K, A)
+    for e in (1, E):
+        policy.reset()
+        policy.ensemble_steps = e
+        got = np.stack([policy.step(states[t], t)[0] for t in range(T)])
+        want = np.stack([states[t] + np.mean([plans[s, t - s] for s in range(max(0, t - e + 1), t + 1)],
+                                             axis=0) for t in range(T)])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # a reset forgets the plans: step 0 again is the token's own prediction
+    policy.reset()
+    np.testing.assert_allclose(policy.step(states[0], 0)[0], states[0] + plans[0, 0], atol=1e-5)

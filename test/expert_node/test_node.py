@@ -413,6 +413,8 @@ def test_configuration_errors_name_the_key(ros_context):
         build(tiny_policy(), lookahead_steps=40)
     with pytest.raises(ConfigError, match="max_velocity: must have one value per joint"):
         build(tiny_policy(), max_velocity=[1.0])
+    with pytest.raises(ConfigError, match=r"ensemble_steps: ensemble_steps must be in \[1, predict_steps=1\]"):
+        build(tiny_policy(), ensemble_steps=2)
     with pytest.raises(ConfigError, match="joints: 2 controller joints, but the policy has state_dim 3"):
         build(tiny_policy(), joints=["j1", "j2"], position_min=[-1.0, -1.0], position_max=[1.0, 1.0],
               max_velocity=[1.0, 1.0])

@@ -32,6 +32,7 @@ def test_shipped_yaml_lists_every_parameter_and_is_valid(repo_root):
 @pytest.mark.parametrize("key, value, match", [
     ("control_rate", 0.0, "control_rate: must be in"),
     ("lookahead_steps", 0, "lookahead_steps: must be in"),
+    ("ensemble_steps", 0, "ensemble_steps: must be >= 1"),
     ("controller_name", "a/b", "controller_name: must be a non-empty name"),
     ("joints", ["a", "a"], "joints: must not repeat"),
     ("max_staleness", -1, "max_staleness: must be >= 0"),

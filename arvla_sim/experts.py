@@ -7,10 +7,10 @@ Jacobian (its own MjData, so planning never disturbs the simulation), seeded fro
 command for continuity. Output: 8 absolute joint targets (``JOINT_NAMES`` order) per control
 step -- exactly the action a learned policy is trained to produce.
 
-The memory-task expert deliberately waits, motionless, until the cue has vanished and then
-``go_delay_s`` longer: only then is the goal invisible in both image and proprioception, and no
-action chunk predicted while the cue was in view reaches the motion, which is what makes the
-task unsolvable without memory.
+The commanded pose accelerates and brakes at a bounded rate (see ``WaypointExpert``), like a
+planned robot motion. The memory-task expert touches the cued pad while the cue is in view,
+returns to its start position, waits out the task's hold there, and only then plans the second
+leg from the held posture -- nothing of leg 1 survives in its state, only in its history.
 """
 
 from __future__ import annotations
@@ -104,7 +104,17 @@ class Waypoint:
 
 
 class WaypointExpert:
-    """Base class: follow a list of waypoints from ``plan(obs)``; subclasses make the plan."""
+    """Base class: follow a list of waypoints from ``plan(obs)``; subclasses make the plan.
+
+    The commanded pose moves like a robot's planned motion, not a step input: its speed ramps
+    up and down at ``max_accel`` (stopping exactly on each waypoint), the hand's yaw turns at
+    most ``max_yaw_rate`` and the fingers move at ``grip_speed``. ``max_accel = None`` is the
+    constant-speed profile (velocity jumps at every waypoint: ~2x the RMS jerk).
+    """
+
+    max_accel: float | None = 1.5    # m/s^2 of the commanded end-effector position
+    max_yaw_rate: float = 2.0        # rad/s of the commanded hand yaw
+    grip_speed: float = 0.15         # m/s of the commanded finger opening
 
     def __init__(self, env: "SimEnv"):
         self.env = env
@@ -116,13 +126,38 @@ class WaypointExpert:
         self.q = state[:7].copy()
         self.grip = float(state[7])
         self.pos, _ = self.ik.fk(self.q)
-        self.yaw = 0.0
+        self.vel = np.zeros(3)
+        self.yaw = 0.0           # target yaw of the hand (plans set it)
+        self.yaw_cmd = 0.0       # commanded yaw, turning toward it
         self.waypoints: list[Waypoint] = []
         self.settle = 0.0
         self.t = 0.0
 
     def plan(self, obs: dict[str, Any]) -> list[Waypoint]:
         raise NotImplementedError
+
+    def _move(self, wp: Waypoint) -> bool:
+        """Advance the commanded position one step toward ``wp``; True once it is there."""
+        delta = wp.pos - self.pos
+        dist = float(np.linalg.norm(delta))
+        if self.max_accel is None:
+            step = wp.speed * self.dt
+            self.pos = wp.pos.copy() if dist <= step else self.pos + delta * (step / dist)
+            return dist <= step
+        if dist < 1e-6:
+            self.pos, self.vel = wp.pos.copy(), np.zeros(3)
+            return True
+        # the speed that still stops on the waypoint, capped by the segment's speed
+        want = delta / dist * min(wp.speed, float(np.sqrt(2.0 * self.max_accel * dist)))
+        dv = want - self.vel
+        limit = self.max_accel * self.dt
+        n = float(np.linalg.norm(dv))
+        self.vel = self.vel + (dv if n <= limit else dv * (limit / n))
+        if float(np.linalg.norm(self.vel)) * self.dt >= dist:
+            self.pos, self.vel = wp.pos.copy(), np.zeros(3)
+            return True
+        self.pos = self.pos + self.vel * self.dt
+        return False
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """Joint targets (8,) for this control step."""
@@ -133,17 +168,17 @@ class WaypointExpert:
             self.waypoints = self.plan(obs)
         if self.waypoints:
             wp = self.waypoints[0]
-            delta = wp.pos - self.pos
-            dist = float(np.linalg.norm(delta))
-            step = wp.speed * self.dt
-            self.pos = wp.pos.copy() if dist <= step else self.pos + delta * (step / dist)
-            self.grip = wp.gripper
-            if dist <= step:
+            arrived = self._move(wp)
+            dg = wp.gripper - self.grip
+            self.grip += float(np.clip(dg, -self.grip_speed * self.dt, self.grip_speed * self.dt))
+            if arrived:
                 self.settle += self.dt
                 if self.settle >= wp.settle_s:
                     self.waypoints.pop(0)
                     self.settle = 0.0
-        self.q = self.ik.solve(self.q, self.pos, _rot_z(self.yaw) @ self.ik.down)
+        dyaw = (self.yaw - self.yaw_cmd + np.pi) % (2 * np.pi) - np.pi
+        self.yaw_cmd += float(np.clip(dyaw, -self.max_yaw_rate * self.dt, self.max_yaw_rate * self.dt))
+        self.q = self.ik.solve(self.q, self.pos, _rot_z(self.yaw_cmd) @ self.ik.down)
         return np.concatenate([self.q, [self.grip]])
 
 
@@ -239,6 +274,7 @@ class CuedReachExpert(WaypointExpert):
             # posture this expert's IK happened to reach at home (that depends on leg 1).
             self.q = obs["state"][:7].astype(np.float64).copy()
             self.pos, _ = self.ik.fk(self.q)
+            self.vel = np.zeros(3)
             self._leg = 2
             return self._touch(pr["other_pos"], 10.0)
         return []

@@ -259,3 +259,31 @@ def test_dart_demonstrations_keep_clean_labels_off_the_clean_path():
     xs = np.array([d.perturb(np.zeros(8)) for _ in range(4000)])
     assert (xs[:, 7] == 0).all() and 0.015 < xs[:, :7].std() < 0.025
     assert np.corrcoef(xs[:-1, 0], xs[1:, 0])[0, 1] > 0.8        # smooth, not white noise
+
+
+def test_demonstrator_motion_has_bounded_acceleration_and_less_jerk():
+    """The commanded hand position ramps its speed at max_accel (no velocity jumps at the
+    waypoints), the fingers move at grip_speed; the clean demonstration's joint jerk drops
+    against the constant-speed profile."""
+    from arvla_eval import metrics
+    from arvla_sim.experts import WaypointExpert
+
+    env = SimEnv(task="pick_lift", image_height=32, image_width=32)
+    expert = make_expert(env)
+    jerk = {}
+    for accel in (None, WaypointExpert.max_accel):
+        expert.max_accel = accel
+        obs = env.reset(4)
+        pos, grip, states = [], [], [obs["state"]]
+        while not env.done():
+            obs = env.step(expert.act(obs))
+            pos.append(expert.pos.copy())
+            grip.append(expert.grip)
+            states.append(obs["state"])
+        assert env.success()
+        jerk[accel] = metrics.rms_jerk(np.asarray(states, np.float64), env.dt)
+        if accel is not None:
+            dv = np.linalg.norm(np.diff(np.asarray(pos), n=2, axis=0), axis=1) / env.dt
+            assert dv.max() <= 2.5 * accel * env.dt, f"velocity jump {dv.max():.3f} m/s"
+            assert np.abs(np.diff(grip)).max() <= expert.grip_speed * env.dt + 1e-9
+    assert jerk[WaypointExpert.max_accel] < 0.9 * jerk[None], jerk

@@ -40,7 +40,7 @@ log = logging.getLogger("arvla.demo")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "demo.yaml"
-CACHE_VERSION = "demo-v6"     # bump when stage code changes what a cached artefact means
+CACHE_VERSION = "demo-v7"     # bump when stage code changes what a cached artefact means
 
 
 # ---------------------------------------------------------------------------------------------

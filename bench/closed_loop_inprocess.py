@@ -27,11 +27,13 @@ MAX_SECONDS = {"pick_lift": 6.0, "push": 10.0, "cued_reach": 7.0}
 
 
 def rollout(policy: ExpertPolicy, env: SimEnv, backbone, seed: int, *, lag: int,
-            frame_every: int) -> dict:
+            frame_every: int, before_step=None) -> dict:
+    """One episode; ``before_step(policy, env, newest)`` (optional) runs before every policy
+    step, ``newest`` = (tokens, capture step) of the prefix in the slot."""
     obs = env.reset(seed)
     policy.reset()
     pending: list[tuple[int, int, np.ndarray]] = []  # (arrival step, capture step, tokens)
-    started = False
+    started, newest = False, None
     while not env.done():
         t = env.step_index
         if t % frame_every == 0:
@@ -39,7 +41,9 @@ def rollout(policy: ExpertPolicy, env: SimEnv, backbone, seed: int, *, lag: int,
         while pending and pending[0][0] <= t:
             _, capture, tokens = pending.pop(0)
             policy.refresh_prefix(tokens, capture)
-            started = True
+            started, newest = True, (tokens, capture)
+        if before_step is not None and started:
+            before_step(policy, env, newest)
         action = policy.step(obs["state"], t)[0] if started else obs["state"]  # hold until a prefix
         obs = env.step(action)
     return {"seed": seed, "success": env.success(), "failure": env.failure(), "steps": env.step_index}

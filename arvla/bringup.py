@@ -5,9 +5,8 @@
 Arguments use ``ros2 launch`` syntax (``name:=value``) and the same defaults, because the graph is
 read from the launch file itself (``arvla.launch_graph``): the launch files and the parameter
 files are the single source of truth for both paths. Each node spins in its own
-SingleThreadedExecutor and thread, as separate processes would (rclpy's MultiThreadedExecutor
-busy-spins and slowed the sim to 0.07x real time); ``--duration S`` stops after S seconds
-(wall), Ctrl-C stops at once.
+SingleThreadedExecutor and thread (``NodeThreads``), as separate processes would;
+``--duration S`` stops after S seconds (wall), Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import importlib
 import os
 import pathlib
 import sys
+import threading
 import time
 from typing import Any
 
@@ -145,6 +145,54 @@ def start_nodes(graph: LaunchGraph, values: dict[str, str], context: Any = None)
     return nodes
 
 
+class NodeThreads:
+    """Spin each node in its own SingleThreadedExecutor and thread, as separate processes would.
+
+    rclpy's MultiThreadedExecutor busy-spins: with the sim, perception and expert in one such
+    executor the sim fell to 0.07x real time and a prefix reached the expert 15+ steps late.
+    ``stop()`` joins the threads and shuts the executors down (the nodes stay the caller's).
+    """
+
+    def __init__(self, nodes: list[Any], context: Any = None):
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._stop = threading.Event()
+        self._executors = []
+        for n in nodes:
+            ex = SingleThreadedExecutor(context=context)
+            ex.add_node(n)
+            self._executors.append(ex)
+        self._context = context
+        self._threads = [threading.Thread(target=self._spin, args=(ex,), daemon=True)
+                         for ex in self._executors]
+
+    @property
+    def running(self) -> bool:
+        return not self._stop.is_set()
+
+    def _spin(self, ex: Any) -> None:
+        import rclpy
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            while not self._stop.is_set() and rclpy.ok(context=self._context):
+                ex.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            self._stop.set()
+
+    def start(self) -> "NodeThreads":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5.0)
+        for ex in self._executors:
+            ex.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arvla bringup", description=__doc__.splitlines()[0])
     parser.add_argument("launch_file", nargs="?", default="bringup.launch.py",
@@ -168,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arvla bringup: {err}", file=sys.stderr)
         return 2
 
-    import threading
-
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     with rclpy.init():
         try:
@@ -182,35 +227,16 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(n.get_fully_qualified_name() for n in nodes)
         print(f"arvla bringup: {len(nodes)} nodes from {graph.path.name} running in one process: {names}",
               flush=True)
-        stop = threading.Event()
-        executors = []
-        for n in nodes:
-            ex = SingleThreadedExecutor()
-            ex.add_node(n)
-            executors.append(ex)
-
-        def spin(ex: SingleThreadedExecutor) -> None:
-            try:
-                while not stop.is_set() and rclpy.ok():
-                    ex.spin_once(timeout_sec=0.1)
-            except ExternalShutdownException:
-                stop.set()
-
-        threads = [threading.Thread(target=spin, args=(ex,), daemon=True) for ex in executors]
-        for t in threads:
-            t.start()
+        spinner = NodeThreads(nodes)
+        spinner.start()
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
         try:
-            while not stop.is_set() and rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+            while spinner.running and rclpy.ok() and (deadline is None or time.monotonic() < deadline):
                 time.sleep(0.1)
         except KeyboardInterrupt:
             pass
         finally:
-            stop.set()
-            for t in threads:
-                t.join(timeout=5.0)
-            for ex in executors:
-                ex.shutdown()
+            spinner.stop()
             for n in nodes:
                 n.destroy_node()
     return 0

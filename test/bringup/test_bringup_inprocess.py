@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
+import time
 
 import pytest
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
-from arvla.bringup import parse_launch_args, start_nodes
+from arvla.bringup import NodeThreads, parse_launch_args, start_nodes
 from arvla.launch_graph import parse_launch_file
-from arvla.rosutil import spin_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -39,18 +38,19 @@ def test_full_graph_with_embedded_sim_runs_in_process(ros_context, panda_checkpo
     probe.create_subscription(ExpertStatus, "/arvla/expert_status", statuses.append, 10)
     probe.create_subscription(VLPrefix, "/arvla/vl_prefix", prefixes.append, 10)
     probe.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", trajs.append, 10)
-    ex = MultiThreadedExecutor(context=ros_context)
-    for n in [*nodes, probe]:
-        ex.add_node(n)
+    spinner = NodeThreads([*nodes, probe], context=ros_context).start()  # as `arvla bringup` spins
     try:
-        ok = spin_until(ex, lambda: len(prefixes) >= 2 and len(trajs) >= 5
-                        and any(s.state == ExpertStatus.STATE_RUNNING for s in statuses), timeout_s=120.0)
-        assert ok, f"prefixes {len(prefixes)}, trajectories {len(trajs)}, states {sorted({s.state for s in statuses})}"
+        deadline = time.monotonic() + 120.0
+        while not (len(prefixes) >= 2 and len(trajs) >= 5
+                   and any(s.state == ExpertStatus.STATE_RUNNING for s in statuses)):
+            assert time.monotonic() < deadline, (
+                f"prefixes {len(prefixes)}, trajectories {len(trajs)}, states {sorted({s.state for s in statuses})}")
+            time.sleep(0.05)
         # the expert runs on the sim's clock: its status stamps are sim time, prefixes are re-anchored on it
-        running = [s for s in statuses if s.state == ExpertStatus.STATE_RUNNING]
+        running = [s for s in list(statuses) if s.state == ExpertStatus.STATE_RUNNING]
         assert all(0 <= s.staleness_steps <= expert.config.max_staleness for s in running)
     finally:
-        ex.shutdown()
+        spinner.stop()
         for n in [*nodes, probe]:
             n.destroy_node()
 

@@ -192,6 +192,17 @@ def make_policies(setup: EvalSetup) -> dict[str, Any]:
     return policies
 
 
+AR_ONLY_PARAMS = ("ensemble_steps",)   # the chunked baselines have their own execution modes
+
+
+def node_params_for(policy: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The expert node parameters for ``policy``: the AR-only ones (``AR_ONLY_PARAMS``) are left
+    out for a policy without multi-token plans (the chunked baselines), which would reject them."""
+    if hasattr(policy, "ensemble_steps"):
+        return dict(params)
+    return {k: v for k, v in params.items() if k not in AR_ONLY_PARAMS}
+
+
 def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
     """Run every policy on every task and seed; save records and the report. Returns
     (records, report.md path)."""
@@ -205,7 +216,7 @@ def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
     for name, policy in policies.items():
         t0 = time.monotonic()
         with RolloutGraph(task=setup.tasks[0],
-                          expert_factory=ar_expert_factory(policy, setup.expert_params),
+                          expert_factory=ar_expert_factory(policy, node_params_for(policy, setup.expert_params)),
                           sim_overrides=setup.sim_params,
                           perception_overrides=setup.perception_params,
                           keep_frames=setup.keep_frames, domain_id=default_domain_id()) as graph:
@@ -220,7 +231,8 @@ def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
     save_records(setup.out / "records.npz", records)
     notes = (f"Expert checkpoint: {setup.expert}. Chunked baseline: {setup.chunk} (trained on "
              f"{setup.episodes}). Seeds {setup.seeds}, at most {setup.max_seconds:g} s sim time "
-             f"per episode. Same node parameters for every policy: {setup.expert_params or '{}'}."
+             f"per episode. Same node parameters for every policy: {setup.expert_params or '{}'}"
+             f"{' (ensemble_steps: the AR expert only)' if 'ensemble_steps' in setup.expert_params else ''}."
              f" Wall time: {', '.join(timing)}.")
     md = write_report(records, setup.out / "report", title="AR expert vs chunked baselines",
                       notes=notes)

@@ -60,8 +60,11 @@ def test_closed_loop_eval_through_the_ros_graph(tmp_path, capsys):
                                  meta=ChunkMeta(joint_names=list(JOINT_NAMES)),
                                  exec_config=ChunkExecConfig())
     out = tmp_path / "eval"
+    # the demo's AR-only node parameter must not reach (and stop) the baselines' nodes
+    (tmp_path / "expert.yaml").write_text("ensemble_steps: 4\n")
     rc = cli_main(["--chunk", str(ckpt), "--out", str(out), "--policies", "chunk,chunk_te",
-                   "--seeds", "1", "--max-seconds", "1.5", "--frames", "--no-progress"])
+                   "--seeds", "1", "--max-seconds", "1.5", "--frames", "--no-progress",
+                   "--expert-params", str(tmp_path / "expert.yaml")])
     assert rc == 0, capsys.readouterr().err
     records = load_records(out / "records.npz")
     assert [r.policy for r in records] == ["chunk", "chunk_te"]

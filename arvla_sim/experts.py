@@ -122,16 +122,19 @@ class WaypointExpert:
         self.dt = env.dt
 
     def reset(self, obs: dict[str, Any]) -> None:
-        state = obs["state"].astype(np.float64)
-        self.q = state[:7].copy()
-        self.grip = float(state[7])
-        self.pos, _ = self.ik.fk(self.q)
-        self.vel = np.zeros(3)
+        self.sync_to_state(obs)
+        self.grip = float(obs["state"][7])
         self.yaw = 0.0           # target yaw of the hand (plans set it)
         self.yaw_cmd = 0.0       # commanded yaw, turning toward it
         self.waypoints: list[Waypoint] = []
         self.settle = 0.0
         self.t = 0.0
+
+    def sync_to_state(self, obs: dict[str, Any]) -> None:
+        """Restart the commanded pose from the measured joints: arm joints, hand position, at rest."""
+        self.q = obs["state"][:7].astype(np.float64).copy()
+        self.pos, _ = self.ik.fk(self.q)
+        self.vel = np.zeros(3)
 
     def plan(self, obs: dict[str, Any]) -> list[Waypoint]:
         raise NotImplementedError
@@ -253,30 +256,33 @@ class CuedReachExpert(WaypointExpert):
         super().reset(obs)
         self._leg = 0
 
+    def _above(self, pad: np.ndarray) -> np.ndarray:
+        return np.array([pad[0], pad[1], self.hover])
+
     def _touch(self, pad: np.ndarray, settle_s: float) -> list[Waypoint]:
-        return [Waypoint(np.array([pad[0], pad[1], self.hover]), GRIPPER_OPEN, speed=0.4, settle_s=0.0),
+        return [Waypoint(self._above(pad), GRIPPER_OPEN, speed=0.4, settle_s=0.0),
                 Waypoint(np.array([pad[0], pad[1], self.touch]), GRIPPER_OPEN, speed=0.25,
                          settle_s=settle_s)]
+
+    def second_leg(self, obs: dict[str, Any], pad: np.ndarray) -> list[Waypoint]:
+        """Leg 2 to ``pad``, planned from the measured (held) posture, not from the posture this
+        expert's IK happened to reach at home (that depends on leg 1)."""
+        self.sync_to_state(obs)
+        self._leg = 2
+        return self._touch(pad, 10.0)
 
     def plan(self, obs):
         pr = obs["privileged"]
         if self._leg == 0:
             self._leg = 1
-            home = pr["home_pos"]
-            return (self._touch(pr["goal_pos"], self.dwell_s)
-                    + [Waypoint(np.array([pr["goal_pos"][0], pr["goal_pos"][1], self.hover]),
-                                GRIPPER_OPEN, speed=0.4, settle_s=0.0),
-                       Waypoint(home.copy(), GRIPPER_OPEN, speed=0.4, settle_s=0.0)])
+            goal = pr["goal_pos"]
+            return self._touch(goal, self.dwell_s) + [
+                Waypoint(self._above(goal), GRIPPER_OPEN, speed=0.4, settle_s=0.0),
+                Waypoint(pr["home_pos"].copy(), GRIPPER_OPEN, speed=0.4, settle_s=0.0)]
         if self._leg == 1:
             if self.t < float(pr["release_at_s"][0]):   # home: wait out the hold
                 return [Waypoint(pr["home_pos"].copy(), self.grip, settle_s=0.0)]
-            # The arm was held at its start posture: plan leg 2 from there, not from the
-            # posture this expert's IK happened to reach at home (that depends on leg 1).
-            self.q = obs["state"][:7].astype(np.float64).copy()
-            self.pos, _ = self.ik.fk(self.q)
-            self.vel = np.zeros(3)
-            self._leg = 2
-            return self._touch(pr["other_pos"], 10.0)
+            return self.second_leg(obs, pr["other_pos"])
         return []
 
 

@@ -229,7 +229,6 @@ class CuedReach(Task):
     def privileged(self, world):
         return {"goal_pos": self.pads[self.goal].copy(), "other_pos": self.pads[1 - self.goal].copy(),
                 "goal_index": np.array([self.goal]), "home_pos": self.home_pos.copy(),
-                "first_touched": np.array([self.first is not None]),
                 "release_at_s": np.array([self.release_at_s])}
 
 

@@ -175,10 +175,7 @@ def test_memory_task_judges_the_order_of_touches():
     obs, _ = _run_until_release(env, expert, 5)
     assert not env.done() and env.task.second is None
     # drive leg 2 to the CUED pad with the expert's own IK: a failure, not a success
-    expert.q = obs["state"][:7].astype(np.float64)
-    expert.pos, _ = expert.ik.fk(expert.q)
-    expert._leg = 2
-    expert.waypoints = expert._touch(obs["privileged"]["goal_pos"], 10.0)
+    expert.waypoints = expert.second_leg(obs, obs["privileged"]["goal_pos"])
     while not env.done():
         obs = env.step(expert.act(obs))
     assert env.failure() and not env.success() and env.task.second == env.task.goal
@@ -186,8 +183,7 @@ def test_memory_task_judges_the_order_of_touches():
     obs = env.reset(5)
     obs = env.step(obs["state"])          # past step 0, where act() would re-plan leg 1
     expert.reset(obs)
-    expert._leg = 2
-    expert.waypoints = expert._touch(obs["privileged"]["other_pos"], 10.0)
+    expert.waypoints = expert.second_leg(obs, obs["privileged"]["other_pos"])
     while not env.done():
         obs = env.step(expert.act(obs))
     assert env.failure() and env.task.first == 1 - env.task.goal and env.task.held_at is None

@@ -16,6 +16,11 @@ Which slots a query sees is a boolean mask rebuilt at each step from the step in
 slot: slot s is visible to step t iff ``t - W < step[s] <= t``. That is the same rule as
 ``ARExpert.window_mask`` for whole sequences, so cached and uncached paths agree exactly, also
 when step indices jump (late ticks).
+
+Nothing non-finite ever enters the cache: a hidden slot still takes part in the attention
+matmul with weight 0, and 0 x NaN = NaN, so one poisoned slot would spoil every later step
+even after a reset. ``set_prefix`` refuses non-finite keys/values, ``end_step`` refuses to
+commit a non-finite token, and ``reset`` / ``clear_prefix`` / ``abort_step`` zero what they free.
 """
 
 from __future__ import annotations
@@ -54,7 +59,10 @@ class HybridKVCache:
     # ---- state --------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every step and the prefix (new episode)."""
+        """Forget every step and the prefix (new episode); the tensors are zeroed in place (views
+        such as the ONNX backend's stay valid)."""
+        self.k.zero_()
+        self.v.zero_()
         self.slot_step.fill_(_EMPTY)
         self.mask.fill_(False)
         self.prefix_len = 0
@@ -77,19 +85,31 @@ class HybridKVCache:
         return self._write_slot
 
     def set_prefix(self, kv: list[tuple[torch.Tensor, torch.Tensor]], capture_step: int) -> None:
-        """Replace the prefix slot with per-layer (k rotated at capture_step, v), (1, H, N, D)."""
+        """Replace the prefix slot with per-layer (k rotated at capture_step, v), (1, H, N, D).
+
+        Non-finite keys/values (a prefix whose values overflow the encoder, e.g. tokens of
+        1e30) are refused before anything is written: the slot keeps the prefix it had.
+        """
         n = kv[0][0].shape[2]
         if len(kv) != self.k.shape[0]:
             raise CacheError(f"prefix has {len(kv)} layers, cache has {self.k.shape[0]}")
         if n > self.n_prefix:
             raise CacheError(f"prefix has {n} tokens, the cache slot holds {self.n_prefix}")
+        bad = sum(int((~torch.isfinite(k)).sum()) + int((~torch.isfinite(v)).sum()) for k, v in kv)
+        if bad:
+            raise CacheError(f"prefix keys/values have {bad} NaN/inf values (the prefix overflows "
+                             "the encoder); not installed")
         for layer, (k, v) in enumerate(kv):
             self.k[layer, :, :, :n] = k
             self.v[layer, :, :, :n] = v
+        self.k[:, :, :, n: self.n_prefix] = 0.0  # a shorter prefix leaves no stale tokens behind
+        self.v[:, :, :, n: self.n_prefix] = 0.0
         self.prefix_len = n
         self.capture_step = int(capture_step)
 
     def clear_prefix(self) -> None:
+        self.k[:, :, :, : self.n_prefix] = 0.0
+        self.v[:, :, :, : self.n_prefix] = 0.0
         self.prefix_len = 0
         self.capture_step = None
 
@@ -143,8 +163,14 @@ class HybridKVCache:
         return self.k[layer], self.v[layer], self.bias
 
     def end_step(self) -> None:
+        """Commit (or keep as speculative) the token written since ``begin_step``. A token whose
+        keys/values are not finite is aborted instead (CacheError): it would poison the ring."""
         if self._write_slot is None:
             raise CacheError("end_step without begin_step")
+        s = self._write_slot
+        if not (torch.isfinite(self.k[:, :, :, s]).all() and torch.isfinite(self.v[:, :, :, s]).all()):
+            self.abort_step()
+            raise CacheError("the step token's keys/values are not finite; step not stored")
         if self._commit:
             self.last_step = int(self.slot_step[self.head])
             self.head = (self.head + 1) % self.window
@@ -154,9 +180,12 @@ class HybridKVCache:
         self._write_slot = None
 
     def abort_step(self) -> None:
-        """Undo a begun step whose forward failed, so the cache stays usable."""
+        """Undo a begun step whose forward failed, so the cache stays usable (its slot zeroed)."""
         if self._write_slot is not None:
-            self.slot_step[self._write_slot - self.n_prefix] = _EMPTY
+            s = self._write_slot
+            self.k[:, :, :, s] = 0.0
+            self.v[:, :, :, s] = 0.0
+            self.slot_step[s - self.n_prefix] = _EMPTY
             self._write_slot = None
 
     def end_lookahead(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from arvla_action_expert.cache import HybridKVCache
+from arvla_action_expert.cache import CacheError, HybridKVCache
 from arvla_action_expert.model import ARExpert, ExpertConfig
 from arvla_action_expert.normalize import Normalizer
 
@@ -183,13 +183,19 @@ class ExpertPolicy(PolicyBase):
         self._plans.clear()
 
     def refresh_prefix(self, tokens: np.ndarray, capture_step: int) -> None:
-        """Encode backbone tokens (N, prefix_dim) once; later steps attend to them."""
+        """Encode backbone tokens (N, prefix_dim) once; later steps attend to them.
+
+        ValueError for tokens of the wrong shape, non-finite tokens, or tokens so large that
+        the encoder overflows (NaN/inf keys or values): the prefix in use then stays."""
         tokens = self._checked_tokens(tokens)
         t = torch.as_tensor(tokens, dtype=torch.float32, device=self.device).unsqueeze(0)
         cap = torch.tensor([int(capture_step)], device=self.device)
         with torch.inference_mode():
             kv, _ = self.model.encode_prefix(t, cap)
-            self.cache.set_prefix(kv, int(capture_step))
+            try:
+                self.cache.set_prefix(kv, int(capture_step))
+            except CacheError as err:
+                raise ValueError(f"{err} (largest |token| {float(np.abs(tokens).max()):.3g})") from err
 
     def clear_prefix(self) -> None:
         """Run without a prefix from now on (action-only); the step memory is kept."""
@@ -231,10 +237,13 @@ class ExpertPolicy(PolicyBase):
                      if c.use_prev_action else None)
                 out = self.model.step(x, pos, self.cache, prev=p)[0, 0]
             plan = self.model.decode(out, all_steps=True).float().cpu().numpy()
+            if not np.isfinite(plan).all():
+                raise ValueError(f"model output has {int((~np.isfinite(plan)).sum())} NaN/inf "
+                                 "values; step not stored in memory")
         except BaseException:
             self.cache.abort_step()
             raise
-        self.cache.end_step()
+        self.cache.end_step()  # refuses (and undoes) a token with non-finite keys/values
         target_n = self._blend(step_index, plan.reshape(-1, c.action_dim), commit=commit)
         target = self.target_norm.denormalize(target_n)
         action = target + state if c.delta_actions else target

@@ -188,17 +188,19 @@ def resolve_limits(joints: Sequence[str], *, position_min: Sequence[float] = (),
 class JointReading:
     """Measured positions of the wanted joints, in the wanted order.
 
-    ``positions`` holds NaN where a joint is missing; ``problem`` is None when every wanted
-    joint is present and finite, else a short reason naming the joints (for status/diagnostics).
+    ``positions`` holds NaN where a joint is missing or its measurements conflict; ``problem``
+    is None when every wanted joint is present once (or repeated with the same value) and
+    finite, else a short reason naming the joints (for status/diagnostics).
     """
 
     positions: np.ndarray  # (J,) float64
     missing: tuple[str, ...]
     nonfinite: tuple[str, ...]
+    conflicting: tuple[str, ...] = ()  # named more than once with different values
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.nonfinite
+        return not self.missing and not self.nonfinite and not self.conflicting
 
     @property
     def problem(self) -> str | None:
@@ -207,6 +209,9 @@ class JointReading:
             parts.append(f"joint_states lacks joints {list(self.missing)}")
         if self.nonfinite:
             parts.append(f"joint_states has NaN/inf position for {list(self.nonfinite)}")
+        if self.conflicting:
+            parts.append(f"joint_states names {list(self.conflicting)} more than once with different "
+                         "positions (conflicting measurements)")
         return "; ".join(parts) or None
 
 
@@ -214,26 +219,33 @@ def read_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequen
     """Pick ``wanted`` joints out of a JointState's (names, positions), by name.
 
     Extra joints are ignored. A name listed without a position (a malformed message with a
-    shorter position array) counts as missing; a duplicated name takes its last value, as
-    joint_state consumers such as robot_state_publisher do.
+    shorter position array) counts as missing. A wanted joint named twice with different
+    values is *conflicting*: two measurements of one joint cannot both be true, and taking
+    either would make the trajectory's velocity bound hold relative to a possibly wrong
+    position (a jump of the difference in one period). The reading is then not ok (the node
+    holds with a FAULT). Repeats with the identical value are the same measurement and pass.
     """
-    index: dict[str, int] = {}
+    wanted_set = set(wanted)
+    seen: dict[str, list[float]] = {}
     for i, name in enumerate(names):
-        if i < len(positions):
-            index[name] = i
+        if i < len(positions) and name in wanted_set:
+            seen.setdefault(name, []).append(float(positions[i]))
     out = np.full(len(wanted), np.nan, dtype=np.float64)
-    missing, nonfinite = [], []
+    missing, nonfinite, conflicting = [], [], []
     for j, name in enumerate(wanted):
-        i = index.get(name)
-        if i is None:
+        values = seen.get(name)
+        if not values:
             missing.append(name)
             continue
-        value = float(positions[i])
+        if any(not (v == values[0]) for v in values[1:]):  # NaN != NaN: a NaN repeat conflicts too
+            conflicting.append(name)
+            continue
+        value = values[0]
         if not math.isfinite(value):
             nonfinite.append(name)
             continue
         out[j] = value
-    return JointReading(out, tuple(missing), tuple(nonfinite))
+    return JointReading(out, tuple(missing), tuple(nonfinite), tuple(conflicting))
 
 
 def permutation(source: Sequence[str], target: Sequence[str]) -> np.ndarray:

@@ -242,8 +242,9 @@ def test_model_producing_nan_faults_and_holds(harness):
         for p in policy.model.parameters():
             p.fill_(float("nan"))
     t = running(h)
-    assert t.status.state == FAULT and "model output has 12 NaN/inf values" in t.status.reason
+    assert t.status.state == FAULT and "model output has 3 NaN/inf values" in t.status.reason
     assert_hold_at(t, Q0)
+    assert policy.cache_fill == 1, "a NaN step must not enter the memory"
 
 
 def test_trajectories_match_a_policy_driven_by_hand(harness):

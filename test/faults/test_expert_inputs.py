@@ -77,6 +77,10 @@ BAD_PREFIXES = [
     ("data_shorter_than_header", dict(data=np.ones(5)), FAULT, "data has 5 values"),
     ("wrong_model_id", dict(model_id="other-backbone@v9"), FAULT, "model_id"),
     ("data_50MB", dict(data=np.ones(50 * 2**20 // 4, np.float32)), FAULT, f"data has {50 * 2**18} values"),
+    # finite, but the encoder overflows (issue #19: this killed the expert until restart)
+    ("huge_finite_1e30", dict(data=np.full(2 * PREFIX_DIM, 1e30)), FAULT, "prefix refresh failed"),
+    ("huge_finite_-1e23", dict(data=np.full(2 * PREFIX_DIM, -1e23)), FAULT, "prefix refresh failed"),
+    ("float32_max", dict(data=np.full(2 * PREFIX_DIM, 3.4e38)), FAULT, "prefix refresh failed"),
 ]
 
 
@@ -167,6 +171,11 @@ BAD_JOINT_STATES = [
     ("fewer_positions_than_names", ["j1", "j2", "j3"], [0.1, -0.2], FAULT, "lacks joints ['j3']"),
     ("empty", [], [], FAULT, "lacks joints"),
     ("no_positions", ["j1", "j2", "j3"], [], FAULT, "lacks joints"),
+    # issue #19: the last value used to win, so the plan's velocity bound held relative to it
+    ("duplicate_name_conflicting", ["j1", "j2", "j3", "j1"], [0.1, -0.2, 0.05, 0.6], FAULT,
+     "names ['j1'] more than once"),
+    ("duplicate_name_nan_and_value", ["j2", "j1", "j2", "j3"], [NAN, 0.1, -0.2, 0.05], FAULT,
+     "names ['j2'] more than once"),
 ]
 
 
@@ -183,7 +192,7 @@ def test_bad_joint_state_holds_last_good_position(expert_rig, ledger, kind, name
     _running(h, mon)
 
 
-def test_joint_states_extra_reordered_longer_duplicate_huge(expert_rig, ledger):
+def test_joint_states_extra_reordered_longer_repeated(expert_rig, ledger):
     """Benign oddities keep running, read by name; absurd values never leave the limits."""
     h, mon = _start(expert_rig)
 
@@ -205,7 +214,8 @@ def test_joint_states_extra_reordered_longer_duplicate_huge(expert_rig, ledger):
     run_with("extra_joints", ["gripper", "j1", "base_x", "j2", "j3"], [0.02, 0.3, 5.0, -0.4, 0.2], vals)
     run_with("reordered", ["j3", "j1", "j2"], [0.2, 0.3, -0.4], vals)
     run_with("more_positions_than_names", ["j1", "j2", "j3"], [0.3, -0.4, 0.2, 9.0, 9.0], vals)
-    run_with("duplicate_name", ["j1", "j2", "j3", "j1"], [0.9, -0.4, 0.2, 0.3], vals)
+    run_with("duplicate_name_same_value", ["j1", "j2", "j3", "j1"], [0.3, -0.4, 0.2, 0.3], vals)
+    run_with("duplicate_unused_joint", ["gripper", "j1", "j2", "j3", "gripper"], [0.0, 0.3, -0.4, 0.2, 0.9], vals)
     # slightly outside a limit (encoder noise, overshoot): runs, commands from the clamped value
     run_with("slightly_outside_limit", ["j1", "j2", "j3"], [1.05, -0.4, 0.2], {"j1": 1.05, "j2": -0.4, "j3": 0.2})
 

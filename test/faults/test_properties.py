@@ -152,7 +152,7 @@ EVENT = st.one_of(
     st.tuples(st.just("js"), st.lists(WILD, min_size=3, max_size=3),
               st.sampled_from(["all", "missing", "reordered", "extra", "short"])),
     st.tuples(st.just("prefix"), st.one_of(st.integers(-60, 60), st.just("zero")),
-              st.sampled_from(["ok", "nan", "bad_dim", "huge_count"])),
+              st.sampled_from(["ok", "nan", "bad_dim", "huge_count", "huge_values", "tiny_values"])),
     st.tuples(st.just("tick"), st.integers(1, 3)),
     st.tuples(st.just("jump"), st.sampled_from([-5_000_000_000, 3_000_000_000])),
 )
@@ -164,6 +164,7 @@ def test_fuzzed_inputs_into_the_running_node(expert_rig, ledger):
     and every published trajectory is well formed and inside the limits."""
     from expert_harness import JOINTS, PERIOD_NS, PREFIX_DIM
     from arvla.rosutil import spin_until
+    from arvla_msgs.msg import ExpertStatus
     from faultlib import joint_state_msg, prefix_msg
 
     h, mon = expert_rig(allow_action_only=True)
@@ -185,7 +186,8 @@ def test_fuzzed_inputs_into_the_running_node(expert_rig, ledger):
             elif ev[0] == "prefix":
                 stamp = 0 if ev[1] == "zero" else max(1, h.now_ns + ev[1] * PERIOD_NS)
                 tokens, dim = (10**6, PREFIX_DIM) if ev[2] == "huge_count" else (2, PREFIX_DIM + (ev[2] == "bad_dim"))
-                data = np.full(2 * dim, np.nan if ev[2] == "nan" else 0.5, np.float32)
+                value = {"nan": np.nan, "huge_values": 1e30, "tiny_values": -1e-30}.get(ev[2], 0.5)
+                data = np.full(2 * dim, value, np.float32)
                 before = h.node.counters.prefixes_received
                 h.frame_seq += 1
                 h.prefix_pub.publish(prefix_msg(stamp, frame_seq=h.frame_seq, model_id="", token_count=tokens,
@@ -204,6 +206,13 @@ def test_fuzzed_inputs_into_the_running_node(expert_rig, ledger):
                 h.tick(target + PERIOD_NS)  # rcl re-arms the timer one period after a backward jump
         h.tick()
         assert mon.violations == [] and h.jtc.violations == []
+        # whatever came before, good inputs make it run again (a poisoned memory would not)
+        h.joint_state({"j1": 0.1, "j2": -0.2, "j3": 0.05})
+        mon.start = np.array([0.1, -0.2, 0.05])
+        h.prefix(h.now_ns)
+        t = h.tick()
+        assert t.status.state == ExpertStatus.STATE_RUNNING, t.status.reason
+        mon.start = None  # the next example's joint states are random again
 
     run()
     assert len(mon.messages) > 0

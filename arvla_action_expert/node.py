@@ -53,7 +53,8 @@ from arvla_action_expert.joints import (JointError, JointReading, implausible_jo
 from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, config_from_parameters,
                                              default_of, parameter_fields)
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
-from arvla_action_expert.trajectory import TrajectoryError, TrajectoryPlan, build_plan, hold_plan
+from arvla_action_expert.trajectory import (KeptPoint, TrajectoryError, TrajectoryPlan, build_plan, hold_plan,
+                                           seamless_start)
 
 if typing.TYPE_CHECKING:
     from arvla_action_expert.policy import ExpertPolicy
@@ -255,6 +256,7 @@ class ActionExpertNode(Node):
         self._last_state: Optional[int] = None
         self._last_diag_ns: Optional[int] = None
         self._refresh_latency_s = 0.0                      # last prefix encoding (inside a tick)
+        self._sent: Optional[tuple[int, TrajectoryPlan]] = None  # (stamp ns, plan) last published
 
         reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
         newest = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
@@ -268,6 +270,7 @@ class ActionExpertNode(Node):
         self._timer = self.create_timer(self._period_ns * 1e-9, self._on_tick)  # node clock
         self.get_logger().info(
             f"action expert ready: {cfg.control_rate:g} Hz, lookahead {cfg.lookahead_steps}, "
+            f"trajectory_timing {cfg.trajectory_timing}, "
             f"joints {self.joints} -> {cfg.trajectory_topic}, max_staleness {cfg.max_staleness} steps, "
             f"model_id '{self.policy.model_id}', memory window {self.policy.cache_capacity}"
             + ("" if self._enabled else " (disabled until /arvla/enable)"))
@@ -373,6 +376,7 @@ class ActionExpertNode(Node):
         self._prefix = None
         self._capture_step = None
         self._prefix_fault = None
+        self._sent = None
         self.episode_clock.reset()
         self.counters = Counters(**{k: getattr(self.counters, k) for k in Counters.LIFETIME})
 
@@ -401,8 +405,12 @@ class ActionExpertNode(Node):
             self._take_pending_prefix(step)
             result = self._act(now_ns, step)
         if result.plan is not None:
-            self._traj_pub.publish(self._trajectory_msg(result.plan))
+            stamp_ns = 0 if self.config.trajectory_timing == "arrival" else now_ns
+            self._traj_pub.publish(self._trajectory_msg(result.plan, stamp_ns))
+            self._sent = (stamp_ns, result.plan)
             self.counters.trajectories += 1
+        else:
+            self._sent = None  # nothing of ours is being executed any more (or soon will not be)
         self._publish_status(now_ns, step, result)
 
     def _take_pending_prefix(self, step: int) -> None:
@@ -484,7 +492,8 @@ class ActionExpertNode(Node):
             return self._hold(fault, f"model error: {err}", time.perf_counter() - start)
         latency = time.perf_counter() - start
         try:
-            plan = build_plan(measured, targets[:, self._to_controller], self._period_ns, self.limits)
+            plan = build_plan(measured, targets[:, self._to_controller], self._period_ns, self.limits,
+                              keep=self._first_point(now_ns, measured))
         except TrajectoryError as err:
             return self._hold(fault, f"trajectory rejected: {err}", latency)
         if plan.n_nonfinite:
@@ -492,6 +501,13 @@ class ActionExpertNode(Node):
         self.counters.clamped_values += plan.n_clamped
         reason = "action-only (no prefix yet)" if decision is PrefixDecision.ACTION_ONLY else ""
         return TickResult(ExpertStatus.STATE_RUNNING, reason, plan, latency)
+
+    def _first_point(self, now_ns: int, measured: np.ndarray) -> Optional[KeptPoint]:
+        """With ``trajectory_timing`` 'seamless': the plan's first point (``seamless_start``);
+        else None (row 0 of the policy starts the plan)."""
+        if self.config.trajectory_timing != "seamless":
+            return None
+        return seamless_start(self._sent, now_ns, measured, self._period_ns, self.limits)
 
     def _hold(self, state: int, reason: str, latency: float = 0.0) -> TickResult:
         """Hold the last good measured position (nothing to hold on if there never was one)."""
@@ -501,8 +517,11 @@ class ActionExpertNode(Node):
 
     # ---- output messages ----------------------------------------------------------------------
 
-    def _trajectory_msg(self, plan: TrajectoryPlan) -> JointTrajectory:
-        msg = JointTrajectory()  # header.stamp stays 0: JTC starts it on arrival
+    def _trajectory_msg(self, plan: TrajectoryPlan, stamp_ns: int) -> JointTrajectory:
+        """``stamp_ns`` 0: JTC starts the plan on arrival; else the plan's times count from it."""
+        msg = JointTrajectory()
+        if stamp_ns > 0:
+            ns_to_stamp(stamp_ns, msg.header.stamp)
         msg.joint_names = list(self.joints)
         for t_ns, pos, vel in zip(plan.times_ns.tolist(), plan.positions, plan.velocities):
             point = JointTrajectoryPoint()

@@ -23,6 +23,7 @@ _p = param_field  # short: one per field below
 
 
 INFERENCE_MODES = ("torch", "int8", "onnx", "onnx_int8")
+TRAJECTORY_TIMINGS = ("seamless", "tick", "arrival")
 
 
 @dataclasses.dataclass
@@ -42,6 +43,14 @@ class ExpertNodeConfig:
                                    "(one AR step = one period). The timer runs on the node clock (use_sim_time).")
     lookahead_steps: int = _p(3, "AR steps published per tick as trajectory points (row 0 is committed to "
                                  "memory, the rest is lookahead that covers latency).")
+    trajectory_timing: str = _p("seamless", "How each tick's trajectory is timed. 'seamless': stamped with "
+                                             "the tick time, its first point is the previous trajectory's point "
+                                             "that the controller is already moving towards, the new AR rows "
+                                             "1.. follow (needs lookahead_steps >= 2): the motion does not depend "
+                                             "on when inside the tick the step finishes. 'tick': stamped with the "
+                                             "tick time, rows 0.. at tick + (k+1) periods. 'arrival': stamp 0, the "
+                                             "controller starts the plan when it arrives (step latency shifts "
+                                             "every plan; for controllers on a host without a synchronised clock).")
     ensemble_steps: int = _p(1, "Multi-token ensembling: execute for each step the mean of what the last "
                                 "ensemble_steps AR tokens predicted for it (a model trained with "
                                 "predict_steps K predicts K steps per token). 1 = plain AR; at most K.")
@@ -81,8 +90,13 @@ class ExpertNodeConfig:
         require(self.inference in INFERENCE_MODES, "inference", self.inference,
                 f"must be one of {list(INFERENCE_MODES)}")
         require(0.0 < self.control_rate <= 1000.0, "control_rate", self.control_rate, "must be in (0, 1000] Hz")
+        require(self.trajectory_timing in TRAJECTORY_TIMINGS, "trajectory_timing", self.trajectory_timing,
+                f"must be one of {list(TRAJECTORY_TIMINGS)}")
         require(self.ensemble_steps >= 1, "ensemble_steps", self.ensemble_steps, "must be >= 1")
         require(1 <= self.lookahead_steps <= 100, "lookahead_steps", self.lookahead_steps, "must be in [1, 100]")
+        require(self.trajectory_timing != "seamless" or self.lookahead_steps >= 2, "lookahead_steps",
+                self.lookahead_steps, "must be >= 2 with trajectory_timing 'seamless' (row 0 is replaced by "
+                "the point being executed)")
         require(bool(self.controller_name) and "/" not in self.controller_name, "controller_name",
                 self.controller_name, "must be a non-empty name without '/'")
         require(len(set(self.joints)) == len(self.joints), "joints", self.joints, "must not repeat a name")

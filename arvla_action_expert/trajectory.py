@@ -11,6 +11,13 @@ ROS-free: a ``TrajectoryPlan`` is plain arrays; the node turns it into a
   ``allow_nonzero_velocity_at_trajectory_end``), so the last velocity is 0. That also means
   that if our node stops publishing, the arm comes to rest at the end of the last lookahead.
 
+Latency-proof streaming (``keep``): a trajectory stamped with the tick time whose first point is
+the point of the previous trajectory that the controller is already moving towards (same time,
+position and velocity). Whenever the message arrives inside the tick, JTC's segment from its
+current state into that point is the very segment it was executing (a cubic Hermite through two
+points of a cubic is that cubic), so the step's latency no longer shapes the motion; the new
+rows follow from there.
+
 Safety is by construction, whatever the model emits (NaN, inf, 1e300): non-finite targets are
 replaced by the previous point (that joint holds), each point is kept within ``max_velocity *
 period`` of the previous one (starting from the measured position), then clamped to the
@@ -38,6 +45,19 @@ class TrajectoryError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class KeptPoint:
+    """A point of the previous trajectory to keep as the first point of the next one.
+
+    ``t_ns``: its time relative to the new trajectory's start (the tick); must lie in
+    (0, 2 periods). ``position`` / ``velocity`` (J,) exactly as sent before.
+    """
+
+    t_ns: int
+    position: np.ndarray
+    velocity: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class TrajectoryPlan:
     """A trajectory for ``limits.names``: K points at ``times_ns`` after "now".
 
@@ -51,6 +71,7 @@ class TrajectoryPlan:
     velocities: np.ndarray  # (K, J) float64, last row zero
     n_nonfinite: int = 0
     n_clamped: int = 0
+    kept: bool = False  # the first point is the previous trajectory's (see KeptPoint)
 
     @property
     def n_points(self) -> int:
@@ -83,13 +104,68 @@ def hold_plan(current: np.ndarray, period_ns: int, limits: JointLimits) -> Traje
     return plan
 
 
-def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits: JointLimits) -> TrajectoryPlan:
+def point_in_execution(sent_stamp_ns: int, sent: TrajectoryPlan, now_ns: int, period_ns: int) -> KeptPoint | None:
+    """The point of a trajectory sent with header stamp ``sent_stamp_ns`` that the controller is
+    moving towards at the next tick boundary: the first one more than half a period after
+    ``now_ns`` (robust to timer jitter), as a KeptPoint relative to ``now_ns``. None for a
+    trajectory stamped 0 (its start is unknown: it began on arrival) or one that has ended."""
+    if sent_stamp_ns <= 0:
+        return None
+    ahead = sent_stamp_ns + sent.times_ns - now_ns  # (K,) ns from now
+    later = np.flatnonzero(ahead > period_ns // 2)
+    if later.size == 0:
+        return None
+    k = int(later[0])
+    return KeptPoint(int(ahead[k]), sent.positions[k], sent.velocities[k])
+
+
+def seamless_start(sent: tuple[int, TrajectoryPlan] | None, now_ns: int, current: np.ndarray, period_ns: int,
+                   limits: JointLimits) -> KeptPoint:
+    """The first point of a 'seamless' plan at the tick ``now_ns``: the point in execution of the
+    last trajectory sent (``sent`` = (header stamp, plan)) if ``usable_keep``; else -- nothing in
+    execution (episode start, after a hold) or unusable -- a hold at the measured position one
+    period ahead (zero velocity). Both make JTC's segment across the message's arrival the same
+    whatever the arrival time: the one it was executing, or standing still where the arm is."""
+    keep = point_in_execution(*sent, now_ns, period_ns) if sent is not None else None
+    if usable_keep(keep, current, period_ns, limits):
+        assert keep is not None
+        return keep
+    return KeptPoint(int(period_ns), _start(current, limits), np.zeros(limits.dof))
+
+
+def usable_keep(keep: KeptPoint | None, current: np.ndarray, period_ns: int, limits: JointLimits) -> bool:
+    """Whether ``keep`` may start the next plan: finite, inside the position and velocity limits,
+    in (0, 2 periods) from now, and reachable from the measured position within its time at
+    the velocity limits (the rule every first point obeys). Otherwise the plan starts afresh
+    from the measured position (a hold, a reset, someone else moved the arm, a large lag)."""
+    if keep is None:
+        return False
+    pos = np.asarray(keep.position, dtype=np.float64)
+    vel = np.asarray(keep.velocity, dtype=np.float64)
+    if pos.shape != (limits.dof,) or vel.shape != (limits.dof,):
+        return False
+    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))):
+        return False
+    if not 0 < keep.t_ns < 2 * period_ns:
+        return False
+    if np.any(pos < limits.lower) or np.any(pos > limits.upper) or np.any(np.abs(vel) > limits.max_velocity):
+        return False
+    start = _start(current, limits)
+    allowed = limits.max_velocity * (keep.t_ns * 1e-9)
+    return bool(np.all(np.abs(pos - start) <= allowed))
+
+
+def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits: JointLimits,
+               keep: KeptPoint | None = None) -> TrajectoryPlan:
     """Turn K absolute joint targets (one per control step) into a safe trajectory.
 
     ``current`` (J,) is the measured position (must be finite: the node holds on bad joint
-    states before it gets here). ``targets`` (K, J) may hold anything. Point k is at
+    states before it gets here). ``targets`` (K, J) may hold anything; row k is the target for
     ``(k + 1) * period_ns``. Velocities: the mean of the two adjacent segment velocities
     (a smooth cubic through the points for JTC's spline), 0 at the last point.
+
+    ``keep`` (with K >= 2): if ``usable_keep``, it replaces row 0 as the first point (its own
+    time, position and velocity) and rows 1.. follow at their times; ``plan.kept`` says so.
     """
     if period_ns <= 0:
         raise TrajectoryError(f"period must be > 0 ns, got {period_ns}")
@@ -98,18 +174,27 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
     if targets.ndim != 2 or targets.shape[1] != limits.dof or targets.shape[0] < 1:
         raise TrajectoryError(f"targets must be (K>=1, {limits.dof}), got shape {targets.shape}")
     k_points = targets.shape[0]
-    period_s = period_ns * 1e-9
-    max_step = limits.max_velocity * period_s  # (J,) largest move per segment
+    times_ns = np.arange(1, k_points + 1, dtype=np.int64) * np.int64(period_ns)
+    kept = k_points >= 2 and usable_keep(keep, current, period_ns, limits)
+    if kept:
+        assert keep is not None
+        times_ns[0] = keep.t_ns
 
     positions = np.empty_like(targets)
     n_nonfinite = 0
     n_clamped = 0
-    prev = start
+    prev, prev_t = start, 0
     for k in range(k_points):
+        if k == 0 and kept:
+            assert keep is not None
+            positions[0] = prev = np.asarray(keep.position, dtype=np.float64)
+            prev_t = int(times_ns[0])
+            continue
         row = targets[k]
         finite = np.isfinite(row)
         n_nonfinite += int(np.count_nonzero(~finite))
         wanted = np.where(finite, row, prev)  # a NaN/inf joint holds where it was
+        max_step = limits.max_velocity * ((int(times_ns[k]) - prev_t) * 1e-9)  # (J,) largest move
         # Velocity bound first, then position bound: prev is inside [lower, upper], so clamping
         # into the position range can only move the point towards prev (both bounds hold).
         with np.errstate(over="ignore"):
@@ -117,19 +202,22 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
         point = np.clip(step, limits.lower, limits.upper)
         n_clamped += int(np.count_nonzero(finite & (point != row)))
         positions[k] = point
-        prev = point
+        prev, prev_t = point, int(times_ns[k])
 
     # Segment velocities, clipped: (p_k - p_{k-1}) / dt can only exceed v_max by rounding,
     # the clip makes the bound exact (and maps a would-be overflow to v_max).
     previous = np.vstack([start[None, :], positions[:-1]])
+    durations = np.diff(np.concatenate([[0], times_ns])) * 1e-9  # (K,) seconds
     with np.errstate(over="ignore"):
-        seg = np.clip((positions - previous) / period_s, -limits.max_velocity, limits.max_velocity)  # (K, J)
+        seg = np.clip((positions - previous) / durations[:, None], -limits.max_velocity, limits.max_velocity)
     velocities = np.zeros_like(positions)
     if k_points > 1:
         # Halves added separately so two finite values can never overflow to inf.
         velocities[:-1] = 0.5 * seg[:-1] + 0.5 * seg[1:]
-    plan = TrajectoryPlan(np.arange(1, k_points + 1, dtype=np.int64) * np.int64(period_ns),
-                          positions, velocities, n_nonfinite, n_clamped)
+    if kept:
+        assert keep is not None
+        velocities[0] = np.asarray(keep.velocity, dtype=np.float64)  # as sent: the same cubic
+    plan = TrajectoryPlan(times_ns, positions, velocities, n_nonfinite, n_clamped, kept)
     check_plan(plan, current, limits)
     return plan
 

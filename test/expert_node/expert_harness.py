@@ -47,10 +47,11 @@ class FakeJTC:
     """Subscribes like joint_trajectory_controller and records every rule a message breaks."""
 
     def __init__(self, node: Any, topic: str, joints: list[str], lower: list[float], upper: list[float],
-                 vmax: list[float]):
+                 vmax: list[float], clock_ns: Callable[[], int] = lambda: 0):
         from trajectory_msgs.msg import JointTrajectory
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+        self.clock_ns = clock_ns  # the sim time of the tick being handled
         self.joints, self.lower, self.upper, self.vmax = joints, lower, upper, vmax
         self.messages: list[Any] = []
         self.violations: list[str] = []
@@ -63,8 +64,9 @@ class FakeJTC:
         bad = self.violations.append
         if list(msg.joint_names) != self.joints:
             bad(f"#{n}: joint_names {list(msg.joint_names)} != {self.joints}")
-        if msg.header.stamp.sec != 0 or msg.header.stamp.nanosec != 0:
-            bad(f"#{n}: header stamp not zero")
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if stamp_ns not in (0, self.clock_ns()):  # 0 = start on arrival; else the tick's time
+            bad(f"#{n}: header stamp {stamp_ns} ns is neither 0 nor the tick time {self.clock_ns()} ns")
         if not msg.points:
             bad(f"#{n}: no points")
             return
@@ -124,7 +126,7 @@ class Harness:
         self.driver.create_subscription(ExpertStatus, "/arvla/expert_status", self.statuses.append,
                                         QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self.jtc = FakeJTC(self.driver, "/arm_controller/joint_trajectory", JOINTS, params["position_min"],
-                           params["position_max"], params["max_velocity"])
+                           params["position_max"], params["max_velocity"], clock_ns=lambda: self.now_ns)
         self.reset_client = self.driver.create_client(ResetMemory, "/arvla/reset_memory")
         self.enable_client = self.driver.create_client(SetBool, "/arvla/enable")
         executor.add_node(self.node)

@@ -6,6 +6,8 @@ Every test also runs the fake JTC (expert_harness.FakeJTC) on everything the exp
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -256,7 +258,7 @@ def test_trajectories_match_a_policy_driven_by_hand(harness):
     """
     policy_order = ["j3", "j1", "j2"]
     wide = dict(position_min=[-50.0] * 3, position_max=[50.0] * 3, max_velocity=[1e4] * 3, max_staleness=6)
-    h = harness(policy=tiny_policy(joint_names=policy_order, seed=3), **wide)
+    h = harness(policy=tiny_policy(joint_names=policy_order, seed=3), trajectory_timing="tick", **wide)
     twin = tiny_policy(joint_names=policy_order, seed=3)
     to_policy = [JOINTS.index(j) for j in policy_order]
     to_controller = [policy_order.index(j) for j in JOINTS]
@@ -281,6 +283,52 @@ def test_trajectories_match_a_policy_driven_by_hand(harness):
         np.testing.assert_allclose(positions(t.trajectory), expected, rtol=1e-6, atol=1e-9)
         compared += 1
     assert compared == 10
+
+
+def test_seamless_timing_keeps_the_point_in_execution(harness):
+    """trajectory_timing 'seamless': stamped with the tick time; the first point is the previous
+    trajectory's point at this tick + one period (same time, position, velocity), so the step's
+    latency cannot change the motion; rows 1.. are the policy's. With nothing in execution
+    (start, after a hold) the first point stands at the measured position for one period."""
+    wide = dict(position_min=[-50.0] * 3, position_max=[50.0] * 3, max_velocity=[1e4] * 3, max_staleness=20)
+    h = harness(policy=tiny_policy(seed=3), **wide)
+    twin = tiny_policy(seed=3)
+    h.tick()
+    rng = np.random.default_rng(1)
+    prev = None
+    for step in range(1, 8):
+        if step == 1:
+            seq = h.prefix(h.step_time(0))
+            twin.refresh_prefix(np.random.default_rng(seq).standard_normal((2, PREFIX_DIM)).astype(np.float32), 0)
+        q = dict(zip(JOINTS, rng.uniform(-0.5, 0.5, 3)))
+        h.joint_state(q)
+        t = h.tick()
+        assert t.status.state == RUNNING, t.status.reason
+        traj = t.trajectory
+        stamp = traj.header.stamp.sec * 1_000_000_000 + traj.header.stamp.nanosec
+        assert stamp == h.now_ns == h.step_time(step)
+        times = [p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec for p in traj.points]
+        assert times == [PERIOD_NS * (k + 1) for k in range(4)]
+        expected = twin.step(np.array([q[j] for j in JOINTS]), t.status.step, 4)
+        if prev is None:  # first plan: nothing in execution: stand still one period, then rows 1..
+            assert list(traj.points[0].positions) == pytest.approx([q[j] for j in JOINTS])
+            assert list(traj.points[0].velocities) == [0.0, 0.0, 0.0]
+            np.testing.assert_allclose(positions(traj)[1:], expected[1:], rtol=1e-6, atol=1e-9)
+        else:
+            assert list(traj.points[0].positions) == list(prev.points[1].positions)
+            assert list(traj.points[0].velocities) == list(prev.points[1].velocities)
+            np.testing.assert_allclose(positions(traj)[1:], expected[1:], rtol=1e-6, atol=1e-9)
+        prev = traj
+    # a hold in between: nothing in execution afterwards, the plan starts standing at the measurement
+    h.joint_state({"j1": math.nan, "j2": 0.0, "j3": 0.0})
+    assert h.tick().status.state == FAULT
+    q = {"j1": 0.2, "j2": 0.1, "j3": -0.1}
+    h.joint_state(q)
+    t = h.tick()
+    assert t.status.state == RUNNING  # (the FAULT tick did not step the policy)
+    expected = twin.step(np.array([q[j] for j in JOINTS]), t.status.step, 4)
+    assert list(t.trajectory.points[0].positions) == pytest.approx([q[j] for j in JOINTS])
+    np.testing.assert_allclose(positions(t.trajectory)[1:], expected[1:], rtol=1e-6, atol=1e-9)
 
 
 def test_reset_memory_service(harness):

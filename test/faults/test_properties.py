@@ -139,6 +139,33 @@ def test_any_targets_give_a_well_formed_trajectory_inside_the_limits(limits, dat
     assert np.array_equal(plan.positions[0], inside) and plan.n_clamped == 0
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(limits=limits_st(), data=st.data(), period_ns=st.integers(100_000, 1_000_000_000))
+def test_a_kept_point_never_makes_a_trajectory_unsafe(limits, data, period_ns):
+    """trajectory_timing 'seamless': whatever the point kept from the previous plan (any values,
+    any time), the plan is inside the limits from the measured position, or the point is not kept."""
+    from arvla_action_expert.trajectory import KeptPoint
+
+    j = limits.dof
+    k = data.draw(st.integers(2, 6))
+    current = np.clip(np.array(data.draw(st.lists(st.floats(-1e4, 1e4), min_size=j, max_size=j))),
+                      limits.lower, limits.upper)
+    near = data.draw(st.booleans())  # a realistic kept point: close to the measured position
+    pos = (current + np.array(data.draw(st.lists(st.floats(-1, 1), min_size=j, max_size=j)))
+           * limits.max_velocity * period_ns * 1e-9) if near else np.array(
+        data.draw(st.lists(WILD, min_size=j, max_size=j)))
+    vel = np.array(data.draw(st.lists(st.one_of(st.floats(-1e3, 1e3), WILD), min_size=j, max_size=j)))
+    keep = KeptPoint(data.draw(st.integers(-period_ns, 3 * period_ns)), pos, vel)
+    targets = np.array(data.draw(st.lists(st.lists(WILD, min_size=j, max_size=j), min_size=k, max_size=k)))
+    plan = build_plan(current, targets, period_ns, limits, keep=keep)
+    assert trajectory_problems(limits.names, plan.times_ns.tolist(), plan.positions, plan.velocities,
+                               start=current, joints=limits.names, lower=limits.lower, upper=limits.upper,
+                               vmax=limits.max_velocity) == []
+    if plan.kept:
+        assert plan.times_ns[0] == keep.t_ns and np.array_equal(plan.positions[0], pos)
+        assert np.array_equal(plan.velocities[0], vel)
+
+
 @given(period_ns=st.integers(max_value=0))
 def test_trajectory_refuses_a_non_positive_period(period_ns):
     limits = JointLimits(("a",), np.array([-1.0]), np.array([1.0]), np.array([1.0]))

@@ -1,0 +1,102 @@
+"""The ROS command path emulated without ROS: the expert node's trajectory building and timing
+(``trajectory_timing``) feeding the sim's joint_trajectory_controller follower, with a step latency.
+
+ROS-free and deterministic (sim time only), so the effect of the streaming on the executed motion
+can be measured on many seeds (``bench/streaming.py``) and tested: with 'seamless' timing the
+motion must not depend on when inside the tick the step finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from arvla_action_expert.joints import JointLimits
+from arvla_action_expert.trajectory import TrajectoryPlan, build_plan, hold_plan, seamless_start
+from arvla_eval import metrics
+from arvla_sim.env import SimEnv
+from arvla_sim.jtc import JointTrajectoryFollower, TrajPoint
+from arvla_sim.robot import PHYSICS_DT
+
+FOLLOWER_HZ = 100.0  # the sim node's controller_rate_hz default
+
+
+class Latency:
+    """Step latency model: 'measured' (the step's wall time) or uniform 0..max_ms, seeded."""
+
+    def __init__(self, kind: str, max_ms: float, seed: int):
+        self.kind, self.max_ns = kind, int(max_ms * 1e6)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, measured_s: float) -> int:
+        if self.kind == "measured":
+            return int(measured_s * 1e9)
+        return int(self.rng.uniform(0, self.max_ns))
+
+
+def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str | None,
+            latency: Latency | None, limits: JointLimits, lookahead: int, lag: int = 2,
+            frame_every: int = 2) -> dict[str, Any]:
+    """One episode. ``timing`` None: per-step hold (in process); else the trajectory path with
+    that trajectory_timing ('arrival' | 'tick' | 'seamless') and ``latency``."""
+    obs = env.reset(seed)
+    policy.reset()
+    period_ns = int(round(env.dt * 1e9))
+    sub_ns = int(round(1e9 / FOLLOWER_HZ))
+    sub_steps = int(round((1.0 / FOLLOWER_HZ) / PHYSICS_DT))
+    follower = JointTrajectoryFollower(env.joint_names, obs["state"])
+    pending: list[tuple[int, int, np.ndarray]] = []
+    started = False
+    sent: tuple[int, TrajectoryPlan] | None = None
+    positions = [np.asarray(obs["state"], np.float64)]
+    step_s: list[float] = []
+    now_ns = 1_000_000_000  # sim time of the first tick (never 0: a zero stamp means "on arrival")
+    while not env.done():
+        t = env.step_index
+        if t % frame_every == 0:
+            pending.append((t + lag, t, backbone.encode(env.render(), env.task.instruction)))
+        while pending and pending[0][0] <= t:
+            _, capture, tokens = pending.pop(0)
+            policy.refresh_prefix(tokens, capture)
+            started = True
+        state = np.asarray(obs["state"], np.float64)
+        if timing is None:
+            action = policy.step(state, t)[0] if started else state
+            obs = env.step(action)
+            positions.append(np.asarray(obs["state"], np.float64))
+            continue
+        # --- the node's tick at now_ns, then the message reaches the follower after the latency
+        arrive_ns = now_ns
+        if started:
+            t0 = time.perf_counter()
+            targets = policy.step(state, t, lookahead)
+            step_s.append(time.perf_counter() - t0)
+            keep = seamless_start(sent, now_ns, state, period_ns, limits) if timing == "seamless" else None
+            plan = build_plan(state, targets, period_ns, limits, keep=keep)
+            arrive_ns = now_ns + (latency(step_s[-1]) if latency else 0)
+        else:
+            plan = hold_plan(state, period_ns, limits)
+        stamp = 0 if timing == "arrival" else now_ns
+        points = [TrajPoint(list(p), int(tk), list(v)) for p, tk, v in
+                  zip(plan.positions, plan.times_ns, plan.velocities)]
+        delivered = False
+        for k in range(period_ns // sub_ns):  # the follower's 100 Hz ticks inside this period
+            t_sub = now_ns + k * sub_ns
+            if not delivered and t_sub >= arrive_ns:  # applied at the first follower tick after arrival
+                follower.set_trajectory(env.joint_names, points, stamp_ns=stamp, now_ns=t_sub)
+                delivered = True
+            q_cmd, _ = follower.sample(t_sub)
+            env.command(q_cmd)
+            env.step_physics(sub_steps)
+        sent = (stamp, plan)
+        if not delivered:  # later than the whole period: it lands at the next tick's start
+            follower.set_trajectory(env.joint_names, points, stamp_ns=stamp, now_ns=now_ns + period_ns)
+        now_ns += period_ns
+        env.step_index += 1
+        obs = env.observe()
+        positions.append(np.asarray(obs["state"], np.float64))
+    traj = np.stack(positions)
+    return {"seed": seed, "success": env.success(), "jerk": metrics.rms_jerk(traj, env.dt), "positions": traj,
+            "step_ms": 1e3 * float(np.median(step_s)) if step_s else float("nan")}

@@ -6,13 +6,20 @@ Arguments use ``ros2 launch`` syntax (``name:=value``) and the same defaults, be
 read from the launch file itself (``arvla.launch_graph``): the launch files and the parameter
 files are the single source of truth for both paths. Each node spins in its own
 SingleThreadedExecutor and thread (``NodeThreads``), as separate processes would;
-``--duration S`` stops after S seconds (wall), Ctrl-C stops at once.
+``--duration S`` stops after S seconds (wall), Ctrl-C stops at once. Arguments from ``--ros-args``
+on go to rclpy (``name:=value`` launch arguments do not: rcl would read them as remap rules).
+
+Perception takes the settings the checkpoint was trained with unless ``perception_params:=FILE``
+is given (``arvla.perception_params``, shared with the launch files), and the graph does not
+start when the expert would refuse perception's prefixes (model_id): the error names the
+parameters file to use.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pathlib
 import sys
@@ -22,7 +29,10 @@ from typing import Any
 
 import yaml
 
-from arvla.launch_graph import LaunchGraph, LaunchParseError, NodeSpec, parse_launch_file, resolve
+from arvla.launch_graph import (CheckpointParams, LaunchGraph, LaunchParseError, NodeSpec,
+                                parse_launch_file, resolve)
+
+log = logging.getLogger("arvla.bringup")
 
 # executable (console_scripts name) -> "module:NodeClass" started in-process. A test checks each
 # module is the one its console script runs.
@@ -98,14 +108,23 @@ def node_kwargs(spec: NodeSpec, values: dict[str, str]) -> dict[str, Any]:
     """Constructor keyword arguments that give an in-process node what launch_ros would."""
     from rclpy.parameter import Parameter
 
+    from arvla.perception_params import resolve_perception_params
+
     share = {"arvla": package_share_dir()}
     cli: list[str] = ["--ros-args"]
+    set_after = {name: _param_value(resolve(v, values, share)) for name, v in spec.overrides}
     for f in spec.params_files:
-        path = resolve(f, values, share)
+        if isinstance(f, CheckpointParams):
+            picked = resolve_perception_params(*(str(resolve(v, values, share)) for v in (
+                f.checkpoint, f.perception_params, f.default)), overrides=set_after)
+            log.info("%s", picked.source)
+            path = picked.file
+        else:
+            path = resolve(f, values, share)
         if not os.path.isfile(path):
             raise BringupError(f"node {spec.name}: parameters file not found: {path}")
         cli += ["--params-file", str(path)]
-    overrides = [Parameter(name, value=_param_value(resolve(v, values, share))) for name, v in spec.overrides]
+    overrides = [Parameter(name, value=value) for name, value in set_after.items()]
     kwargs: dict[str, Any] = {"node_name": spec.name, "cli_args": cli, "parameter_overrides": overrides}
     ns = resolve(spec.namespace, values, share) if spec.namespace is not None else ""
     if ns:
@@ -130,19 +149,86 @@ def node_class(executable: str) -> type:
 
 
 def start_nodes(graph: LaunchGraph, values: dict[str, str], context: Any = None) -> list[Any]:
-    """Construct every enabled node of ``graph``; on failure destroy those already made."""
+    """Construct every enabled node of ``graph`` and check that the expert accepts perception's
+    prefixes (``check_prefix_model_id``); on failure destroy those already made."""
     nodes: list[Any] = []
     try:
-        for spec in enabled_nodes(graph, values):
+        specs = enabled_nodes(graph, values)
+        for spec in specs:
             kwargs = node_kwargs(spec, values)
             if context is not None:
                 kwargs["context"] = context
             nodes.append(node_class(spec.executable)(**kwargs))
+        check_prefix_model_id(dict(zip((s.executable for s in specs), zip(specs, nodes))), values)
     except Exception:
         for n in nodes:
             n.destroy_node()
         raise
     return nodes
+
+
+def check_prefix_model_id(started: dict[str, tuple[NodeSpec, Any]], values: dict[str, str]) -> None:
+    """Perception and the expert in one graph: the expert FAULTs on every prefix whose model_id
+    is not its checkpoint's, so refuse to start, naming the perception parameters file to use.
+    ``started``: executable -> (its spec, its node)."""
+    if "perception_node" not in started or "action_expert_node" not in started:
+        return
+    p_spec, perception = started["perception_node"]
+    expert = started["action_expert_node"][1]
+    made, expected = perception.backbone.model_id, expert.policy.model_id
+    if not expected or made == expected:
+        return
+    from arvla.perception_params import checkpoint_perception
+
+    checkpoint = str(expert.get_parameter("checkpoint").value)
+    recorded = checkpoint_perception(checkpoint).settings if checkpoint else {}
+    used = perception_file_in_use(p_spec, values)
+    msg = (f"perception makes prefixes with model_id '{made}', but the expert checkpoint "
+           f"{checkpoint} was trained on model_id '{expected}': it would FAULT on every prefix. ")
+    if recorded:  # its settings are in use (a given file that differs was refused before): weights
+        raise BringupError(msg + "Perception runs with the settings the checkpoint records, so its "
+                                 "weights differ: the checkpoint was trained with model_path "
+                                 f"{recorded.get('model_path', '')!r}, text_model_path "
+                                 f"{recorded.get('text_model_path', '')!r}; pass model_path:=<those weights>")
+    match = _params_file_making(expected, p_spec, values, skip=used)
+    hint = (f"{match} gives that model_id: pass perception_params:={match}" if match else
+            "pass perception_params:=FILE with the settings it was trained with (in a model_id, "
+            "':L10' = hidden_layer 10, ':g2x2' = token_grid [2, 2])")
+    raise BringupError(msg + f"The checkpoint records no perception settings (trained before they "
+                             f"were recorded) and {used} makes other ones: {hint}")
+
+
+def perception_file_in_use(spec: NodeSpec, values: dict[str, str]) -> str:
+    """The perception parameters file the node got (without re-reading a checkpoint)."""
+    share = {"arvla": package_share_dir()}
+    for f in spec.params_files:
+        if isinstance(f, CheckpointParams):
+            return str(resolve(f.perception_params, values, share) or resolve(f.default, values, share))
+    return str(resolve(spec.params_files[-1], values, share)) if spec.params_files else ""
+
+
+def _params_file_making(model_id: str, spec: NodeSpec, values: dict[str, str], *, skip: str) -> str | None:
+    """The package's perception parameters file (config/perception*.yaml) whose backbone makes
+    ``model_id`` with this node's parameter overrides (model_path...), if any. Loads each
+    candidate backbone: only on the way to an error."""
+    from arvla.config import from_dict
+    from arvla.perception_params import read_node_params
+    from arvla_perception.backbone import BackboneError, load_backbone
+    from arvla_perception.config import PerceptionConfig, field_names
+
+    share = {"arvla": package_share_dir()}
+    fields = set(field_names())
+    set_after = {name: _param_value(resolve(v, values, share)) for name, v in spec.overrides}
+    for candidate in sorted((package_share_dir() / "config").glob("perception*.yaml")):
+        if os.path.abspath(candidate) == os.path.abspath(skip):
+            continue
+        params = {k: v for k, v in {**read_node_params(candidate), **set_after}.items() if k in fields}
+        try:
+            if load_backbone(from_dict(PerceptionConfig, params)).model_id == model_id:
+                return str(candidate)
+        except (BackboneError, ValueError) as err:
+            log.info("%s: %s", candidate, err)
+    return None
 
 
 class NodeThreads:
@@ -193,14 +279,26 @@ class NodeThreads:
             ex.shutdown()
 
 
+def split_ros_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(``arvla bringup``'s own arguments, rclpy's): everything from the first ``--ros-args`` on
+    is rclpy's. ``name:=value`` launch arguments are not: given to rclpy.init, rcl reads each as
+    a deprecated remap rule and logs a warning per argument."""
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        return list(argv[:i]), list(argv[i:])
+    return list(argv), []
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="arvla bringup", description=__doc__.splitlines()[0])
+    own, ros_args = split_ros_args(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(prog="arvla bringup", description=__doc__.splitlines()[0],
+                                     epilog="--ros-args ... at the end: passed to rclpy")
     parser.add_argument("launch_file", nargs="?", default="bringup.launch.py",
                         help="launch file (path, or name inside the package's launch/)")
     parser.add_argument("launch_args", nargs="*", help="name:=value, as for ros2 launch")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 = run until Ctrl-C)")
     parser.add_argument("--show-args", action="store_true", help="print the launch arguments and exit")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(own)
     if args.launch_file and ":=" in args.launch_file:
         args.launch_args.insert(0, args.launch_file)
         args.launch_file = "bringup.launch.py"
@@ -218,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import rclpy
 
-    with rclpy.init():
+    if not log.handlers:  # "arvla bringup: perception settings from ..." on stdout
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("arvla bringup: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    with rclpy.init(args=ros_args):
         try:
             nodes = start_nodes(graph, values)
         except Exception as err:  # noqa: BLE001 - report which node could not start, then exit 1

@@ -264,11 +264,15 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
     from arvla.config import load_config
     from arvla_action_expert.data import InMemoryEpisodes, NpzEpisodeDir
     from arvla_action_expert.train import TrainConfig, train
+    from arvla_perception.config import token_settings
 
     t = cfg.train
     config_path = _repo_path(t.expert_config)
     tcfg = load_config(TrainConfig, config_path)
-    key = _hash("train", to_dict(tcfg), t.stage1_steps, t.stage2_steps, [p.name for p in collect_dirs])
+    # the prefixes' perception settings go into the checkpoint: bring-up starts the same perception
+    perception = token_settings(cfg.perception)
+    key = _hash("train", to_dict(tcfg), t.stage1_steps, t.stage2_steps, [p.name for p in collect_dirs],
+                perception)
     d = out / "train" / key
     marker = d / "DONE.json"
     info = _done(marker)
@@ -293,7 +297,7 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
                 tcfg.optim, max_steps=n, warmup_steps=min(tcfg.optim.warmup_steps, n // 10)))
             t0 = time.monotonic()
             res = train(scfg, stage=stage, out=d / f"stage{stage}", source=source, init=init,
-                        progress=progress)
+                        progress=progress, perception=perception)
             k = max(1, len(res.losses) // 10)
             first, last = sum(res.losses[:k]) / k, sum(res.losses[-k:]) / k
             info[f"stage{stage}_loss"] = last

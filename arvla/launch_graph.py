@@ -6,7 +6,9 @@ parses ``launch/*.launch.py`` (Python AST, never executed) into ``LaunchArgument
 records. The subset understood is what our launch files use: ``DeclareLaunchArgument(name,
 default_value=..., description=...)``, ``Node(package, executable, name, namespace, condition=
 IfCondition(LaunchConfiguration(x)), parameters=[<file>, {param: LaunchConfiguration(x) | literal}])``,
-``PathJoinSubstitution([FindPackageShare(pkg), ...])`` and local variables bound to those.
+``PathJoinSubstitution([FindPackageShare(pkg), ...])``, ``CheckpointPerceptionParams(checkpoint,
+perception_params, default)`` (a parameters file picked for an expert checkpoint, see
+``arvla.perception_params``) and local variables bound to those.
 Anything else raises ``LaunchParseError`` naming the file and line, so a launch file that grows
 beyond the subset fails the static test instead of being half-understood.
 """
@@ -45,6 +47,16 @@ Value = Union[str, int, float, bool, Arg, PackageShare]
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointParams:
+    """``CheckpointPerceptionParams(checkpoint, perception_params, default)``: the perception
+    parameters file that goes with an expert checkpoint (``arvla.perception_params``)."""
+
+    checkpoint: Value
+    perception_params: Value
+    default: Value
+
+
+@dataclasses.dataclass(frozen=True)
 class LaunchArgument:
     name: str
     default: Value | None  # None: required
@@ -58,7 +70,7 @@ class NodeSpec:
     name: str
     namespace: Value | None
     condition: Arg | None                  # IfCondition(LaunchConfiguration(x))
-    params_files: tuple[Value, ...]        # in order
+    params_files: tuple[Value | CheckpointParams, ...]  # in order
     overrides: tuple[tuple[str, Value], ...]  # later wins, as in launch_ros
 
 
@@ -128,6 +140,13 @@ class _Parser:
                 else:
                     raise self.fail(node, f"unsupported path part {p!r}")
             return PackageShare(base.package, tuple(base.parts) + tuple(rest))
+        if name == "CheckpointPerceptionParams":
+            names = ("checkpoint", "perception_params", "default")
+            given = dict(zip(names, (self.value(a) for a in node.args)))
+            given.update({k.arg: self.value(k.value) for k in node.keywords})
+            if set(given) != set(names):
+                raise self.fail(node, f"CheckpointPerceptionParams needs {', '.join(names)}")
+            return CheckpointParams(**given)
         if name == "IfCondition":
             cond = self.value(node.args[0])
             if not isinstance(cond, Arg):

@@ -3,8 +3,9 @@
 - Weights (and normaliser stats, bin centres) are safetensors: no pickle, so loading a file
   cannot execute code. ``.pt/.pth/.pkl`` paths are refused outright.
 - ``config.json`` holds the ExpertConfig the model is rebuilt from, metadata (model_id,
-  control_rate_hz, joint_names, stage, step), the training config and the sha256 of the weights
-  file. It is written last, so a directory with a config always has complete weights.
+  control_rate_hz, joint_names, stage, step, and the perception settings the prefixes were made
+  with), the training config and the sha256 of the weights file. It is written last, so a
+  directory with a config always has complete weights.
 - Every file is written to a temp file in the same directory and ``os.replace``d, and
   ``config.json`` (with the sha256 of the weights) is the single commit point: new weights are
   first written beside the old ones as ``model.safetensors.pending``, then config.json is
@@ -66,6 +67,10 @@ class CheckpointMeta:
     stage: int = 1                           # 1 = action only, 2 = with prefixes
     step: int = 0                            # optimiser steps taken
     max_staleness: int = 0                   # largest staleness seen in training (stage 2)
+    # Settings of the perception backbone that made the prefixes (arvla_perception.config
+    # TOKEN_FIELDS: backbone, hidden_layer, token_grid, ...): bring-up starts perception with them,
+    # so its model_id is this one. {} = not recorded (checkpoints from before they were).
+    perception: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -26,7 +26,7 @@ import pathlib
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence, TypeVar
+from typing import Any, Literal, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 from tqdm import tqdm
@@ -364,8 +364,15 @@ def evaluate(model: ARExpert, batch: dict[str, torch.Tensor], *, use_prefix: boo
 
 def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
           source: EpisodeSource | None = None, init: str | pathlib.Path | None = None,
-          resume: bool = False, progress: bool = True) -> TrainResult:
-    """Run stage ``stage`` for ``cfg.optim.max_steps`` steps in total; save to ``out``."""
+          resume: bool = False, progress: bool = True,
+          perception: Mapping[str, Any] | None = None) -> TrainResult:
+    """Run stage ``stage`` for ``cfg.optim.max_steps`` steps in total; save to ``out``.
+
+    ``perception``: the settings of the perception backbone that made the data's prefixes
+    (``arvla_perception.config.token_settings``), recorded in the checkpoint's metadata so that
+    bring-up starts the perception the expert was trained on. None: those recorded in ``init`` /
+    the resumed checkpoint when its model_id is the data's, else none are recorded.
+    """
     if stage not in (1, 2):
         raise ConfigError(f"stage: must be 1 or 2, got {stage!r}")
     dist = Distributed.from_env()
@@ -412,11 +419,14 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
                       prefix_mode=d.prefix_mode, frame_drop=d.frame_drop)
     length = d.stage1_length or (d.history + d.chunk)
     summary = episode_summary(source)
+    if perception is None and loaded is not None and loaded.meta.model_id == str(summary["model_id"]):
+        perception = loaded.meta.perception
     meta = CheckpointMeta(model_id=str(summary["model_id"]),
                           control_rate_hz=float(summary["control_rate_hz"]),
                           joint_names=list(summary["joint_names"]), stage=stage,
                           max_staleness=0 if stage == 1 else d.max_staleness + d.chunk - 1 + (
-                              d.history if d.prefix_mode == "stream" else 0))
+                              d.history if d.prefix_mode == "stream" else 0),
+                          perception=dict(perception or {}))
 
     forward: torch.nn.Module = model
     if dist.enabled:
@@ -492,6 +502,10 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--data", help="directory of .npz episodes (overrides data.path)")
     ap.add_argument("--out", default=None, help="checkpoint directory (default runs/stage<N>)")
     ap.add_argument("--init", help="checkpoint to start from (stage 2: the stage-1 result)")
+    ap.add_argument("--perception-params", metavar="FILE",
+                    help="perception node parameters file the data's prefixes were made with: its "
+                         "token settings (hidden_layer, token_grid, ...) go into the checkpoint, and "
+                         "bring-up starts perception with them (default: those of --init)")
     ap.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     ap.add_argument("--max-steps", type=int, help="override optim.max_steps")
     ap.add_argument("--batch-size", type=int, help="override optim.batch_size (global batch)")
@@ -507,8 +521,14 @@ def cli_main(argv: list[str]) -> int:
         if args.stage == 2 and args.init is None and not args.resume:
             log.warning("stage 2 without --init: the prefix alignment starts from random weights")
         out = args.out or f"runs/stage{args.stage}"
+        perception = None
+        if args.perception_params:
+            # the command line sits above the parts: it may read the perception node's parameters
+            from arvla.perception_params import read_node_params, token_settings_of
+
+            perception = token_settings_of(read_node_params(args.perception_params))
         result = train(cfg, stage=args.stage, out=out, init=args.init, resume=args.resume,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, perception=perception)
     except (ConfigError, CheckpointError, EpisodeError) as err:
         print(f"arvla train: {err}", file=sys.stderr)
         return 2

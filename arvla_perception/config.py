@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Mapping
 
-from arvla.config import ConfigError, require
+from arvla.config import ConfigError, from_dict, require
 
-__all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP"]
+__all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP", "TOKEN_FIELDS",
+           "token_settings"]
 
 BACKBONE_TYPES = ("efficientnet_minilm", "transformers", "transformers_vlm")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -125,3 +126,21 @@ class PerceptionConfig:
 def field_names() -> list[str]:
     """The config keys in declaration order (= the node's parameter names)."""
     return [f.name for f in dataclasses.fields(PerceptionConfig)]
+
+
+# The fields that decide which tokens a backbone makes, and so its model_id (with the weights,
+# which model_id hashes): an expert only understands prefixes made with the values it was trained
+# on, so its checkpoint records them (meta.perception) and bring-up starts perception with them.
+TOKEN_FIELDS = ("backbone", "model_path", "text_model_path", "image_size", "token_grid",
+                "hidden_layer", "text_tokens", "dim", "projection_seed", "dtype")
+
+
+def token_settings(cfg: PerceptionConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The TOKEN_FIELDS of ``cfg``, as plain JSON values. A mapping (perception node parameters,
+    unset ones at their defaults) is validated as a PerceptionConfig first: an unknown key or a
+    bad value -> ConfigError naming it."""
+    if not isinstance(cfg, PerceptionConfig):
+        cfg = from_dict(PerceptionConfig, dict(cfg), prefix="perception.")
+    out = {name: getattr(cfg, name) for name in TOKEN_FIELDS}
+    out["token_grid"] = [int(g) for g in cfg.token_grid]
+    return out

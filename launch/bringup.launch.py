@@ -6,6 +6,11 @@ With the embedded sim instead of a robot:
     ros2 launch arvla bringup.launch.py checkpoint:=/path/to/expert with_sim:=true use_sim_time:=true
 Without launch_ros (this repo's PyPI ROS): `arvla bringup` runs the same graph from the same
 parameter files in one process.
+
+Perception starts with the settings the checkpoint was trained with (hidden_layer, token_grid...,
+recorded in its config.json) on top of config/perception.yaml, so that its prefixes carry the
+model_id the expert expects; `perception_params:=FILE` replaces them and must give the same
+settings (else the launch stops, naming the parameter and the file to use).
 """
 
 from launch import LaunchDescription
@@ -14,6 +19,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from arvla.perception_params import CheckpointPerceptionParams
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -26,9 +33,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="use /clock (sim or bag replay)"),
         DeclareLaunchArgument("with_sim", default_value="false",
                               description="also start the embedded MuJoCo Panda (arvla_sim)"),
-        DeclareLaunchArgument("perception_params",
-                              default_value=PathJoinSubstitution([config, "perception.yaml"]),
-                              description="parameters file of the perception node"),
+        DeclareLaunchArgument("perception_params", default_value="",
+                              description="parameters file of the perception node ('' = "
+                                          "config/perception.yaml with the perception settings the "
+                                          "checkpoint was trained with)"),
         DeclareLaunchArgument("expert_params",
                               default_value=PathJoinSubstitution([config, "action_expert.yaml"]),
                               description="parameters file of the action expert node"),
@@ -59,7 +67,10 @@ def generate_launch_description() -> LaunchDescription:
             name="arvla_perception",
             namespace=namespace,
             output="screen",
-            parameters=[LaunchConfiguration("perception_params"), {
+            parameters=[CheckpointPerceptionParams(
+                checkpoint=LaunchConfiguration("checkpoint"),
+                perception_params=LaunchConfiguration("perception_params"),
+                default=PathJoinSubstitution([config, "perception.yaml"])), {
                 "use_sim_time": use_sim_time,
                 "image_topic": LaunchConfiguration("camera_topic"),
                 "model_path": LaunchConfiguration("model_path"),

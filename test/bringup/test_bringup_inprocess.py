@@ -55,6 +55,63 @@ def test_full_graph_with_embedded_sim_runs_in_process(ros_context, panda_checkpo
             n.destroy_node()
 
 
+@pytest.mark.slow
+def test_demo_checkpoint_runs_and_moves_the_arm_with_default_arguments(ros_context, demo_style_checkpoint,
+                                                                       demo_perception, caplog):
+    """Issue #19: `arvla bringup checkpoint:=<demo expert> with_sim:=true use_sim_time:=true`.
+
+    The demo's expert is trained on block-10 prefixes (5 x 384). Before, bring-up started the
+    default perception (hidden_layer -1, 5 x 1280) and the expert sat in FAULT ("prefix model_id
+    ... != policy model_id") for the whole run. Now the perception settings recorded in the
+    checkpoint are applied: perception makes the checkpoint's model_id, the expert reaches
+    RUNNING and the arm moves."""
+    import logging
+
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+
+    from arvla_msgs.msg import ExpertStatus
+
+    settings, model_id, _ = demo_perception
+    assert settings["hidden_layer"] == 10, "the demo trains on non-default perception settings"
+    graph = parse_launch_file(ROOT / "launch" / "bringup.launch.py")
+    values = parse_launch_args(graph, [f"checkpoint:={demo_style_checkpoint}", "with_sim:=true",
+                                       "use_sim_time:=true"])
+    with caplog.at_level(logging.INFO, logger="arvla.bringup"):
+        nodes = start_nodes(graph, values, context=ros_context)
+    assert f"perception settings from checkpoint {demo_style_checkpoint}: hidden_layer 10" in caplog.text
+    by_name = {n.get_name(): n for n in nodes}
+    assert by_name["arvla_perception"].backbone.model_id == model_id
+    assert by_name["arvla_action_expert"].policy.model_id == model_id
+
+    probe = Node("bringup_probe", context=ros_context)
+    statuses: list[ExpertStatus] = []
+    positions: list[list[float]] = []
+    probe.create_subscription(ExpertStatus, "/arvla/expert_status", statuses.append, 10)
+    probe.create_subscription(JointState, "/joint_states", lambda m: positions.append(list(m.position)),
+                             qos_profile_sensor_data)
+    spinner = NodeThreads([*nodes, probe], context=ros_context).start()
+    try:
+        deadline = time.monotonic() + 45.0
+        moved = 0.0
+        while True:
+            running = [i for i, s in enumerate(list(statuses)) if s.state == ExpertStatus.STATE_RUNNING]
+            if running and len(positions) >= 2:
+                moved = max(abs(a - b) for a, b in zip(positions[0], positions[-1]))
+                if moved > 0.02:
+                    break
+            faults = sorted({s.reason for s in list(statuses) if s.state == ExpertStatus.STATE_FAULT})
+            assert time.monotonic() < deadline, (
+                f"states {sorted({s.state for s in statuses})}, faults {faults[:3]}, "
+                f"{len(positions)} joint states, moved {moved:.4f} rad")
+            time.sleep(0.05)
+        assert not any(s.state == ExpertStatus.STATE_FAULT for s in list(statuses))
+    finally:
+        spinner.stop()
+        for n in [*nodes, probe]:
+            n.destroy_node()
+
+
 def test_bringup_command_reports_bad_arguments():
     proc = subprocess.run(["arvla", "bringup", "with_sim:=true"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "'checkpoint' is required" in proc.stderr
@@ -70,4 +127,7 @@ def test_bringup_command_runs_and_stops_cleanly(panda_checkpoint):
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "3 nodes from bringup.launch.py running in one process" in proc.stdout
+    assert "perception settings from" in proc.stdout  # which perception parameters, and why
     assert "Traceback" not in proc.stderr
+    # name:=value launch arguments are not rcl remap rules (rcl warned once per argument)
+    assert "This syntax is deprecated" not in proc.stderr, proc.stderr[-2000:]

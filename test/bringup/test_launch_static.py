@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from arvla.bringup import NODE_CLASSES, node_class, package_share_dir, parse_launch_args
-from arvla.launch_graph import Arg, LaunchParseError, PackageShare, parse_launch_file
+from arvla.launch_graph import Arg, CheckpointParams, LaunchParseError, PackageShare, parse_launch_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -82,7 +82,9 @@ def test_launch_file_parses_and_names_real_things(path, declared_cache):
         assert spec.executable in NODE_CLASSES
         # the in-process class lives in the module the console script runs
         assert NODE_CLASSES[spec.executable].split(":")[0] == scripts[spec.executable].split(":")[0]
-        for value in [*spec.params_files, spec.namespace, spec.condition, *(v for _, v in spec.overrides)]:
+        picked = [f for f in spec.params_files if isinstance(f, CheckpointParams)]
+        for value in [*spec.params_files, spec.namespace, spec.condition, *(v for _, v in spec.overrides),
+                      *(v for c in picked for v in (c.checkpoint, c.perception_params, c.default))]:
             if isinstance(value, Arg):
                 assert value.name in arg_names, f"{path.name}: {spec.name} uses undeclared argument {value.name}"
         if spec.executable not in declared_cache:
@@ -91,6 +93,9 @@ def test_launch_file_parses_and_names_real_things(path, declared_cache):
         for name, _ in spec.overrides:
             assert name in declared, f"{path.name}: {spec.name} sets undeclared parameter '{name}'"
         for f in spec.params_files:
+            if isinstance(f, CheckpointParams):  # '' = f.default with the checkpoint's settings
+                assert graph.argument(f.perception_params.name).default == ""
+                f = f.default
             default = graph.argument(f.name).default if isinstance(f, Arg) else f
             assert isinstance(default, PackageShare), "params files default to the package's config/"
             file = package_share_dir().joinpath(*default.parts)

@@ -4,6 +4,16 @@ Pure numpy, no ROS, so the same numbers come out of closed-loop sim runs, offlin
 and unit tests. Trajectories are ``(T, D)`` arrays of joint positions sampled every ``dt``
 seconds (one row per control step); a 1-D array is read as ``(T, 1)``.
 
+Samples that carry their own timestamps (``/joint_states`` of a real robot, a bag, a sim whose
+control ticks jitter) must not be differentiated with an assumed constant ``dt``: a 2 ms error
+in when a sample was taken is a position error of speed x 2 ms, which the third difference
+divides by ``dt**3``. ``resample_uniform`` puts them onto a uniform grid first (local cubic
+interpolation at their true stamps), and ``rms_jerk_stamped`` / ``trajectory_metrics_stamped``
+measure on that grid exactly what ``rms_jerk`` / ``trajectory_metrics`` measure on uniform
+samples (test/eval/test_stamped_jerk.py: a smooth reach sampled with 2-5 ms jitter reads its
+analytic jerk within 10 %, where the newest sample before each tick at a constant dt reads it
+13-40x too high).
+
 Smoothness is what the paper claims an autoregressive expert improves over chunked heads, so
 two complementary measures are given:
 
@@ -29,18 +39,23 @@ __all__ = [
     "StalenessSummary",
     "TimeToSuccess",
     "TrajectoryMetrics",
+    "UniformSeries",
     "derivative",
     "jerk",
     "latency_summary",
     "peak_acceleration",
     "peak_velocity",
+    "resample_uniform",
     "rms_jerk",
+    "rms_jerk_stamped",
     "sparc",
     "speed_profile",
     "staleness_summary",
+    "stamped_jerk",
     "success_rate",
     "time_to_success",
     "trajectory_metrics",
+    "trajectory_metrics_stamped",
 ]
 
 # SPARC parameters recommended in the 2015 paper.
@@ -183,6 +198,164 @@ def trajectory_metrics(traj: np.ndarray, dt: float) -> TrajectoryMetrics:
         sparc=s,
         peak_velocity=float(speed.max()),
         peak_acceleration=peak_acceleration(x, dt),
+        path_length=float(np.sum(speed) * dt),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples at their own timestamps
+
+# By default a gap between consecutive samples longer than this many grid periods is not
+# interpolated across: grid points inside it are marked invalid and no derivative spans them.
+MAX_GAP_PERIODS = 2.5
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformSeries:
+    """Stamped samples moved onto a uniform grid (``resample_uniform``)."""
+
+    times: np.ndarray      # (M,) seconds: the first stamp + k * dt
+    positions: np.ndarray  # (M, D)
+    valid: np.ndarray      # (M,) bool; False inside a gap (positions there bridged linearly)
+    dt: float
+
+    def runs(self, n: int) -> np.ndarray:
+        """(M - n + 1,) bool: True where grid points i .. i + n - 1 are all valid, i.e. where
+        an ``n - 1``-th difference starting at point i measures samples, not a gap."""
+        if self.valid.size < n:
+            return np.zeros(0, bool)
+        return np.convolve(self.valid.astype(np.int64), np.ones(n, np.int64), "valid") == n
+
+
+def _stamped_samples(times_s: np.ndarray | Sequence[float], positions: np.ndarray,
+                     what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps and (N, D) positions sorted by stamp, exact duplicate stamps dropped (the first
+    sample at a stamp is kept: a republished sample carries nothing new)."""
+    t = np.asarray(times_s, dtype=np.float64)
+    if t.ndim != 1:
+        raise ValueError(f"{what}: stamps must be 1-D, got shape {t.shape}")
+    x = _as_trajectory(positions, min_len=0, what=what)
+    if x.shape[0] != t.shape[0]:
+        raise ValueError(f"{what}: {t.shape[0]} stamps for {x.shape[0]} samples")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{what}: stamp {int(np.argwhere(~np.isfinite(t))[0, 0])} is not finite")
+    order = np.argsort(t, kind="stable")
+    t, x = t[order], x[order]
+    keep = np.concatenate([[True], np.diff(t) > 0])[: t.size]
+    t, x = t[keep], x[keep]
+    if t.size < 2:
+        raise ValueError(f"{what}: needs samples at >= 2 distinct stamps, got {t.size}")
+    return t, x
+
+
+def _local_cubic(ts: np.ndarray, xs: np.ndarray, tq: np.ndarray) -> np.ndarray:
+    """Values at ``tq`` of the cubic through the 4 samples around each query (2 on either side;
+    at the ends the 4 nearest; the polynomial through all samples when there are fewer than 4).
+
+    Exact for cubics, error O(h^4) times the 4th derivative for smooth motion, whatever the
+    spacing. Local, so a glitch or a kink disturbs two samples either side and nothing further
+    (a global spline rings). ``ts`` increasing (n,), ``xs`` (n, D), ``tq`` in [ts[0], ts[-1]].
+    """
+    n = ts.size
+    k = min(4, n)
+    i = np.clip(np.searchsorted(ts, tq, side="right") - 1, 0, n - 2)  # interval of each query
+    first = np.clip(i - (k // 2 - 1), 0, n - k)
+    idx = first[:, None] + np.arange(k)[None, :]                        # (M, k) stencil
+    tt = ts[idx]
+    out = np.zeros((tq.size, xs.shape[1]))
+    for a in range(k):  # Lagrange basis polynomial of stencil point a, at every query at once
+        w = np.ones(tq.size)
+        for b in range(k):
+            if b != a:
+                w *= (tq - tt[:, b]) / (tt[:, a] - tt[:, b])
+        out += w[:, None] * xs[idx[:, a]]
+    return out
+
+
+def resample_uniform(times_s: np.ndarray | Sequence[float], positions: np.ndarray, dt: float, *,
+                     max_gap_s: float | None = None) -> UniformSeries:
+    """Samples taken at irregular ``times_s`` (seconds) -> a grid every ``dt`` from the first stamp.
+
+    Samples are sorted by stamp and exact duplicate stamps dropped. Each grid point gets the
+    local cubic through the samples around it AT THEIR TRUE STAMPS, so timing jitter moves
+    where the motion is sampled, not what it reads. Where consecutive stamps are more than
+    ``max_gap_s`` apart (default ``MAX_GAP_PERIODS * dt``) the motion is unknown: grid points
+    inside the gap are bridged linearly and marked invalid; no cubic reaches across a gap.
+    """
+    dt = _check_dt(dt)
+    t, x = _stamped_samples(times_s, positions, "resample_uniform")
+    gap = MAX_GAP_PERIODS * dt if max_gap_s is None else float(max_gap_s)
+    if not (math.isfinite(gap) and gap > 0):
+        raise ValueError(f"resample_uniform: max_gap_s must be a finite number > 0, got {max_gap_s!r}")
+    origin = t[0]
+    rel = t - origin  # small numbers: wall-clock stamps (~1.7e9 s) would eat the precision
+    m = int(math.floor(rel[-1] / dt * (1 + 1e-12))) + 1
+    grid = np.minimum(np.arange(m) * dt, rel[-1])
+    out = np.stack([np.interp(grid, rel, x[:, d]) for d in range(x.shape[1])], axis=1)
+    valid = np.zeros(m, bool)
+    cuts = np.flatnonzero(np.diff(rel) > gap) + 1
+    for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [rel.size]])):
+        if e - s < 2:
+            continue  # one sample between two gaps: no motion to interpolate
+        sel = (grid >= rel[s]) & (grid <= rel[e - 1])
+        if sel.any():
+            out[sel] = _local_cubic(rel[s:e], x[s:e], grid[sel])
+            valid[sel] = True
+    return UniformSeries(grid + origin, out, valid, dt)
+
+
+def _needs_grid_points(u: UniformSeries, n: int, what: str) -> None:
+    if not u.runs(n).any():
+        raise ValueError(f"{what}: needs at least {n} consecutive grid points {u.dt:g} s apart "
+                         f"without a gap; the samples span {u.times[-1] - u.times[0]:.3g} s "
+                         f"({int(u.valid.sum())} of {u.valid.size} grid points valid)")
+
+
+def stamped_jerk(times_s: np.ndarray | Sequence[float], positions: np.ndarray, dt: float, *,
+                 max_gap_s: float | None = None) -> np.ndarray:
+    """Jerk of stamped samples: third differences on the ``resample_uniform`` grid, (K, D) in
+    units/s^3; differences that would span a gap are left out."""
+    u = resample_uniform(times_s, positions, dt, max_gap_s=max_gap_s)
+    _needs_grid_points(u, 4, "stamped_jerk")
+    return (np.diff(u.positions, n=3, axis=0) / u.dt**3)[u.runs(4)]
+
+
+def rms_jerk_stamped(times_s: np.ndarray | Sequence[float], positions: np.ndarray, dt: float, *,
+                     max_gap_s: float | None = None) -> float:
+    """``rms_jerk`` of samples at their own stamps, measured on a uniform ``dt`` grid.
+
+    On uniform stamps that fall on the grid it equals ``rms_jerk(positions, dt)``. ``dt`` sets
+    the bandwidth of the measure as it does for ``rms_jerk``: a third difference over ``dt``
+    reads a sinusoid of frequency f at ``sinc(f dt)**3`` of its jerk amplitude (dt = 0.05 s:
+    99 % at 1 Hz, 82 % at 4 Hz), which also keeps sensor noise from dominating the number.
+    """
+    j = stamped_jerk(times_s, positions, dt, max_gap_s=max_gap_s)
+    return float(np.sqrt(np.mean(np.sum(j * j, axis=1))))
+
+
+def trajectory_metrics_stamped(times_s: np.ndarray | Sequence[float], positions: np.ndarray,
+                               dt: float, *, max_gap_s: float | None = None) -> TrajectoryMetrics:
+    """``trajectory_metrics`` of samples at their own stamps, on the ``resample_uniform`` grid.
+
+    Jerk, peak velocity and peak acceleration use only differences within gap-free stretches;
+    SPARC and the path length use the whole grid (a gap contributes its straight bridge).
+    """
+    u = resample_uniform(times_s, positions, dt, max_gap_s=max_gap_s)
+    _needs_grid_points(u, 4, "trajectory_metrics_stamped")
+    x, dt = u.positions, u.dt
+    speed = np.linalg.norm(np.diff(x, axis=0), axis=1) / dt
+    acc = np.linalg.norm(np.diff(x, n=2, axis=0), axis=1) / dt**2
+    j = (np.diff(x, n=3, axis=0) / dt**3)[u.runs(4)]
+    try:
+        s = sparc(speed, 1.0 / dt)
+    except ValueError:
+        s = float("nan")  # motionless trajectory: smoothness of no movement is undefined
+    return TrajectoryMetrics(
+        duration_s=(x.shape[0] - 1) * dt,
+        rms_jerk=float(np.sqrt(np.mean(np.sum(j * j, axis=1)))),
+        sparc=s,
+        peak_velocity=float(speed[u.runs(2)].max()),
+        peak_acceleration=float(acc[u.runs(3)].max()),
         path_length=float(np.sum(speed) * dt),
     )
 

@@ -8,7 +8,16 @@ consume them. They are stored in ONE ``.npz`` file: the arrays of record ``i`` u
 
 ``summarize`` turns a list of records into one ``PolicySummary`` per (policy, task) with the
 metrics of ``arvla_eval.metrics``: success rate (Wilson interval), time to success, smoothness
-(RMS jerk, SPARC) of the measured joint trajectories, prefix staleness and step latency.
+(RMS jerk, SPARC) of the measured joint trajectories, RMS jerk of the commanded targets, prefix
+staleness and step latency.
+
+Smoothness is measured on samples at their true stamps (``measured_metrics``): the raw
+``/joint_states`` samples (``joint_times``, ``joint_positions``) resampled onto a grid of one
+control period, so jitter in when a sample was taken or when a tick ran does not read as jerk;
+the commands likewise at the times they target (``command_jerk``, ``command_times``). Records
+written before these were kept fall back to the tick samples (``positions``) with a constant
+dt, the old reading, which timing jitter inflates (test/eval/test_stamped_jerk.py), and to
+the tick + one period for the commands.
 """
 
 from __future__ import annotations
@@ -24,11 +33,12 @@ import numpy as np
 
 from arvla_eval import metrics
 
-__all__ = ["EpisodeRecord", "PolicySummary", "RecordError", "load_records", "save_records",
-           "summarize", "summary_table"]
+__all__ = ["EpisodeRecord", "PolicySummary", "RecordError", "command_jerk", "load_records",
+           "measured_metrics", "save_records", "summarize", "summary_table"]
 
 FORMAT_VERSION = 1
 _ARRAYS = ("times", "positions", "commands", "staleness_steps", "step_latency_s")
+_OPTIONAL = ("joint_times", "joint_positions", "command_times")  # None / absent in older files
 _SCALARS = ("policy", "task", "seed", "success", "time_to_success", "control_rate_hz", "joint_names")
 
 
@@ -53,6 +63,11 @@ class EpisodeRecord:
     staleness_steps: np.ndarray       # (T,) from ExpertStatus (-1 = no prefix)
     step_latency_s: np.ndarray        # (T,) from ExpertStatus
     frames: np.ndarray | None = None  # (F, H, W, 3) uint8 camera frames for a video, or None
+    joint_times: np.ndarray | None = None      # (S,) stamp [s] from episode start of each raw
+    #                                            /joint_states sample of the episode, or None
+    joint_positions: np.ndarray | None = None  # (S, D) those samples' positions
+    command_times: np.ndarray | None = None    # (T,) time [s] from episode start that each
+    #                                            command targets (stamp + time_from_start), or None
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times, np.float64)
@@ -62,6 +77,12 @@ class EpisodeRecord:
         self.step_latency_s = np.asarray(self.step_latency_s, np.float64)
         if self.frames is not None:
             self.frames = np.asarray(self.frames)
+        if self.joint_times is not None:
+            self.joint_times = np.asarray(self.joint_times, np.float64)
+        if self.joint_positions is not None:
+            self.joint_positions = np.asarray(self.joint_positions, np.float64)
+        if self.command_times is not None:
+            self.command_times = np.asarray(self.command_times, np.float64)
         self.joint_names = [str(n) for n in self.joint_names]
         self.seed, self.success = int(self.seed), bool(self.success)
         self.control_rate_hz = float(self.control_rate_hz)
@@ -92,6 +113,28 @@ class EpisodeRecord:
                                         or self.frames.dtype != np.uint8):
             raise RecordError(f"{who}: frames must be (F, H, W, 3) uint8, got "
                               f"{self.frames.shape} {self.frames.dtype}")
+        if (self.joint_times is None) != (self.joint_positions is None):
+            raise RecordError(f"{who}: joint_times and joint_positions come together (one is None)")
+        if self.joint_times is not None and self.joint_positions is not None:
+            S = self.joint_times.shape[0] if self.joint_times.ndim == 1 else -1
+            if S < 0:
+                raise RecordError(f"{who}: joint_times must be (S,), got {self.joint_times.shape}")
+            if self.joint_positions.shape != (S, D):
+                raise RecordError(f"{who}: joint_positions must be (S={S}, D={D}), got "
+                                  f"{self.joint_positions.shape}")
+            if not (np.all(np.isfinite(self.joint_times))
+                    and np.all(np.isfinite(self.joint_positions))):
+                raise RecordError(f"{who}: joint_times / joint_positions have non-finite values")
+        if self.command_times is not None:
+            if self.command_times.shape != (T,):
+                raise RecordError(f"{who}: command_times must be ({T},), got {self.command_times.shape}")
+            if not np.all(np.isfinite(self.command_times)):
+                raise RecordError(f"{who}: command_times has non-finite values")
+
+    @property
+    def has_joint_samples(self) -> bool:
+        """Whether the raw /joint_states samples were kept (records from before: no)."""
+        return self.joint_times is not None
 
     @property
     def dt(self) -> float:
@@ -115,8 +158,10 @@ def save_records(path: str | os.PathLike[str], records: Sequence[EpisodeRecord])
     meta: list[dict[str, Any]] = []
     for i, rec in enumerate(records):
         rec.validate()
-        meta.append({k: getattr(rec, k) for k in _SCALARS} | {"has_frames": rec.frames is not None})
-        for key in _ARRAYS:
+        optional = [k for k in _OPTIONAL if getattr(rec, k) is not None]
+        meta.append({k: getattr(rec, k) for k in _SCALARS}
+                    | {"has_frames": rec.frames is not None, "optional_arrays": optional})
+        for key in (*_ARRAYS, *optional):
             arrays[f"{i}/{key}"] = getattr(rec, key)
         if rec.frames is not None:
             arrays[f"{i}/frames"] = rec.frames
@@ -148,13 +193,14 @@ def load_records(path: str | os.PathLike[str]) -> list[EpisodeRecord]:
                           f"{FORMAT_VERSION}")
     records = []
     for i, m in enumerate(meta["records"]):
-        missing = [f"{i}/{k}" for k in _ARRAYS if f"{i}/{k}" not in data]
+        optional = [k for k in m.get("optional_arrays", []) if k in _OPTIONAL]  # older: none
+        missing = [f"{i}/{k}" for k in (*_ARRAYS, *optional) if f"{i}/{k}" not in data]
         if missing:
             raise RecordError(f"{path}: record {i} lacks arrays {missing}")
         frames = data.get(f"{i}/frames") if m.get("has_frames") else None
         kwargs = {k: m[k] for k in _SCALARS}
         records.append(EpisodeRecord(**kwargs, **{k: data[f"{i}/{k}"] for k in _ARRAYS},
-                                     frames=frames))
+                                     **{k: data[f"{i}/{k}"] for k in optional}, frames=frames))
     return records
 
 
@@ -172,15 +218,44 @@ class PolicySummary:
     time_to_success: metrics.TimeToSuccess
     rms_jerk: float                   # mean over episodes, of the measured joint trajectory
     sparc: float                      # mean over episodes (closer to 0 = smoother); NaN if none moved
+    command_jerk: float               # mean over episodes, RMS jerk of the commanded targets
     staleness: metrics.StalenessSummary | None   # over ticks that had a prefix
     step_latency: metrics.LatencySummary | None  # over ticks that ran the model (latency > 0)
 
 
-def _smoothness(rec: EpisodeRecord) -> tuple[float, float]:
-    if rec.n_ticks < 4:
-        return float("nan"), float("nan")
-    m = metrics.trajectory_metrics(rec.positions, rec.dt)
-    return m.rms_jerk, m.sparc
+def measured_metrics(rec: EpisodeRecord) -> metrics.TrajectoryMetrics | None:
+    """Smoothness and peaks of the measured joint trajectory on a grid of one control period.
+
+    From the raw /joint_states samples at their stamps when the record has them
+    (``metrics.trajectory_metrics_stamped``), else -- older records -- from the tick samples
+    with a constant dt. None when the episode is too short (or all gaps) for a jerk.
+    """
+    try:
+        if rec.joint_times is not None:
+            return metrics.trajectory_metrics_stamped(rec.joint_times, rec.joint_positions, rec.dt)
+        if rec.n_ticks < 4:
+            return None
+        return metrics.trajectory_metrics(rec.positions, rec.dt)
+    except ValueError:  # fewer than 4 gap-free grid points
+        return None
+
+
+def command_jerk(rec: EpisodeRecord) -> float:
+    """RMS jerk of the commanded targets: each tick's first commanded point at the time it
+    targets (``command_times``; older records: the tick's stamp + one period), resampled onto
+    the control-period grid like the joint samples, so late or early ticks do not read as
+    jerk. A command held over ticks (the same target time) counts once. NaN when too short."""
+    stamps = rec.command_times if rec.command_times is not None else rec.times + rec.dt
+    try:
+        return metrics.rms_jerk_stamped(stamps, rec.commands, rec.dt)
+    except ValueError:  # fewer than 4 ticks, or ticks too far apart
+        return float("nan")
+
+
+def _smoothness(rec: EpisodeRecord) -> tuple[float, float, float]:
+    m = measured_metrics(rec)
+    nan = float("nan")
+    return (m.rms_jerk if m else nan), (m.sparc if m else nan), command_jerk(rec)
 
 
 def _nanmean(values: Iterable[float]) -> float:
@@ -204,6 +279,7 @@ def summarize(records: Sequence[EpisodeRecord]) -> list[PolicySummary]:
             success=metrics.success_rate(outcomes),
             time_to_success=metrics.time_to_success(outcomes, [r.time_to_success for r in recs]),
             rms_jerk=_nanmean(s[0] for s in smooth), sparc=_nanmean(s[1] for s in smooth),
+            command_jerk=_nanmean(s[2] for s in smooth),
             staleness=metrics.staleness_summary(stale.astype(np.int64)) if stale.size else None,
             step_latency=metrics.latency_summary(lat) if lat.size else None))
     return out
@@ -212,8 +288,9 @@ def summarize(records: Sequence[EpisodeRecord]) -> list[PolicySummary]:
 def summary_table(summaries: Sequence[PolicySummary]) -> str:
     """A Markdown table of ``summaries`` (one row per policy and task)."""
     rows = ["| policy | task | success | 95% CI | time to success (s) | RMS jerk (rad/s³) | SPARC "
-            "| staleness p50/p95 (steps) | step latency p50/p95 (ms) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| RMS jerk of commands (rad/s³) | staleness p50/p95 (steps) "
+            "| step latency p50/p95 (ms) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(x: float, fmt: str = ".2f") -> str:
         return "–" if not math.isfinite(x) else format(x, fmt)
@@ -225,5 +302,5 @@ def summary_table(summaries: Sequence[PolicySummary]) -> str:
         rows.append(f"| {s.policy} | {s.task} | {s.success.successes}/{s.success.n} "
                     f"({s.success.rate:.0%}) | {s.success.ci_low:.2f}–{s.success.ci_high:.2f} "
                     f"| {f(s.time_to_success.mean_s)} | {f(s.rms_jerk, '.1f')} | {f(s.sparc)} "
-                    f"| {st} | {lat} |")
+                    f"| {f(s.command_jerk, '.1f')} | {st} | {lat} |")
     return "\n".join(rows)

@@ -15,6 +15,10 @@ Predicted row 0 is compared with the RECORDED action of the step: the first poin
 newest command received before ``t_k + dt`` (the command topic), or the next joint state when
 the bag has no commands. Open loop: the policy's actions are not executed, so the error is a
 teacher-forced one-step error, and prefix staleness is the one the recording had.
+
+The recorded motion's smoothness is reported too, measured as the evaluation records measure it
+(``metrics.rms_jerk_stamped``: samples at their own stamps, resampled onto a grid of one control
+period), so a real robot's wall-clock stamps and their jitter do not read as jerk.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class ReplayResult:
     ticks: int                   # ticks in the bag's time range
     held: int                    # ticks that did not act (stale / waiting)
     prefixes_used: int
+    recorded_jerk: float = float("nan")          # rad/s^3: the bag's joint states at their stamps
+    recorded_command_jerk: float = float("nan")  # rad/s^3: its commands at their times (NaN: none)
 
     @property
     def mae(self) -> float:
@@ -71,6 +77,11 @@ class ReplayResult:
             hist = ", ".join(f"{k}: {v}" for k, v in sorted(s.histogram.items()))
             lines.append(f"staleness (steps): p50 {s.p50:.0f}, p95 {s.p95:.0f}, max {s.max}; "
                          f"histogram {{{hist}}}")
+        if np.isfinite(self.recorded_jerk) or np.isfinite(self.recorded_command_jerk):
+            cmd = (f"{self.recorded_command_jerk:.1f}" if np.isfinite(self.recorded_command_jerk)
+                   else "-")
+            lines.append(f"recorded motion: RMS jerk {self.recorded_jerk:.1f} rad/s^3 (joint "
+                         f"states at their stamps), commands {cmd} rad/s^3")
         if self.latency_s.size:
             lat = metrics.latency_summary(self.latency_s)
             lines.append(f"step latency: p50 {lat.p50 * 1e3:.2f} ms, p99 {lat.p99 * 1e3:.2f} ms, "
@@ -92,6 +103,15 @@ def _by_name(names: Sequence[str], values: Sequence[float], want: Sequence[str],
     return v[[index[j] for j in want]]
 
 
+def _rms_jerk_or_nan(stamps_ns: np.ndarray, values: np.ndarray, period_ns: int) -> float:
+    """RMS jerk of stamped samples on the control-period grid; NaN when too short for one."""
+    try:  # stamps relative to the first: float seconds since 1970 would lose the jitter
+        return metrics.rms_jerk_stamped((stamps_ns - stamps_ns.min()) * 1e-9, values,
+                                        period_ns * 1e-9)
+    except ValueError:
+        return float("nan")
+
+
 def replay_bag(path: str | pathlib.Path, policy: Any, *, max_staleness: int = 10,
                allow_action_only: bool = False, future_tolerance: int = 0,
                joint_states_topic: str = "/joint_states",
@@ -102,6 +122,7 @@ def replay_bag(path: str | pathlib.Path, policy: Any, *, max_staleness: int = 10
     period = int(round(1e9 / policy.control_rate_hz))
     states: list[tuple[int, int, list[str], Any]] = []       # (stamp, receive, names, pos)
     commands: list[tuple[int, bool, list[str], Any]] = []    # (time, stamped, names, pos)
+    command_ahead: list[int] = []                            # first point's time_from_start
     prefixes: list[tuple[int, int, int, Any]] = []           # (capture, compute, receive, msg)
     with BagReader(path) as reader:
         topics = reader.topics
@@ -115,6 +136,8 @@ def replay_bag(path: str | pathlib.Path, policy: Any, *, max_staleness: int = 10
                 stamp = _ns(msg.header.stamp)
                 commands.append((stamp or t_log, bool(stamp), list(msg.joint_names),
                                  msg.points[0].positions))
+                ahead = msg.points[0].time_from_start
+                command_ahead.append(int(ahead.sec) * 1_000_000_000 + int(ahead.nanosec))
             elif topic == prefix_topic:
                 prefixes.append((_ns(msg.header.stamp), _ns(msg.compute_stamp), t_log, msg))
     if len(states) < 2:
@@ -193,7 +216,11 @@ def replay_bag(path: str | pathlib.Path, policy: Any, *, max_staleness: int = 10
     D = len(names)
     return ReplayResult(names, np.asarray(out_steps), np.asarray(pred).reshape(-1, D),
                         np.asarray(rec).reshape(-1, D), np.asarray(stale, np.int64),
-                        np.asarray(lat), n_ticks, held, used)
+                        np.asarray(lat), n_ticks, held, used,
+                        recorded_jerk=_rms_jerk_or_nan(st, sv, period),
+                        recorded_command_jerk=(  # at the times the commands target
+                            _rms_jerk_or_nan(ct + np.asarray(command_ahead, np.int64)[order], cv,
+                                             period) if commands else float("nan")))
 
 
 def load_any_policy(path: str | pathlib.Path, *, mode: str | None = None) -> Any:

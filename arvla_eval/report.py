@@ -5,8 +5,9 @@ Input is a list of ``EpisodeRecord`` (``arvla_eval.records``) of any policies ("
 
 - ``report.md`` and ``report.html`` (no external assets, no scripts: images are files next to
   it), one table row per policy x task: success rate with its 95 % Wilson interval, time to
-  success, RMS jerk, SPARC, peak joint velocity / acceleration of the MEASURED trajectory,
-  prefix staleness p50/p95, step latency p50/p99;
+  success, RMS jerk, SPARC, peak joint velocity / acceleration of the MEASURED trajectory (raw
+  joint samples at their stamps on a control-period grid, ``records.measured_metrics``), RMS
+  jerk of the commanded targets, prefix staleness p50/p95, step latency p50/p99;
 - plots (matplotlib, Agg backend, so it runs headless): joint trajectories of the policies
   overlaid for one task and seed (the chunk boundaries of a reactive head show as kinks there),
   per-episode RMS jerk per policy, success per task with the intervals, staleness histograms;
@@ -27,8 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from arvla_eval import metrics
-from arvla_eval.records import EpisodeRecord, summarize
+from arvla_eval.records import EpisodeRecord, measured_metrics, summarize
 
 __all__ = ["ReportRow", "report_rows", "rows_markdown", "write_report"]
 
@@ -52,6 +52,7 @@ class ReportRow:
     time_to_success_s: float      # mean over successful episodes
     rms_jerk: float               # mean over episodes, measured joints, rad/s^3
     sparc: float                  # mean over episodes (closer to 0 = smoother)
+    command_jerk: float           # mean over episodes, RMS jerk of the commanded targets, rad/s^3
     peak_velocity: float          # mean over episodes of the per-episode peak, rad/s
     peak_acceleration: float      # same, rad/s^2
     staleness_p50: float          # steps, over ticks with a prefix
@@ -70,10 +71,8 @@ def _colors(policies: Sequence[str]) -> dict[str, str]:
 
 
 def _peaks(rec: EpisodeRecord) -> tuple[float, float]:
-    if rec.n_ticks < 4:
-        return math.nan, math.nan
-    m = metrics.trajectory_metrics(rec.positions, rec.dt)
-    return m.peak_velocity, m.peak_acceleration
+    m = measured_metrics(rec)
+    return (m.peak_velocity, m.peak_acceleration) if m else (math.nan, math.nan)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -95,6 +94,7 @@ def report_rows(records: Sequence[EpisodeRecord]) -> list[ReportRow]:
             policy=s.policy, task=s.task, n=s.success.n, successes=s.success.successes,
             success_rate=s.success.rate, ci_low=s.success.ci_low, ci_high=s.success.ci_high,
             time_to_success_s=s.time_to_success.mean_s, rms_jerk=s.rms_jerk, sparc=s.sparc,
+            command_jerk=s.command_jerk,
             peak_velocity=_mean([p[0] for p in peaks]),
             peak_acceleration=_mean([p[1] for p in peaks]),
             staleness_p50=s.staleness.p50 if s.staleness else nan,
@@ -105,8 +105,8 @@ def report_rows(records: Sequence[EpisodeRecord]) -> list[ReportRow]:
 
 
 _HEADER = ["policy", "task", "success", "95% CI", "time to success (s)", "RMS jerk (rad/s³)",
-           "SPARC", "peak vel (rad/s)", "peak acc (rad/s²)", "staleness p50/p95 (steps)",
-           "step latency p50/p99 (ms)"]
+           "SPARC", "peak vel (rad/s)", "peak acc (rad/s²)", "RMS jerk of commands (rad/s³)",
+           "staleness p50/p95 (steps)", "step latency p50/p99 (ms)"]
 
 
 def _fmt(x: float, spec: str) -> str:
@@ -117,7 +117,7 @@ def _cells(r: ReportRow) -> list[str]:
     return [r.policy, r.task, f"{r.successes}/{r.n} ({r.success_rate:.0%})",
             f"{r.ci_low:.2f}–{r.ci_high:.2f}", _fmt(r.time_to_success_s, ".2f"),
             _fmt(r.rms_jerk, ".1f"), _fmt(r.sparc, ".2f"), _fmt(r.peak_velocity, ".2f"),
-            _fmt(r.peak_acceleration, ".1f"),
+            _fmt(r.peak_acceleration, ".1f"), _fmt(r.command_jerk, ".1f"),
             f"{_fmt(r.staleness_p50, '.0f')}/{_fmt(r.staleness_p95, '.0f')}",
             f"{_fmt(r.latency_p50_ms, '.2f')}/{_fmt(r.latency_p99_ms, '.2f')}"]
 
@@ -199,9 +199,8 @@ def plot_jerk(records: Sequence[EpisodeRecord], path: pathlib.Path,
     policies = _policies(records)
     data = []
     for p in policies:
-        vals = [metrics.rms_jerk(r.positions, r.dt) for r in records
-                if r.policy == p and r.n_ticks >= 4]
-        data.append(vals)
+        jerks = [measured_metrics(r) for r in records if r.policy == p]
+        data.append([m.rms_jerk for m in jerks if m is not None])
     if not any(data):
         return False
     plt = _pyplot()
@@ -313,6 +312,20 @@ def write_gif(rec: EpisodeRecord, path: pathlib.Path) -> bool:
 # The documents
 
 
+def _jerk_source(records: Sequence[EpisodeRecord]) -> str:
+    """How the measured smoothness was read, in words (older records lack the raw samples)."""
+    n = sum(r.has_joint_samples for r in records)
+    stamped = ("/joint_states samples at their own stamps, resampled (local cubic) onto a "
+               "uniform grid of one control period")
+    ticks = ("the newest joint state before each tick with a constant dt (records without "
+             "raw samples; timing jitter inflates this reading)")
+    if n == len(records):
+        return stamped
+    if n == 0:
+        return ticks
+    return f"{stamped} ({n} of {len(records)} episodes), else {ticks}"
+
+
 def _html_table(rows: Sequence[ReportRow]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in _HEADER)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>"
@@ -346,8 +359,8 @@ def write_report(records: list[EpisodeRecord], out_dir: str | pathlib.Path, *, t
         figures.append(("trajectories.png", "Joint trajectories",
                         f"Same task and seed ({overlay}) for every policy that ran it."))
     if plot_jerk(records, out / "jerk.png", colors):
-        figures.append(("jerk.png", "Smoothness", "RMS jerk of the measured joint trajectory, "
-                        "one point per episode."))
+        figures.append(("jerk.png", "Smoothness", "RMS jerk of the measured joint trajectory "
+                        "(measured as in the table), one point per episode."))
     plot_success(rows, out / "success.png", colors)
     figures.append(("success.png", "Success", "Success rate per task with 95% Wilson "
                     "intervals; labels give successes / episodes."))
@@ -377,9 +390,11 @@ def write_report(records: list[EpisodeRecord], out_dir: str | pathlib.Path, *, t
     if notes:
         md += [notes.strip(), ""]
     md += ["## Results", "", rows_markdown(rows), "",
-           "Smoothness and peaks are of the measured joint positions, averaged over episodes; "
-           "time to success over successful episodes only; staleness over ticks with a prefix; "
-           "latency over ticks that ran the model.", ""]
+           "Smoothness and peaks are of the measured joint positions, averaged over episodes: "
+           f"{_jerk_source(records)}; the commands' jerk is of each tick's first commanded point "
+           "at the time it targets, on the same grid. Time to success over successful episodes "
+           "only; staleness over ticks with a prefix; latency over ticks that ran the model.",
+           ""]
     for file, heading, caption in figures:
         md += [f"## {heading}", "", f"![{heading}]({file})", "", caption, ""]
     if gifs:

@@ -25,7 +25,9 @@ sim time). The record's tick t holds that status's staleness/latency, the newest
 stamped at or before the tick, and the first point of the trajectory published in that tick
 (statuses and trajectories are paired in arrival order; a tick that published nothing repeats
 the previous command -- the controller holds it -- or, before any command, the measured
-position).
+position). The record also keeps every /joint_states sample of the episode at its own stamp
+(``joint_times`` / ``joint_positions``): smoothness is measured on those, not on the tick
+samples, whose age varies by up to a joint-state period with the ticks' timing.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def _parameters(values: Mapping[str, Any]) -> list[Any]:
 # ---------------------------------------------------------------------------------------------
 # The listening node
 
+# A command as received: the first point's positions and the time it targets (ns; None when the
+# trajectory was stamped 0, i.e. to start on arrival).
+_Command = tuple[np.ndarray, "int | None"]
+
 
 class EpisodeMonitor:
     """Collects what one episode needs from the graph's topics (a plain object owning a Node).
@@ -120,11 +126,11 @@ class EpisodeMonitor:
 
     def _reset_buffers(self, after_ns: int | None) -> None:
         self._after_ns = after_ns        # None: episode start not known yet, buffer everything
-        self._early: list[tuple[int, int, int, float, np.ndarray | None]] = []
+        self._early: list[tuple[int, int, int, float, _Command | None]] = []
         self._started = False
         self.t0_ns: int | None = None
-        self.ticks: list[tuple[int, int, float, np.ndarray | None]] = []  # (stamp, stale, lat, cmd)
-        self._pending_cmd: np.ndarray | None = None
+        self.ticks: list[tuple[int, int, float, _Command | None]] = []  # (stamp, stale, lat, cmd)
+        self._pending_cmd: _Command | None = None
         self.joint_t: list[int] = []
         self.joint_q: list[np.ndarray] = []
         self.success_ns: int | None = None
@@ -152,10 +158,12 @@ class EpisodeMonitor:
         index = {name: i for i, name in enumerate(msg.joint_names)}
         if any(j not in index for j in self.joint_names):
             return
-        first = msg.points[0].positions
-        cmd = np.asarray([first[index[j]] for j in self.joint_names], np.float64)
-        with self._lock:
-            self._pending_cmd = cmd
+        point = msg.points[0]
+        cmd = np.asarray([point.positions[index[j]] for j in self.joint_names], np.float64)
+        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        offset = int(point.time_from_start.sec) * 1_000_000_000 + int(point.time_from_start.nanosec)
+        with self._lock:  # the time the point targets; stamp 0 (start on arrival): not known
+            self._pending_cmd = (cmd, stamp + offset if stamp > 0 else None)
 
     def _on_status(self, msg: Any) -> None:
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
@@ -169,7 +177,7 @@ class EpisodeMonitor:
                 return
             self._accept(*tick, cmd)
 
-    def _accept(self, stamp: int, step: int, stale: int, latency: float, cmd: np.ndarray | None) -> None:
+    def _accept(self, stamp: int, step: int, stale: int, latency: float, cmd: _Command | None) -> None:
         """A status of the current episode? Ticks count from the expert's first one after the
         memory reset (step 0) stamped at or after the episode start. Caller holds the lock."""
         assert self._after_ns is not None
@@ -251,11 +259,21 @@ class EpisodeMonitor:
         stamps = np.asarray([t[0] for t in ticks], np.int64)
         idx = np.clip(np.searchsorted(jt, stamps, side="right") - 1, 0, len(jt) - 1)
         positions = jq[idx]
+        # the raw samples of the episode, at their stamps (smoothness is measured on these):
+        # from the one tick 0 read through the last tick that counts
+        window = slice(int(idx[0]), int(np.searchsorted(jt, stamps[-1], side="right")))
         commands = np.empty_like(positions)
+        command_ns = np.empty(len(ticks), np.int64)
+        period_ns = int(round(1e9 / control_rate_hz))
         last: np.ndarray | None = None
-        for i, (_, _, _, cmd) in enumerate(ticks):
-            last = cmd if cmd is not None else last
+        last_ns = 0
+        for i, (stamp, _, _, cmd) in enumerate(ticks):
+            if cmd is not None:  # a tick without a command: the last one holds, same target time
+                # the time it targets: its own (stamp + time_from_start), else (sent with stamp
+                # 0, started on arrival) the tick's + one period
+                last, last_ns = cmd[0], (cmd[1] if cmd[1] is not None else stamp + period_ns)
             commands[i] = last if last is not None else positions[i]
+            command_ns[i] = last_ns if last is not None else stamp + period_ns
         success = success_ns is not None and not failed
         return EpisodeRecord(
             policy=policy, task=task, seed=seed, success=success,
@@ -264,7 +282,9 @@ class EpisodeMonitor:
             times=(stamps - t0) * 1e-9, positions=positions, commands=commands,
             staleness_steps=np.asarray([t[1] for t in ticks], np.int64),
             step_latency_s=np.asarray([t[2] for t in ticks], np.float64),
-            frames=np.stack(frames) if (self.keep_frames and frames) else None)
+            frames=np.stack(frames) if (self.keep_frames and frames) else None,
+            joint_times=(jt[window] - t0) * 1e-9, joint_positions=jq[window],
+            command_times=(command_ns - t0) * 1e-9)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ def test_replay_timing_and_recorded_actions(tmp_path):
     assert (result.latency_s > 0).all() and len(result.latency_s) == len(result.steps)
     text = result.summary()
     assert "staleness (steps): p50" in text and "action MAE" in text
+    # the recorded motion's smoothness, at its stamps: the commands ramp (no jerk); the joint
+    # states ramp after one kink at the start
+    assert result.recorded_command_jerk == pytest.approx(0.0, abs=1e-6)
+    assert 0 < result.recorded_jerk < 100 and "recorded motion: RMS jerk" in text
     # a tighter staleness limit holds the ticks beyond it
     tight = replay_bag(bag, _chunk_policy(), max_staleness=4)
     assert set(tight.staleness.tolist()) == {3, 4}

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("arvla_eval.record:cli_main", "record arvla topics to a rosbag2 (MCAP) bag"),
     "bag2episodes": ("arvla_eval.episodes:cli_main", "convert rosbag2 bags to training episodes (.npz)"),
     "import-lerobot": ("arvla_eval.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
+    "export-lerobot": ("arvla_eval.lerobot_export:cli_main", "write episodes as a LeRobot v3.0 dataset (parquet + MP4)"),
     "bringup": ("arvla.bringup:main", "run a launch file's nodes in one process (no launch_ros needed)"),
     "switch-controller": ("arvla.controller_switch:main", "activate/deactivate ros2_control controllers (MoveIt hand-over)"),
     "eval": ("arvla_eval.evaluate:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),

@@ -96,7 +96,8 @@ def test_bad_datasets_are_named(tmp_path):
     with pytest.raises(EpisodeError, match="not a LeRobot dataset: .*info.json not found"):
         LeRobotDataset(tmp_path)
     video = make_dataset(tmp_path / "video", video=True)
-    with pytest.raises(EpisodeError, match="stored as video"):
+    with pytest.raises(EpisodeError, match="'observation.images.top' is a video feature but "
+                                           "'video_path' is None"):
         LeRobotDataset(video, image_key="observation.images.top")
     with pytest.raises(EpisodeError, match="no feature 'observation.effort'"):
         LeRobotDataset(video, state_key="observation.effort")

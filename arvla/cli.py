@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-lerobot": ("arvla_eval.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
     "export-lerobot": ("arvla_eval.lerobot_export:cli_main", "write episodes as a LeRobot v3.0 dataset (parquet + MP4)"),
     "bringup": ("arvla.bringup:main", "run a launch file's nodes in one process (no launch_ros needed)"),
+    "robot-config": ("arvla.robot_config:main", "dry run: the joints, limits (and their sources) and gripper the expert node would use"),
     "switch-controller": ("arvla.controller_switch:main", "activate/deactivate ros2_control controllers (MoveIt hand-over)"),
     "eval": ("arvla_eval.evaluate:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),
     "replay": ("arvla_eval.replay:cli_main", "open-loop replay of a bag through a checkpoint (MAE, staleness, latency)"),

@@ -15,12 +15,23 @@ Per tick (timer on the node clock, so ``use_sim_time`` and bag replay drive it):
    position limits) / older than ``joint_state_timeout`` -> FAULT and hold the last good
    measured position. The policy sees measurements clamped into the limits.
 4. ``decide_prefix``: USE / ACTION_ONLY -> ``policy.step`` for ``lookahead_steps`` rows ->
-   ``build_plan`` (limits, finite) -> publish; HOLD_STALE -> hold; WAIT_MISSING -> publish nothing.
+   ``build_plan`` (limits, finite; with ``trajectory_timing`` 'seamless' the first point is the
+   one the controller is already moving towards, ``trajectory.seamless_start``) -> publish,
+   stamped with the tick time (so the step's latency does not shift the plan); HOLD_STALE -> hold; WAIT_MISSING -> publish nothing.
 5. ExpertStatus every tick; /diagnostics every ``diagnostics_period`` and on state changes.
 
 Hold = one point at the measured (clamped) position, zero velocity, one period ahead: JTC then
 stops the arm where it is. Disabled (``/arvla/enable`` false) = publish nothing, so MoveIt or a
 teleop node can own the controller.
+
+The robot's own files: joints from ros2_controllers.yaml, limits with the precedence parameters >
+joint_limits.yaml > URDF (``node_config.ExpertNodeConfig.resolve_robot``, which ``arvla
+robot-config`` runs too). When a limit is left to the URDF and none is given as a parameter or
+file, the node reads ``robot_description`` (transient local, as robot_state_publisher publishes
+it) and waits for it (WAITING) before acting. A gripper on its own controller gets the policy's
+gripper dimension as a GripperCommand goal or a JointTrajectory (``gripper.py``), rate-limited,
+sent without waiting. All names are relative to the node's namespace (two arms: namespace:=left,
+namespace:=right), except /diagnostics.
 """
 
 from __future__ import annotations
@@ -41,16 +52,18 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from arvla.config import ConfigError
 from arvla.rosutil import ns_to_stamp, stamp_to_ns
-from arvla_action_expert.joints import (JointError, JointReading, implausible_joints, permutation,
-                                        read_joints)
-from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, config_from_parameters,
+from arvla_action_expert.gripper import GripperLimiter, GripperSpec, gripper_target, gripper_trajectory
+from arvla_action_expert.joints import (JointError, JointLimits, JointReading, UrdfRobot, implausible_joints,
+                                        permutation, read_joints)
+from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, RobotSetup, config_from_parameters,
                                              default_of, parameter_fields)
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
 from arvla_action_expert.trajectory import (KeptPoint, TrajectoryError, TrajectoryPlan, build_plan, hold_plan,
@@ -127,6 +140,8 @@ class Counters:
     joint_states_received: int = 0
     clamped_values: int = 0         # trajectory values moved by position/velocity limits
     trajectories: int = 0
+    gripper_goals: int = 0          # goals / trajectories sent to a gripper on its own controller
+    gripper_unavailable: int = 0    # gripper goals not sent: its action server was not there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +150,78 @@ class TickResult:
     reason: str
     plan: Optional[TrajectoryPlan]
     step_latency_s: float = 0.0
+    gripper: Optional[tuple[float, np.ndarray]] = None  # (measured, (K,) policy targets) of a gripper output
+
+
+def robot_description_qos() -> QoSProfile:
+    """As robot_state_publisher publishes robot_description: reliable, transient local, depth 1."""
+    return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def gripper_command_action() -> Any:
+    """``control_msgs.action.GripperCommand``, or ConfigError saying what to install or use instead."""
+    try:
+        from control_msgs.action import GripperCommand
+    except ImportError as err:
+        raise ConfigError("gripper_command: 'gripper_action' needs control_msgs (ros-<distro>-control-msgs), "
+                          f"which is not importable here ({err}); or drive the gripper with a "
+                          "joint_trajectory_controller (gripper_command: joint_trajectory)") from err
+    return GripperCommand
+
+
+class GripperOutput:
+    """Sends the policy's gripper dimension to the gripper's own controller, never waiting.
+
+    'gripper_action': a ``control_msgs/action/GripperCommand`` goal (``send_goal_async``; an
+    absent server is counted, not awaited). control_msgs is imported here, so a node without a
+    gripper output never needs it. 'joint_trajectory': a JointTrajectory (``gripper_trajectory``)
+    for a second JointTrajectoryController. Either at most ``gripper_rate`` per second and only
+    when the target moved more than ``gripper_deadband`` (``GripperLimiter``).
+    """
+
+    def __init__(self, node: ActionExpertNode, spec: GripperSpec, cfg: ExpertNodeConfig):
+        self.node = node
+        self.command = spec.command
+        self.max_effort = cfg.gripper_max_effort
+        self.limiter = GripperLimiter(cfg.gripper_rate, cfg.gripper_deadband)
+        self._client: Any = None
+        self._pub: Any = None
+        if spec.command == "gripper_action":
+            from rclpy.action import ActionClient
+
+            GripperCommand = gripper_command_action()
+            self._goal_type = GripperCommand.Goal
+            self._client = ActionClient(node, GripperCommand, spec.action_name)
+            self.name = node.resolve_topic_name(spec.action_name)  # rclpy Humble and later
+        else:
+            reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+            self._pub = node.create_publisher(JointTrajectory, spec.topic, reliable)
+            self.name = self._pub.topic_name
+
+    def send(self, now_ns: int, spec: GripperSpec, limits: JointLimits, measured: float, rows: np.ndarray,
+             period_ns: int) -> None:
+        """``limits``: of ``spec.controller_joints``; ``rows``: the policy's targets for the gripper joint."""
+        target = gripper_target(rows, limits.subset([spec.joint]))
+        if target is None or not self.limiter.due(now_ns, target):
+            return
+        counters = self.node.counters
+        if self._client is not None:
+            if not self._client.server_is_ready():
+                counters.gripper_unavailable += 1
+                return
+            goal = self._goal_type()
+            goal.command.position, goal.command.max_effort = target, self.max_effort
+            self._client.send_goal_async(goal)  # the controller preempts the previous goal
+        else:
+            try:
+                plan = gripper_trajectory(measured, rows, spec, period_ns, limits)
+            except TrajectoryError as err:
+                self.node.get_logger().warning(f"gripper trajectory rejected: {err}", throttle_duration_sec=5.0)
+                return
+            self._pub.publish(self.node._trajectory_msg(plan, now_ns, spec.controller_joints))
+        self.limiter.sent(now_ns, target)
+        counters.gripper_goals += 1
 
 
 class EpisodeClock:
@@ -234,8 +321,24 @@ class ActionExpertNode(Node):
     def _configure(self, policy: Optional[ExpertPolicy]) -> None:
         self.config: ExpertNodeConfig = config_from_parameters(self._declare_parameters())
         cfg = self.config
-        self.joints: list[str] = cfg.controller_joints()
-        self.limits = cfg.joint_limits(self.joints)
+        # Joints and limits from the parameters and the robot's files; when a limit is left to a
+        # URDF that only the robot_description topic can give, wait for it (setup None until then).
+        self.setup: Optional[RobotSetup] = None
+        self.limits: Optional[JointLimits] = None        # the arm controller's joints
+        self.state_limits: Optional[JointLimits] = None  # the policy's joints (arm, then gripper)
+        self._setup_problem: Optional[str] = None        # the robot_description received is unusable
+        self._description_text: Optional[str] = None     # the one the limits were taken from
+        urdf = cfg.urdf()
+        wait = urdf is None and bool(cfg.robot_description_topic) and cfg.needs_robot_description()
+        if wait:
+            self.joints: list[str] = cfg.controller_joints()
+            self.gripper_spec: Optional[GripperSpec] = cfg.gripper(None, strict=False)
+        else:
+            setup = cfg.resolve_robot(urdf)
+            self.joints, self.gripper_spec = list(setup.joints), setup.gripper
+        self.state_joints: list[str] = self.joints + ([self.gripper_spec.joint] if self.gripper_spec else [])
+        if not wait:
+            self._apply_setup(setup)
         self.policy: ExpertPolicy = policy if policy is not None else self._load_policy(cfg)
         self._check_policy_fits(self.policy)
         # A new node is a new episode: a policy object handed over from a previous node (an
@@ -267,13 +370,53 @@ class ActionExpertNode(Node):
         self.create_subscription(JointState, cfg.joint_states_topic, self._on_joint_state, qos_profile_sensor_data)
         self.create_service(ResetMemory, cfg.reset_service, self._on_reset)
         self.create_service(SetBool, cfg.enable_service, self._on_enable)
+        self._gripper_out = GripperOutput(self, self.gripper_spec, cfg) if self.gripper_spec is not None else None
+        self._description_sub = None
+        if wait:
+            self._description_sub = self.create_subscription(String, cfg.robot_description_topic,
+                                                             self._on_robot_description, robot_description_qos())
+            self.get_logger().info(f"limits left to the URDF: waiting for it on {self._description_sub.topic_name}")
         self._timer = self.create_timer(self._period_ns * 1e-9, self._on_tick)  # node clock
         self.get_logger().info(
             f"action expert ready: {cfg.control_rate:g} Hz, lookahead {cfg.lookahead_steps}, "
             f"trajectory_timing {cfg.trajectory_timing}, "
-            f"joints {self.joints} -> {cfg.trajectory_topic}, max_staleness {cfg.max_staleness} steps, "
+            f"joints {self.joints} -> {self._traj_pub.topic_name}, max_staleness {cfg.max_staleness} steps, "
+            + (f"gripper {self.gripper_spec.joint} -> {self._gripper_out.name}, " if self._gripper_out else "") +
             f"model_id '{self.policy.model_id}', memory window {self.policy.cache_capacity}"
             + ("" if self._enabled else " (disabled until /arvla/enable)"))
+
+    def _apply_setup(self, setup: RobotSetup) -> None:
+        """Take the resolved joints and limits (at start, or when robot_description arrives)."""
+        if list(setup.joints) != self.joints or setup.state_joints != self.state_joints:
+            raise ConfigError(f"joints: the robot_description changes the joints from {self.state_joints} to "
+                              f"{setup.state_joints}")
+        self.setup, self.gripper_spec = setup, setup.gripper
+        self.limits, self.state_limits = setup.limits, setup.state_limits
+        log = self.get_logger()
+        for line in setup.describe():
+            log.info(line)
+        for note in setup.resolution.notes:
+            log.warning(f"joint limits: {note}")
+
+    def _on_robot_description(self, msg: String) -> None:
+        """The URDF from robot_state_publisher: resolve the limits once (a later, different one is
+        reported and ignored: limits do not change under a running policy; restart to apply it)."""
+        if self.setup is not None:
+            if self._description_text is not None and msg.data != self._description_text:
+                self.get_logger().warning("robot_description changed: the limits taken at start are kept "
+                                          "(restart the node to apply it)", throttle_duration_sec=60.0)
+            return
+        origin = f"topic {self._description_sub.topic_name if self._description_sub else 'robot_description'}"
+        try:
+            self._apply_setup(self.config.resolve_robot(UrdfRobot.from_xml(msg.data, origin)))
+        except (ConfigError, JointError) as err:
+            self._setup_problem = f"robot_description unusable: {err}"
+            self.get_logger().error(self._setup_problem)
+            return
+        self._description_text = msg.data
+        self._setup_problem = None
+        if self._last_good is None and self._joint is not None:
+            self._on_reading(self._joint[0])
 
     @staticmethod
     def _load_policy(cfg: ExpertNodeConfig) -> ExpertPolicy:
@@ -297,17 +440,22 @@ class ActionExpertNode(Node):
         if abs(policy.control_rate_hz - cfg.control_rate) > 1e-6 * cfg.control_rate:
             raise ConfigError(f"control_rate: {cfg.control_rate:g} Hz, but the policy was trained at "
                               f"{policy.control_rate_hz:g} Hz (one AR step = one control period)")
+        # The policy's dimensions are the state joints: the arm controller's, then a gripper on
+        # its own controller. _to_controller picks the arm's columns of the policy's output.
+        order = self.state_joints
         if policy.joint_names:
             try:
-                self._to_policy = permutation(self.joints, policy.joint_names)
-                self._to_controller = permutation(policy.joint_names, self.joints)
+                self._to_policy = permutation(order, policy.joint_names)
+                to_state = permutation(policy.joint_names, order)
             except JointError as err:
-                raise ConfigError(f"joints: controller joints {self.joints} do not match the policy's "
+                raise ConfigError(f"joints: controller joints {order} do not match the policy's "
                                   f"joint_names {policy.joint_names}") from err
         else:
-            self._to_policy = self._to_controller = np.arange(len(self.joints))
-        if not policy.state_dim == policy.action_dim == len(self.joints):
-            raise ConfigError(f"joints: {len(self.joints)} controller joints, but the policy has state_dim "
+            self._to_policy = to_state = np.arange(len(order))
+        self._to_controller = to_state[:len(self.joints)]
+        self._gripper_col: Optional[int] = int(to_state[len(self.joints)]) if len(order) > len(self.joints) else None
+        if not policy.state_dim == policy.action_dim == len(order):
+            raise ConfigError(f"joints: {len(order)} controller joints, but the policy has state_dim "
                               f"{policy.state_dim} and action_dim {policy.action_dim}")
         from arvla_action_expert.policy import MAX_LOOKAHEAD
 
@@ -336,9 +484,13 @@ class ActionExpertNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         self.counters.joint_states_received += 1
-        reading = read_joints(msg.name, msg.position, self.joints)
+        reading = read_joints(msg.name, msg.position, self.state_joints)
         self._joint = (reading, self.get_clock().now().nanoseconds)
-        if reading.ok and not implausible_joints(reading.positions, self.limits):
+        self._on_reading(reading)
+
+    def _on_reading(self, reading: JointReading) -> None:
+        if self.state_limits is not None and reading.ok and not implausible_joints(reading.positions,
+                                                                                   self.state_limits):
             self._last_good = reading.positions
 
     def _on_reset(self, request: ResetMemory.Request, response: ResetMemory.Response) -> ResetMemory.Response:
@@ -377,6 +529,8 @@ class ActionExpertNode(Node):
         self._capture_step = None
         self._prefix_fault = None
         self._sent = None
+        if self._gripper_out is not None:
+            self._gripper_out.limiter.reset()
         self.episode_clock.reset()
         self.counters = Counters(**{k: getattr(self.counters, k) for k in Counters.LIFETIME})
 
@@ -411,6 +565,10 @@ class ActionExpertNode(Node):
             self.counters.trajectories += 1
         else:
             self._sent = None  # nothing of ours is being executed any more (or soon will not be)
+        if result.gripper is not None and self._gripper_out is not None and self.setup is not None:
+            assert self.gripper_spec is not None and self.setup.gripper_limits is not None
+            self._gripper_out.send(now_ns, self.gripper_spec, self.setup.gripper_limits, *result.gripper,
+                                   self._period_ns)
         self._publish_status(now_ns, step, result)
 
     def _take_pending_prefix(self, step: int) -> None:
@@ -450,6 +608,13 @@ class ActionExpertNode(Node):
 
     def _act(self, now_ns: int, step: int) -> TickResult:
         fault = ExpertStatus.STATE_FAULT
+        if self.state_limits is None or self.limits is None:
+            if self._setup_problem is not None:
+                return TickResult(fault, self._setup_problem, None)
+            topic = self._description_sub.topic_name if self._description_sub else "robot_description"
+            return TickResult(ExpertStatus.STATE_WAITING, f"waiting for the URDF on {topic} (joint limits not "
+                                                          "given by parameters or joint_limits_yaml)", None)
+        n_arm = len(self.joints)
         if self._joint is None:
             return TickResult(ExpertStatus.STATE_WAITING, "no /joint_states received yet", None)
         reading, received_ns = self._joint
@@ -462,9 +627,9 @@ class ActionExpertNode(Node):
                                      f"joint_state_timeout {self.config.joint_state_timeout:g} s")
         if not reading.ok:
             return self._hold(fault, reading.problem or "bad joint_states")
-        implausible = implausible_joints(reading.positions, self.limits)
+        implausible = implausible_joints(reading.positions, self.state_limits)
         if implausible:
-            values = {n: float(reading.positions[self.joints.index(n)]) for n in implausible}
+            values = {n: float(reading.positions[self.state_joints.index(n)]) for n in implausible}
             return self._hold(fault, f"joint_states implausible: {values} far outside the position limits")
         if self._prefix_fault is not None:
             return self._hold(fault, self._prefix_fault)
@@ -484,7 +649,7 @@ class ActionExpertNode(Node):
         measured = reading.positions
         # Within the plausibility margin but outside a limit (noise, overshoot): the policy sees
         # the clamped value, as the trajectory builder does; its memory never holds such outliers.
-        observed = np.clip(measured, self.limits.lower, self.limits.upper)
+        observed = np.clip(measured, self.state_limits.lower, self.state_limits.upper)
         start = time.perf_counter()
         try:
             targets = self.policy.step(observed[self._to_policy], step, self.config.lookahead_steps)
@@ -492,37 +657,43 @@ class ActionExpertNode(Node):
             return self._hold(fault, f"model error: {err}", time.perf_counter() - start)
         latency = time.perf_counter() - start
         try:
-            plan = build_plan(measured, targets[:, self._to_controller], self._period_ns, self.limits,
-                              keep=self._first_point(now_ns, measured))
+            plan = build_plan(measured[:n_arm], targets[:, self._to_controller], self._period_ns, self.limits,
+                              keep=self._first_point(now_ns, measured[:n_arm]))
         except TrajectoryError as err:
             return self._hold(fault, f"trajectory rejected: {err}", latency)
         if plan.n_nonfinite:
             return self._hold(fault, f"model output has {plan.n_nonfinite} NaN/inf values", latency)
         self.counters.clamped_values += plan.n_clamped
         reason = "action-only (no prefix yet)" if decision is PrefixDecision.ACTION_ONLY else ""
-        return TickResult(ExpertStatus.STATE_RUNNING, reason, plan, latency)
+        gripper = None if self._gripper_col is None else (float(measured[n_arm]), targets[:, self._gripper_col])
+        return TickResult(ExpertStatus.STATE_RUNNING, reason, plan, latency, gripper)
 
     def _first_point(self, now_ns: int, measured: np.ndarray) -> Optional[KeptPoint]:
         """With ``trajectory_timing`` 'seamless': the plan's first point (``seamless_start``);
         else None (row 0 of the policy starts the plan)."""
         if self.config.trajectory_timing != "seamless":
             return None
+        assert self.limits is not None
         return seamless_start(self._sent, now_ns, measured, self._period_ns, self.limits)
 
     def _hold(self, state: int, reason: str, latency: float = 0.0) -> TickResult:
         """Hold the last good measured position (nothing to hold on if there never was one)."""
         if self._last_good is None:
             return TickResult(state, reason + " (no valid joint state yet: publishing nothing)", None, latency)
-        return TickResult(state, reason, hold_plan(self._last_good, self._period_ns, self.limits), latency)
+        assert self.limits is not None
+        return TickResult(state, reason, hold_plan(self._last_good[:len(self.joints)], self._period_ns, self.limits),
+                          latency)
 
     # ---- output messages ----------------------------------------------------------------------
 
-    def _trajectory_msg(self, plan: TrajectoryPlan, stamp_ns: int) -> JointTrajectory:
-        """``stamp_ns`` 0: JTC starts the plan on arrival; else the plan's times count from it."""
+    def _trajectory_msg(self, plan: TrajectoryPlan, stamp_ns: int,
+                        joint_names: Optional[typing.Sequence[str]] = None) -> JointTrajectory:
+        """``stamp_ns`` 0: JTC starts the plan on arrival; else the plan's times count from it.
+        ``joint_names``: default the arm controller's joints."""
         msg = JointTrajectory()
         if stamp_ns > 0:
             ns_to_stamp(stamp_ns, msg.header.stamp)
-        msg.joint_names = list(self.joints)
+        msg.joint_names = list(self.joints if joint_names is None else joint_names)
         for t_ns, pos, vel in zip(plan.times_ns.tolist(), plan.positions, plan.velocities):
             point = JointTrajectoryPoint()
             point.positions = pos.tolist()

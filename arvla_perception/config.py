@@ -88,9 +88,9 @@ class PerceptionConfig:
     max_rate_hz: float = 10.0
     instruction: str = ""
     image_topic: str = "/camera/image_raw"
-    instruction_topic: str = "/arvla/instruction"
-    set_instruction_service: str = "/arvla/set_instruction"
-    prefix_topic: str = "/arvla/vl_prefix"
+    instruction_topic: str = "arvla/instruction"
+    set_instruction_service: str = "arvla/set_instruction"
+    prefix_topic: str = "arvla/vl_prefix"
     diagnostics_period_s: float = 1.0
     error_log_throttle_s: float = 5.0
 

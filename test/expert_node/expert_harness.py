@@ -24,12 +24,15 @@ MODEL_ID = "test-backbone@v1"
 SPIN_TIMEOUT_S = 10.0
 
 
-def tiny_policy(*, model_id: str = MODEL_ID, joint_names=(), control_rate_hz: float = 20.0, seed: int = 0):
-    """A random-weight expert small enough to build in milliseconds (plumbing, not skill)."""
+def tiny_policy(*, model_id: str = MODEL_ID, joint_names=(), control_rate_hz: float = 20.0, seed: int = 0,
+                dims: int = 0):
+    """A random-weight expert small enough to build in milliseconds (plumbing, not skill).
+    ``dims``: state/action dimensions (default: len(joint_names), else 3)."""
     from arvla_action_expert.model import ExpertConfig
     from arvla_action_expert.policy import ExpertPolicy
 
-    cfg = ExpertConfig(state_dim=3, action_dim=3, prefix_dim=PREFIX_DIM, max_prefix_tokens=4, n_embd=16,
+    dims = dims or len(joint_names) or 3
+    cfg = ExpertConfig(state_dim=dims, action_dim=dims, prefix_dim=PREFIX_DIM, max_prefix_tokens=4, n_embd=16,
                        n_layer=1, n_head=2, ffn=32, window=8, head="regression")
     return ExpertPolicy.build_untrained(cfg, seed=seed, control_rate_hz=control_rate_hz, model_id=model_id,
                                         joint_names=joint_names)
@@ -40,7 +43,7 @@ def base_params(**overrides: Any) -> dict[str, Any]:
                                   position_min=LOWER, position_max=UPPER, max_velocity=VMAX, max_staleness=3,
                                   joint_state_timeout=0.3, diagnostics_period=0.0)
     params.update(overrides)
-    return params
+    return {k: v for k, v in params.items() if v is not None}  # None: leave the parameter unset
 
 
 class FakeJTC:
@@ -99,8 +102,12 @@ class Tick:
 class Harness:
     """Drives one ActionExpertNode: clock, joint states, prefixes in; status, trajectories out."""
 
-    def __init__(self, ctx: Any, executor: Any, *, policy: Any = "tiny", **params: Any):
-        """``policy``: an ExpertPolicy, "tiny" (a fresh tiny_policy()) or None (load ``checkpoint``)."""
+    def __init__(self, ctx: Any, executor: Any, *, policy: Any = "tiny", namespace: str = "",
+                 jtc: Optional[tuple[str, list[str], list[float], list[float], list[float]]] = None, **params: Any):
+        """``policy``: an ExpertPolicy, "tiny" (a fresh tiny_policy()) or None (load ``checkpoint``).
+        ``namespace``: of the node (its topics are relative); ``jtc``: (topic relative to it,
+        joints, lower, upper, vmax) the fake controller checks (default: arm_controller, the
+        parameters' joints and limits)."""
         from arvla_msgs.msg import ExpertStatus, VLPrefix
         from arvla_msgs.srv import ResetMemory
         from rclpy.node import Node
@@ -116,19 +123,25 @@ class Harness:
         self.policy = tiny_policy() if isinstance(policy, str) else policy
         params = base_params(**params)
         overrides = [Parameter(k, value=v) for k, v in params.items()]
-        self.node = ActionExpertNode(policy=self.policy, context=ctx, parameter_overrides=overrides)
-        self.driver = Node("expert_test_driver", context=ctx)
+        self.node = ActionExpertNode(policy=self.policy, context=ctx, parameter_overrides=overrides,
+                                     namespace=namespace)
+        ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self.ns = ns
+        self.driver = Node("expert_test_driver", namespace=ns or None, context=ctx)
         self.clock_pub = self.driver.create_publisher(Clock, "/clock", 10)
-        self.js_pub = self.driver.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
-        self.prefix_pub = self.driver.create_publisher(VLPrefix, "/arvla/vl_prefix",
+        self.js_pub = self.driver.create_publisher(JointState, f"{ns}/joint_states", qos_profile_sensor_data)
+        self.prefix_pub = self.driver.create_publisher(VLPrefix, f"{ns}/arvla/vl_prefix",
                                                        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.statuses: list[Any] = []
-        self.driver.create_subscription(ExpertStatus, "/arvla/expert_status", self.statuses.append,
+        self.driver.create_subscription(ExpertStatus, f"{ns}/arvla/expert_status", self.statuses.append,
                                         QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self.jtc = FakeJTC(self.driver, "/arm_controller/joint_trajectory", JOINTS, params["position_min"],
-                           params["position_max"], params["max_velocity"], clock_ns=lambda: self.now_ns)
-        self.reset_client = self.driver.create_client(ResetMemory, "/arvla/reset_memory")
-        self.enable_client = self.driver.create_client(SetBool, "/arvla/enable")
+        if jtc is None:
+            jtc = ("arm_controller/joint_trajectory", JOINTS, params["position_min"], params["position_max"],
+                   params["max_velocity"])
+        self.jtc_topic = f"{ns}/{jtc[0]}"
+        self.jtc = FakeJTC(self.driver, self.jtc_topic, *jtc[1:], clock_ns=lambda: self.now_ns)
+        self.reset_client = self.driver.create_client(ResetMemory, f"{ns}/arvla/reset_memory")
+        self.enable_client = self.driver.create_client(SetBool, f"{ns}/arvla/enable")
         executor.add_node(self.node)
         executor.add_node(self.driver)
         self.now_ns = T_START_NS
@@ -138,7 +151,7 @@ class Harness:
 
     # -- plumbing
     def jtc_ready(self) -> bool:
-        return self.driver.count_publishers("/arm_controller/joint_trajectory") > 0
+        return self.driver.count_publishers(self.jtc_topic) > 0
 
     def _wait(self, pred: Callable[[], bool], what: str) -> None:
         from arvla.rosutil import spin_until

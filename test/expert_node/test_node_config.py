@@ -25,7 +25,7 @@ def test_shipped_yaml_lists_every_parameter_and_is_valid(repo_root):
     joints = cfg.controller_joints()
     limits = cfg.joint_limits(joints)
     assert limits.dof == len(joints) == 8  # Panda arm + finger (the embedded sim's controller)
-    assert cfg.trajectory_topic == "/arm_controller/joint_trajectory"
+    assert cfg.trajectory_topic == "arm_controller/joint_trajectory"  # relative: inside the node namespace
     assert cfg.period_ns == 50_000_000
 
 

@@ -23,6 +23,11 @@ replaced by the previous point (that joint holds), each point is kept within ``m
 period`` of the previous one (starting from the measured position), then clamped to the
 position limits, velocities are clipped to the velocity limits. ``check_plan`` re-verifies all
 of it before anything is published, so a bug here raises instead of moving the robot.
+
+Continuous joints (``JointLimits.continuous``: a URDF ``continuous`` wrist) have the position
+range (-inf, inf): the position clamp leaves them alone, and the velocity bound alone keeps each
+point finite and within ``max_velocity * dt`` of the previous one, from the finite measured
+position on (the node refuses implausible measurements first). Every rule above holds as is.
 """
 
 from __future__ import annotations
@@ -122,37 +127,45 @@ def point_in_execution(sent_stamp_ns: int, sent: TrajectoryPlan, now_ns: int, pe
 def seamless_start(sent: tuple[int, TrajectoryPlan] | None, now_ns: int, current: np.ndarray, period_ns: int,
                    limits: JointLimits) -> KeptPoint:
     """The first point of a 'seamless' plan at the tick ``now_ns``: the point in execution of the
-    last trajectory sent (``sent`` = (header stamp, plan)) if ``usable_keep``; else -- nothing in
-    execution (episode start, after a hold) or unusable -- a hold at the measured position one
-    period ahead (zero velocity). Both make JTC's segment across the message's arrival the same
-    whatever the arrival time: the one it was executing, or standing still where the arm is."""
+    last trajectory sent (``sent`` = (header stamp, plan)), or -- nothing in execution (episode
+    start, after a hold) -- a hold at the measured position one period ahead (zero velocity).
+    Both make JTC's segment across the message's arrival the same whatever the arrival time:
+    the one it was executing, or standing still where the arm is. ``build_plan`` decides how
+    much of it can be kept (``keep_point``)."""
     keep = point_in_execution(*sent, now_ns, period_ns) if sent is not None else None
-    if usable_keep(keep, current, period_ns, limits):
-        assert keep is not None
+    if keep is not None:
         return keep
     return KeptPoint(int(period_ns), _start(current, limits), np.zeros(limits.dof))
 
 
-def usable_keep(keep: KeptPoint | None, current: np.ndarray, period_ns: int, limits: JointLimits) -> bool:
-    """Whether ``keep`` may start the next plan: finite, inside the position and velocity limits,
-    in (0, 2 periods) from now, and reachable from the measured position within its time at
-    the velocity limits (the rule every first point obeys). Otherwise the plan starts afresh
-    from the measured position (a hold, a reset, someone else moved the arm, a large lag)."""
+def keep_point(keep: KeptPoint | None, current: np.ndarray, period_ns: int, limits: JointLimits
+               ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """What of ``keep`` may start the next plan: (position, velocity, joints changed), or None.
+
+    None (the plan starts afresh from the measured position) unless the point is finite and
+    lies in (0, 2 periods) from now. Per joint, the point must be reachable from the measured
+    position within its time at the velocity limit, and inside the position and velocity
+    limits -- the rules every first point obeys. A joint that is not (a gripper closed on an
+    object trails its command by more than a step; someone pushed the arm) is moved towards the
+    measurement until it is, with zero velocity there; the other joints keep the point exactly.
+    """
     if keep is None:
-        return False
+        return None
     pos = np.asarray(keep.position, dtype=np.float64)
     vel = np.asarray(keep.velocity, dtype=np.float64)
     if pos.shape != (limits.dof,) or vel.shape != (limits.dof,):
-        return False
+        return None
     if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))):
-        return False
+        return None
     if not 0 < keep.t_ns < 2 * period_ns:
-        return False
-    if np.any(pos < limits.lower) or np.any(pos > limits.upper) or np.any(np.abs(vel) > limits.max_velocity):
-        return False
+        return None
     start = _start(current, limits)
-    allowed = limits.max_velocity * (keep.t_ns * 1e-9)
-    return bool(np.all(np.abs(pos - start) <= allowed))
+    reach = limits.max_velocity * (keep.t_ns * 1e-9)
+    new_pos = np.clip(np.clip(pos, start - reach, start + reach), limits.lower, limits.upper)
+    changed = new_pos != pos
+    new_vel = np.where(changed, 0.0, np.clip(vel, -limits.max_velocity, limits.max_velocity))
+    changed |= new_vel != vel
+    return new_pos, new_vel, int(np.count_nonzero(changed))
 
 
 def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits: JointLimits,
@@ -164,8 +177,11 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
     ``(k + 1) * period_ns``. Velocities: the mean of the two adjacent segment velocities
     (a smooth cubic through the points for JTC's spline), 0 at the last point.
 
-    ``keep`` (with K >= 2): if ``usable_keep``, it replaces row 0 as the first point (its own
-    time, position and velocity) and rows 1.. follow at their times; ``plan.kept`` says so.
+    ``keep``: what ``keep_point`` allows of it is the first point (its own time, position and
+    velocity) and every row comes one period later, row k at ``(k + 2) * period_ns``: the
+    policy's plan is executed one period after the tick, behind the point already in
+    execution, so the step's latency cannot shape it. ``plan.kept`` says so; joints of the
+    kept point moved to obey the limits count in ``n_clamped``.
     """
     if period_ns <= 0:
         raise TrajectoryError(f"period must be > 0 ns, got {period_ns}")
@@ -173,21 +189,25 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
     targets = np.asarray(targets, dtype=np.float64)
     if targets.ndim != 2 or targets.shape[1] != limits.dof or targets.shape[0] < 1:
         raise TrajectoryError(f"targets must be (K>=1, {limits.dof}), got shape {targets.shape}")
+    first = keep_point(keep, current, period_ns, limits)
+    kept = first is not None
+    n_clamped = 0
+    if first is not None:
+        assert keep is not None
+        targets = np.vstack([first[0][None, :], targets])  # row 0: the kept point, then the plan
+        n_clamped = first[2]
     k_points = targets.shape[0]
     times_ns = np.arange(1, k_points + 1, dtype=np.int64) * np.int64(period_ns)
-    kept = k_points >= 2 and usable_keep(keep, current, period_ns, limits)
-    if kept:
+    if first is not None:
         assert keep is not None
         times_ns[0] = keep.t_ns
 
     positions = np.empty_like(targets)
     n_nonfinite = 0
-    n_clamped = 0
     prev, prev_t = start, 0
     for k in range(k_points):
-        if k == 0 and kept:
-            assert keep is not None
-            positions[0] = prev = np.asarray(keep.position, dtype=np.float64)
+        if k == 0 and first is not None:
+            positions[0] = prev = first[0]
             prev_t = int(times_ns[0])
             continue
         row = targets[k]
@@ -214,9 +234,8 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
     if k_points > 1:
         # Halves added separately so two finite values can never overflow to inf.
         velocities[:-1] = 0.5 * seg[:-1] + 0.5 * seg[1:]
-    if kept:
-        assert keep is not None
-        velocities[0] = np.asarray(keep.velocity, dtype=np.float64)  # as sent: the same cubic
+    if first is not None:
+        velocities[0] = first[1]  # as sent (the same cubic), 0 where the point was moved
     plan = TrajectoryPlan(times_ns, positions, velocities, n_nonfinite, n_clamped, kept)
     check_plan(plan, current, limits)
     return plan

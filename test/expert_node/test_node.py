@@ -76,7 +76,7 @@ def test_staleness_matches_prefix_delays(harness):
         assert s.prefix_capture_step == step - delay and s.staleness_steps == delay
         assert s.staleness_sec == pytest.approx(delay * PERIOD_NS * 1e-9)
         assert s.prefix_frame_seq == seq
-        assert len(t.trajectory.points) == 4 and s.step_latency_sec > 0
+        assert len(t.trajectory.points) == 5 and s.step_latency_sec > 0  # the point in execution + 4 rows
         # the same prefix ages by one step per tick
         assert running(h).status.staleness_steps == delay + 1
         step += 1
@@ -149,7 +149,7 @@ def test_action_only_mode_runs_without_prefix(harness):
     h = harness(allow_action_only=True)
     t = running(h, 2)
     assert t.status.state == RUNNING and "action-only" in t.status.reason
-    assert t.status.cache_fill == 2 and len(t.trajectory.points) == 4
+    assert t.status.cache_fill == 2 and len(t.trajectory.points) == 5  # the point in execution + 4 rows
 
 
 def test_no_joint_state_ever_publishes_nothing(harness):
@@ -288,8 +288,8 @@ def test_trajectories_match_a_policy_driven_by_hand(harness):
 def test_seamless_timing_keeps_the_point_in_execution(harness):
     """trajectory_timing 'seamless': stamped with the tick time; the first point is the previous
     trajectory's point at this tick + one period (same time, position, velocity), so the step's
-    latency cannot change the motion; rows 1.. are the policy's. With nothing in execution
-    (start, after a hold) the first point stands at the measured position for one period."""
+    latency cannot change the motion; the policy's rows follow one period later. With nothing in
+    execution (start, after a hold) the first point stands at the measured position."""
     wide = dict(position_min=[-50.0] * 3, position_max=[50.0] * 3, max_velocity=[1e4] * 3, max_staleness=20)
     h = harness(policy=tiny_policy(seed=3), **wide)
     twin = tiny_policy(seed=3)
@@ -308,16 +308,15 @@ def test_seamless_timing_keeps_the_point_in_execution(harness):
         stamp = traj.header.stamp.sec * 1_000_000_000 + traj.header.stamp.nanosec
         assert stamp == h.now_ns == h.step_time(step)
         times = [p.time_from_start.sec * 1_000_000_000 + p.time_from_start.nanosec for p in traj.points]
-        assert times == [PERIOD_NS * (k + 1) for k in range(4)]
+        assert times == [PERIOD_NS * (k + 1) for k in range(5)]  # the first point, then 4 rows
         expected = twin.step(np.array([q[j] for j in JOINTS]), t.status.step, 4)
-        if prev is None:  # first plan: nothing in execution: stand still one period, then rows 1..
+        np.testing.assert_allclose(positions(traj)[1:], expected, rtol=1e-6, atol=1e-9)
+        if prev is None:  # nothing in execution: stand at the measured position for one period
             assert list(traj.points[0].positions) == pytest.approx([q[j] for j in JOINTS])
             assert list(traj.points[0].velocities) == [0.0, 0.0, 0.0]
-            np.testing.assert_allclose(positions(traj)[1:], expected[1:], rtol=1e-6, atol=1e-9)
         else:
             assert list(traj.points[0].positions) == list(prev.points[1].positions)
             assert list(traj.points[0].velocities) == list(prev.points[1].velocities)
-            np.testing.assert_allclose(positions(traj)[1:], expected[1:], rtol=1e-6, atol=1e-9)
         prev = traj
     # a hold in between: nothing in execution afterwards, the plan starts standing at the measurement
     h.joint_state({"j1": math.nan, "j2": 0.0, "j3": 0.0})
@@ -328,7 +327,7 @@ def test_seamless_timing_keeps_the_point_in_execution(harness):
     assert t.status.state == RUNNING  # (the FAULT tick did not step the policy)
     expected = twin.step(np.array([q[j] for j in JOINTS]), t.status.step, 4)
     assert list(t.trajectory.points[0].positions) == pytest.approx([q[j] for j in JOINTS])
-    np.testing.assert_allclose(positions(t.trajectory)[1:], expected[1:], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(positions(t.trajectory)[1:], expected, rtol=1e-6, atol=1e-9)
 
 
 def test_reset_memory_service(harness):

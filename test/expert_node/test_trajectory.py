@@ -124,25 +124,25 @@ def test_property_any_model_output_gives_a_well_formed_trajectory_inside_limits(
     assert plan.n_nonfinite == int(np.count_nonzero(~np.isfinite(targets)))
 
 
-def test_kept_point_starts_the_plan_and_rows_follow_from_it():
+def test_kept_point_starts_the_plan_and_the_rows_follow_one_period_later():
     from arvla_action_expert.trajectory import KeptPoint
 
-    targets = np.array([[0.5, 0.5], [0.03, 0.3], [0.04, 0.4]])  # row 0 is replaced by the kept point
+    targets = np.array([[0.03, 0.3], [0.04, 0.4]])
     keep = KeptPoint(PERIOD + 2_000_000, np.array([0.02, 0.2]), np.array([0.3, 1.5]))
     plan = build_plan(np.array([0.01, 0.1]), targets, PERIOD, LIMITS, keep=keep)
-    assert plan.kept
+    assert plan.kept and plan.n_points == 3
     np.testing.assert_array_equal(plan.times_ns, [PERIOD + 2_000_000, 2 * PERIOD, 3 * PERIOD])
     np.testing.assert_allclose(plan.positions, [[0.02, 0.2], [0.03, 0.3], [0.04, 0.4]])
     np.testing.assert_array_equal(plan.velocities[0], [0.3, 1.5])  # exactly as sent before
     # the first new segment is 48 ms long: its velocity bound uses that duration
-    fast = build_plan(np.array([0.01, 0.1]), np.array([[0, 0], [1.0, 0.2], [1.0, 0.2]]), PERIOD, LIMITS, keep=keep)
+    fast = build_plan(np.array([0.01, 0.1]), np.array([[1.0, 0.2], [1.0, 0.2]]), PERIOD, LIMITS, keep=keep)
     assert fast.positions[1, 0] == pytest.approx(0.02 + 1.0 * 0.048)
+    # one row is enough: the kept point, then row 0 (stopping there)
+    one = build_plan(np.array([0.01, 0.1]), targets[:1], PERIOD, LIMITS, keep=keep)
+    assert one.kept and one.n_points == 2 and np.all(one.velocities[-1] == 0)
 
 
 @pytest.mark.parametrize("why,keep_kwargs", [
-    ("too far from the measured position", dict(position=np.array([0.2, 0.2]))),  # 0.19 rad > 1 rad/s x 52 ms
-    ("outside the position limits", dict(position=np.array([1.01, 0.1]))),
-    ("velocity over the limit", dict(velocity=np.array([1.5, 0.0]))),
     ("not finite", dict(velocity=np.array([np.nan, 0.0]))),
     ("in the past", dict(t_ns=0)),
     ("two periods ahead", dict(t_ns=2 * PERIOD)),
@@ -157,5 +157,20 @@ def test_an_unusable_kept_point_is_dropped_and_the_plan_starts_from_the_measurem
     assert not plan.kept, why
     np.testing.assert_array_equal(plan.times_ns, [PERIOD, 2 * PERIOD])
     np.testing.assert_allclose(plan.positions, targets)
-    # a single row cannot keep (its last point must stop): the plan is row 0 alone
-    assert not build_plan(np.array([0.01, 0.1]), targets[:1], PERIOD, LIMITS, keep=KeptPoint(**base)).kept
+
+
+@pytest.mark.parametrize("why,position,velocity,expected_pos,expected_vel", [
+    # a gripper closed on an object: its command is further from the measurement than one step
+    ("joint a out of reach", [0.2, 0.2], [0.3, 1.5], [0.01 + 0.052, 0.2], [0.0, 1.5]),
+    ("joint a outside its position limit", [1.01, 0.2], [0.3, 1.5], [0.01 + 0.052, 0.2], [0.0, 1.5]),
+    ("joint b velocity over the limit", [0.02, 0.2], [0.3, 5.0], [0.02, 0.2], [0.3, 4.0]),
+])
+def test_a_kept_point_is_moved_per_joint_into_what_every_first_point_obeys(why, position, velocity,
+                                                                            expected_pos, expected_vel):
+    from arvla_action_expert.trajectory import KeptPoint
+
+    keep = KeptPoint(PERIOD + 2_000_000, np.array(position), np.array(velocity))
+    plan = build_plan(np.array([0.01, 0.1]), np.array([[0.03, 0.3]]), PERIOD, LIMITS, keep=keep)
+    assert plan.kept and plan.n_clamped == 1, why
+    np.testing.assert_allclose(plan.positions[0], expected_pos)
+    np.testing.assert_allclose(plan.velocities[0], expected_vel)

@@ -161,9 +161,11 @@ def test_a_kept_point_never_makes_a_trajectory_unsafe(limits, data, period_ns):
     assert trajectory_problems(limits.names, plan.times_ns.tolist(), plan.positions, plan.velocities,
                                start=current, joints=limits.names, lower=limits.lower, upper=limits.upper,
                                vmax=limits.max_velocity) == []
-    if plan.kept:
-        assert plan.times_ns[0] == keep.t_ns and np.array_equal(plan.positions[0], pos)
-        assert np.array_equal(plan.velocities[0], vel)
+    if plan.kept:  # per joint: the point as sent (velocity clipped to the limit), or moved and stopping
+        assert plan.times_ns[0] == keep.t_ns
+        same = (plan.positions[0] == pos) & (plan.velocities[0] == np.clip(vel, -limits.max_velocity,
+                                                                           limits.max_velocity))
+        assert np.all(same | (plan.velocities[0] == 0.0))
 
 
 @given(period_ns=st.integers(max_value=0))
@@ -233,7 +235,8 @@ def test_fuzzed_inputs_into_the_running_node(expert_rig, ledger):
                 h.tick(target + PERIOD_NS)  # rcl re-arms the timer one period after a backward jump
         h.tick()
         assert mon.violations == [] and h.jtc.violations == []
-        # whatever came before, good inputs make it run again (a poisoned memory would not)
+        # whatever came before, good inputs make it run again (a poisoned memory would not); the
+        # tick above judged every pending prefix, so this one is the newest
         h.joint_state({"j1": 0.1, "j2": -0.2, "j3": 0.05})
         mon.start = np.array([0.1, -0.2, 0.05])
         h.prefix(h.now_ns)

@@ -17,6 +17,11 @@ slot: slot s is visible to step t iff ``t - W < step[s] <= t``. That is the same
 ``ARExpert.window_mask`` for whole sequences, so cached and uncached paths agree exactly, also
 when step indices jump (late ticks).
 
+The static-shape step (``ARExpert.step_static``, ``policy.StaticStep``, what ``inference:
+cuda_graph`` captures) uses the same tensors through a split of that bookkeeping: the device
+half (``mark_step``, ``clear_scratch``) takes the step index and slot as device tensors, the
+host half (``check_commit``, ``commit_marked``, ``discard_marked``) keeps the integers.
+
 Nothing non-finite ever enters the cache: a hidden slot still takes part in the attention
 matmul with weight 0, and 0 x NaN = NaN, so one poisoned slot would spoil every later step
 even after a reset. ``set_prefix`` refuses non-finite keys/values, ``end_step`` refuses to
@@ -54,6 +59,8 @@ class HybridKVCache:
                                     device=device)
         self.mask = torch.zeros(1, 1, 1, slots, dtype=torch.bool, device=device)
         self.bias = torch.zeros(1, 1, 1, slots, dtype=dtype, device=device)  # 0 / -inf form
+        # which prefix slots hold tokens, on the device: the static step builds its mask from it
+        self.prefix_mask = torch.zeros(max_prefix_tokens, dtype=torch.bool, device=device)
         self.reset()
 
     # ---- state --------------------------------------------------------------------------------
@@ -65,6 +72,7 @@ class HybridKVCache:
         self.v.zero_()
         self.slot_step.fill_(_EMPTY)
         self.mask.fill_(False)
+        self.prefix_mask.fill_(False)
         self.prefix_len = 0
         self.capture_step: int | None = None
         self.head = 0                    # next ring slot to overwrite (the oldest)
@@ -104,12 +112,15 @@ class HybridKVCache:
             self.v[layer, :, :, :n] = v
         self.k[:, :, :, n: self.n_prefix] = 0.0  # a shorter prefix leaves no stale tokens behind
         self.v[:, :, :, n: self.n_prefix] = 0.0
+        self.prefix_mask[:n] = True
+        self.prefix_mask[n:] = False
         self.prefix_len = n
         self.capture_step = int(capture_step)
 
     def clear_prefix(self) -> None:
         self.k[:, :, :, : self.n_prefix] = 0.0
         self.v[:, :, :, : self.n_prefix] = 0.0
+        self.prefix_mask.fill_(False)
         self.prefix_len = 0
         self.capture_step = None
 
@@ -192,3 +203,52 @@ class HybridKVCache:
         """Drop the speculative tokens; the committed memory is as before the lookahead."""
         self.slot_step[self.window:] = _EMPTY
         self._lookahead = 0
+
+    # ---- the static-shape step (ARExpert.step_static, policy.StaticStep) -----------------------
+    # The same bookkeeping split in two: device work that takes the step index and the slot as
+    # device tensors (fixed shapes, no host sync: capturable in a CUDA graph), and host work on
+    # plain ints before / after it. Scratch slots follow the ring: speculative row j (1..) of a
+    # tick takes ring-relative slot window + j - 1.
+
+    def check_commit(self, step_index: int) -> int:
+        """``begin_step(commit=True)``'s preconditions on the host only; the ring slot (0..W-1)
+        the token of ``step_index`` will take."""
+        if self._write_slot is not None or self._lookahead:
+            raise CacheError("a begun step or speculative steps are pending: the static step "
+                             "needs a cache between ticks")
+        if self.last_step is not None and int(step_index) <= self.last_step:
+            raise CacheError(f"step {int(step_index)} does not follow the last committed step "
+                             f"{self.last_step}; call reset() to start a new episode")
+        return self.head
+
+    def mark_step(self, ring_slot: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Device half of ``begin_step``: ``slot_step[ring_slot] = step`` (both (1,) int64 device
+        tensors) and the additive mask of a query at ``step``, rebuilt in place; returns it."""
+        self.slot_step.index_copy_(0, ring_slot, step)
+        visible = (self.slot_step > step - self.window) & (self.slot_step <= step)
+        self.mask[0, 0, 0, : self.n_prefix] = self.prefix_mask
+        self.mask[0, 0, 0, self.n_prefix:] = visible
+        return self.bias.zero_().masked_fill_(~self.mask, float("-inf"))
+
+    def clear_scratch(self) -> None:
+        """Device half of ``end_lookahead``: hide the speculative slots (no host bookkeeping)."""
+        self.slot_step[self.window:] = _EMPTY
+
+    def commit_marked(self, step_index: int) -> None:
+        """Host half of ``end_step`` for the token a static step wrote into the head slot."""
+        self.last_step = int(step_index)
+        self.head = (self.head + 1) % self.window
+        self.fill = min(self.fill + 1, self.window)
+
+    def discard_marked(self, ring_slot: int | None) -> None:
+        """After a static tick whose token was not finite: zero ring slot ``ring_slot`` (the
+        committed token, when it was the bad one; None = keep it) and every scratch slot, and
+        hide them, so nothing non-finite stays in the memory."""
+        if ring_slot is not None:
+            s = self.n_prefix + ring_slot
+            self.k[:, :, :, s] = 0.0
+            self.v[:, :, :, s] = 0.0
+            self.slot_step[ring_slot] = _EMPTY
+        self.k[:, :, :, self.n_prefix + self.window:] = 0.0
+        self.v[:, :, :, self.n_prefix + self.window:] = 0.0
+        self.clear_scratch()

@@ -179,6 +179,24 @@ class _Memory:
         return torch.cat((pk, k), dim=2), torch.cat((pv, v), dim=2), self.mask
 
 
+class _SlotMemory:
+    """``keys_values`` for ``ARExpert.step_static``: the new token's k/v go into the cache
+    memory at ``slot``, a (1,) int64 device tensor, so nothing in the step depends on a host
+    integer (a CUDA graph replays it for any slot)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                 slot: torch.Tensor):
+        self.keys, self.values = keys, values  # (n_layer, 1, heads, slots, head_dim)
+        self.bias, self.slot = bias, slot      # (1, 1, 1, slots) additive mask, (1,) int64
+
+    def keys_values(self, layer: int, k: torch.Tensor, v: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        keys, values = self.keys[layer], self.values[layer]  # (1, heads, slots, head_dim)
+        keys.index_copy_(2, self.slot, k)
+        values.index_copy_(2, self.slot, v)
+        return keys, values, self.bias
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 
@@ -379,6 +397,26 @@ class ARExpert(nn.Module):
         cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, i)
+        return self.head_out(self.ln_f(x))
+
+    def step_static(self, states: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
+                    values: torch.Tensor, bias: torch.Tensor, slot: torch.Tensor,
+                    prev: torch.Tensor | None = None) -> torch.Tensor:
+        """``step`` for one token with every input a tensor of a fixed shape: the form a CUDA
+        graph can capture (``policy.StaticStep``). Same arithmetic as ``step``, so the same
+        result: only where the k/v are written and where the mask comes from differ.
+
+        states (1, 1, state_dim) normalised, positions (1, 1) int64, keys/values the cache
+        memory (n_layer, 1, heads, slots, head_dim), written in place at ``slot`` ((1,) int64,
+        index on the slot axis), bias (1, 1, 1, slots) the additive mask of this query
+        (``HybridKVCache.mark_step``).
+        """
+        c = self.config
+        x = self.embed_steps(states, prev)  # (1, 1, C)
+        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
+        memory = _SlotMemory(keys, values, bias, slot)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, memory, i)
         return self.head_out(self.ln_f(x))
 
     # ---- heads --------------------------------------------------------------------------------

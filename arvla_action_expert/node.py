@@ -433,6 +433,11 @@ class ActionExpertNode(Node):
                 policy.use_onnx(int8=cfg.inference == "onnx_int8", threads=max(cfg.torch_threads, 1))
             except ImportError as err:
                 raise ConfigError(f"inference: '{cfg.inference}' needs onnx and onnxruntime ({err})") from err
+        elif cfg.inference in ("cuda_graph", "cuda_graph_bf16"):
+            try:
+                policy.use_cuda_graph(bf16=cfg.inference == "cuda_graph_bf16")
+            except ValueError as err:
+                raise ConfigError(f"inference: {err}") from err
         return policy
 
     def _check_policy_fits(self, policy: ExpertPolicy) -> None:

@@ -29,7 +29,7 @@ NODE_NAME = "arvla_action_expert"
 _p = param_field  # short: one per field below
 
 
-INFERENCE_MODES = ("torch", "int8", "onnx", "onnx_int8")
+INFERENCE_MODES = ("torch", "int8", "onnx", "onnx_int8", "cuda_graph", "cuda_graph_bf16")
 TRAJECTORY_TIMINGS = ("seamless", "tick", "arrival")
 
 
@@ -45,7 +45,10 @@ class ExpertNodeConfig:
     inference: str = _p("torch", "How one AR step runs: 'torch' (fp32, exact), 'int8' (torch dynamic int8 "
                                  "Linear weights, ~3x faster on CPU), 'onnx' (ONNX Runtime fp32) or "
                                  "'onnx_int8' (ONNX Runtime, int8 weights: fastest on CPU; see "
-                                 "bench/expert_step.py for speed and agreement with fp32).")
+                                 "bench/expert_step.py for speed and agreement with fp32), "
+                                 "'cuda_graph' (device cuda: the step replayed as CUDA graphs, fp32, "
+                                 "equal to 'torch') or 'cuda_graph_bf16' (the same in bfloat16; "
+                                 "bench/gpu.py).")
     control_rate: float = _p(20.0, "Control tick rate in Hz; must match the checkpoint's control_rate_hz "
                                    "(one AR step = one period). The timer runs on the node clock (use_sim_time).")
     lookahead_steps: int = _p(3, "AR steps published per tick as trajectory points (row 0 is committed to "

@@ -3,10 +3,16 @@
 This is the object the expert node (and offline replay, and evaluation) drives, one control tick
 at a time: ``refresh_prefix`` whenever perception delivers, ``step`` every tick. Everything here
 is ROS-free; the node converts messages and time stamps (see ``reanchor``) and calls this.
+
+``step`` has two backends with the same results: the cache path (``HybridKVCache.begin_step`` /
+``ARExpert.step`` / ``end_step``, host integers steer it) and ``StaticStep`` (``use_static_step``,
+``use_cuda_graph``): the whole tick as device work of fixed shapes, which a CUDA graph replays
+in one launch per row instead of ~100 small kernel launches and host syncs.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any, Sequence
@@ -18,11 +24,12 @@ from arvla_action_expert.cache import CacheError, HybridKVCache
 from arvla_action_expert.model import ARExpert, ExpertConfig
 from arvla_action_expert.normalize import Normalizer
 
-__all__ = ["ExpertPolicy", "MAX_LOOKAHEAD", "PolicyBase"]
+__all__ = ["ExpertPolicy", "MAX_LOOKAHEAD", "PolicyBase", "StaticStep"]
 
 log = logging.getLogger(__name__)
 
 MAX_LOOKAHEAD = 32  # scratch slots reserved for speculative steps (rows 1.. of ``step``)
+_NO_STEP = -(2 ** 62)  # step index of an empty plan slot (StaticStep): never a real step
 
 
 class PolicyBase:
@@ -97,6 +104,7 @@ class ExpertPolicy(PolicyBase):
         # zeros at an episode start, exactly as the training data builds it
         self._prev = np.zeros(c.action_dim, np.float32)
         self._onnx = None  # set by use_onnx()
+        self._static: StaticStep | None = None  # set by use_static_step() / use_cuda_graph()
         self._ensemble = 1
         # multi-token predictions of the last committed steps: step index -> (K, A) normalised
         self._plans: dict[int, np.ndarray] = {}
@@ -144,7 +152,46 @@ class ExpertPolicy(PolicyBase):
         (it runs once per refresh). Needs the ``onnxruntime`` and ``onnx`` packages."""
         from arvla_action_expert.onnx_step import OnnxStep
 
+        if self._static is not None:
+            raise ValueError("the ONNX backend and the static step exclude each other")
         self._onnx = OnnxStep(self.model, self.cache, int8=int8, threads=threads)
+
+    def use_static_step(self, *, bf16: bool = False, cuda_graph: bool = False) -> None:
+        """Run ``step`` through ``StaticStep``: each tick as device work of fixed shapes (same
+        results as the cache path: exactly in fp32). The memory is cleared: call it before an
+        episode. ``bf16``: the decoder steps in bfloat16 (weights and KV cache; the prefix
+        encoder stays fp32). ``cuda_graph``: capture the committed row and one speculative row
+        as CUDA graphs and replay them (see ``use_cuda_graph``); without it the static functions
+        run eagerly, on any device: that is how CI checks them on the CPU."""
+        if self._onnx is not None:
+            raise ValueError("the static step and the ONNX backend exclude each other")
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need the policy on a CUDA device, it is on "
+                             f"'{self.device}'")
+        model: ARExpert = self.model
+        if bf16:
+            model = copy.deepcopy(self.model).to(torch.bfloat16)
+            model.bin_centers = self.model.bin_centers  # decoded in float32, as the fp32 path
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        if self.cache.k.dtype != dtype:
+            c = self.config
+            self.cache = HybridKVCache(c.n_layer, c.n_head, c.head_dim, c.window,
+                                       c.max_prefix_tokens, MAX_LOOKAHEAD, dtype=dtype,
+                                       device=self.device)
+        self._static = StaticStep(self, model, cuda_graph=cuda_graph)
+        self.reset()
+
+    def use_cuda_graph(self, *, bf16: bool = False) -> None:
+        """The expert node's ``inference: cuda_graph`` (``cuda_graph_bf16``): ``step`` replays
+        captured CUDA graphs (``use_static_step(cuda_graph=True)``). ValueError naming the
+        ``device`` parameter when the policy is not on a CUDA device."""
+        if self.device.type != "cuda":
+            mode = "cuda_graph_bf16" if bf16 else "cuda_graph"
+            raise ValueError(f"'{mode}' inference needs the policy on a CUDA device "
+                             f"(parameter device: 'cuda' or 'cuda:N'), it is on '{self.device}'"
+                             + ("" if torch.cuda.is_available() else
+                                " and this torch/host has no CUDA"))
+        self.use_static_step(bf16=bf16, cuda_graph=True)
 
     @property
     def ensemble_steps(self) -> int:
@@ -160,6 +207,8 @@ class ExpertPolicy(PolicyBase):
         if not 1 <= int(n) <= K:
             raise ValueError(f"ensemble_steps must be in [1, predict_steps={K}], got {n}")
         self._ensemble = int(n)
+        if self._static is not None:
+            self._static.ensemble.fill_(int(n))
 
     # ---- memory -------------------------------------------------------------------------------
 
@@ -181,6 +230,8 @@ class ExpertPolicy(PolicyBase):
         self.cache.reset()
         self._prev = np.zeros(self.action_dim, np.float32)
         self._plans.clear()
+        if self._static is not None:
+            self._static.reset()
 
     def refresh_prefix(self, tokens: np.ndarray, capture_step: int) -> None:
         """Encode backbone tokens (N, prefix_dim) once; later steps attend to them.
@@ -210,6 +261,8 @@ class ExpertPolicy(PolicyBase):
         if lookahead > 1 and self.state_dim != self.action_dim:
             raise ValueError(f"lookahead > 1 feeds actions back as states: needs state_dim "
                              f"({self.state_dim}) == action_dim ({self.action_dim})")
+        if self._static is not None:
+            return self._static(state, int(step_index), lookahead)
         out = np.empty((lookahead, self.action_dim), np.float64)
         with torch.inference_mode():
             out[0], self._prev = self._one(state, int(step_index), self._prev, commit=True)
@@ -263,3 +316,200 @@ class ExpertPolicy(PolicyBase):
             for s in [s for s in self._plans if not step_index - n < s <= step_index]:
                 del self._plans[s]
         return np.mean(rows, axis=0)
+
+
+class StaticStep:
+    """One tick of ``ExpertPolicy.step`` as device work of fixed shapes: CUDA-graph material.
+
+    The host writes the state and [step index, ring slot] into two small device tensors (from
+    pinned memory on CUDA: asynchronous copies), runs the committed row and ``lookahead - 1``
+    speculative rows, and reads back one (rows, 2A + 2) float64 block: per row the action, the
+    normalised target and two finite flags (output, keys/values). Everything in between stays on
+    the device, in preallocated tensors updated in place: normalisation, ``ARExpert.step_static``
+    (KV written at a device slot index, mask from ``HybridKVCache.mark_step``), decode, the
+    ensemble blend over the plans of the last committed steps (a ring of K plans by step % K,
+    summed oldest first like ``ExpertPolicy._blend``), denormalisation and feeding each row's
+    action and target to the next row. Nothing calls ``.item()`` or changes a shape.
+
+    With ``cuda_graph`` the committed row and one speculative row (it advances a device row
+    counter) are captured once as two ``torch.cuda.CUDAGraph`` s and replayed (the second
+    ``lookahead - 1`` times); otherwise the same two functions run eagerly. The graphs hold
+    the addresses of the model's parameters and the cache tensors: after capture, load weights
+    in place (``load_state_dict``), never replace them (no ``quantize``). Host bookkeeping
+    (step order, ring head, fill) stays in the cache (``check_commit`` / ``commit_marked``); a
+    non-finite row is undone on the host (``discard_marked``) and raised as by the cache path.
+    """
+
+    def __init__(self, policy: ExpertPolicy, model: ARExpert, *, cuda_graph: bool):
+        c = self.config = policy.config
+        self.model, self.cache = model, policy.cache
+        self.device = policy.device
+        self.dtype = self.cache.k.dtype  # the step's compute dtype (float32 or bfloat16)
+        A, S, K = c.action_dim, c.state_dim, c.predict_steps
+        rows = MAX_LOOKAHEAD + 1
+        f32 = dict(dtype=torch.float32, device=self.device)
+        f64 = dict(dtype=torch.float64, device=self.device)
+        i64 = dict(dtype=torch.int64, device=self.device)
+        pin = self.device.type == "cuda"
+        # host ends of the two copies in and the one copy out per tick
+        self.host_state = torch.zeros(S, dtype=torch.float64, pin_memory=pin)
+        self.host_index = torch.zeros(2, dtype=torch.int64, pin_memory=pin)
+        self.host_out = torch.zeros(rows, 2 * A + 2, dtype=torch.float64, pin_memory=pin)
+        # device inputs
+        self.state_in = torch.zeros(S, **f64)
+        self.index_in = torch.zeros(2, **i64)  # [step index of the tick, its ring slot]
+        def stat(a: np.ndarray) -> torch.Tensor:  # normalisers in float64, as Normalizer's
+            return torch.as_tensor(np.asarray(a, np.float64), device=self.device)
+
+        self.state_mean, self.state_std = stat(policy.state_norm.mean), stat(policy.state_norm.std)
+        self.target_mean = stat(policy.target_norm.mean)
+        self.target_std = stat(policy.target_norm.std)
+        # carried between rows and ticks
+        self.row = torch.zeros(1, **i64)       # row of the tick being computed (0 = committed)
+        self.state = torch.zeros(S, **f64)     # the state that row is fed
+        self.prev = torch.zeros(A, **f32)      # normalised target of the last committed row
+        self.prev_row = torch.zeros(A, **f32)  # ... of the previous row of this tick
+        self.plans = torch.zeros(K, K, A, **f32)  # committed plans (K, A) at step % K
+        self.plan_steps = torch.full((K,), _NO_STEP, **i64)
+        self.ensemble = torch.full((1,), policy.ensemble_steps, **i64)
+        self.lags = torch.arange(K - 1, 0, -1, **i64)  # K-1 .. 1: the oldest plan first
+        self.out = torch.zeros(rows, 2 * A + 2, **f64)
+        self.prev_host = np.zeros(A, np.float32)  # self.prev as of the last finished tick
+        self.graphs: tuple[Any, Any] | None = None
+        if cuda_graph:
+            self._capture()
+
+    def reset(self) -> None:
+        """A new episode: no previous target, no plans (in place: the graphs keep them)."""
+        self.prev.zero_()
+        self.prev_row.zero_()
+        self.plans.zero_()
+        self.plan_steps.fill_(_NO_STEP)
+        self.prev_host = np.zeros(self.config.action_dim, np.float32)
+
+    # ---- device work (fixed shapes; captured by _capture) --------------------------------------
+
+    def _row(self, step: torch.Tensor, ring_slot: torch.Tensor, *, commit: bool) -> None:
+        """One token at ``step`` written at ``ring_slot`` ((1,) int64 each); output row
+        ``self.row`` of ``self.out``; feeds the next row."""
+        c, cache = self.config, self.cache
+        A = c.action_dim
+        bias = cache.mark_step(ring_slot, step)  # (1, 1, 1, slots)
+        slot = ring_slot + cache.n_prefix
+        xn = ((self.state - self.state_mean) / self.state_std).float()  # Normalizer.normalize
+        prev = self.prev if commit else self.prev_row
+        out = self.model.step_static(
+            xn.view(1, 1, -1).to(self.dtype), step.view(1, 1), cache.k, cache.v, bias, slot,
+            prev=prev.view(1, 1, -1).to(self.dtype) if c.use_prev_action else None)
+        plan = self.model.decode(out[0, 0].float(), all_steps=True).reshape(-1, A)  # (K, A)
+        plan_ok = torch.isfinite(plan).all()
+        kv_ok = (torch.isfinite(cache.k.index_select(3, slot)).all()
+                 & torch.isfinite(cache.v.index_select(3, slot)).all())
+        target_n = self._blend(step, plan, commit=commit) if c.predict_steps > 1 else plan[0]
+        target = target_n.double() * self.target_std + self.target_mean  # Normalizer.denormalize
+        action = target + self.state if c.delta_actions else target  # (A,) float64
+        flags = torch.stack((plan_ok, kv_ok)).double()
+        self.out.index_copy_(0, self.row, torch.cat((action, target_n.double(), flags))[None])
+        if c.state_dim == A:  # lookahead feeds the action back as the next state
+            self.state.copy_(action)
+        self.prev_row.copy_(target_n)
+        if commit:
+            self.prev.copy_(target_n)
+
+    def _blend(self, step: torch.Tensor, plan: torch.Tensor, *, commit: bool) -> torch.Tensor:
+        """``ExpertPolicy._blend`` on the device: this token's plan[0] averaged with the rows
+        for ``step`` of the plans of the previous ``ensemble - 1`` committed steps."""
+        K = self.config.predict_steps
+        s = step - self.lags  # (K-1,) steps whose plan may cover ``step``, oldest first
+        at = torch.remainder(s, K)
+        valid = (self.plan_steps[at] == s) & (self.lags < self.ensemble)  # (K-1,)
+        rows = torch.where(valid[:, None], self.plans[at, self.lags], 0.0)  # (K-1, A)
+        acc = plan[0]
+        for d in range(K - 1):  # one add per row, oldest first: the sum np.mean forms
+            acc = acc + rows[d]
+        target_n = acc / (valid.sum() + 1).to(acc.dtype)
+        if commit:  # remembered only when blending, as ExpertPolicy._blend does
+            here = torch.remainder(step, K)
+            self.plans.index_copy_(0, here, plan[None])
+            self.plan_steps.index_copy_(0, here, torch.where(self.ensemble > 1, step, _NO_STEP))
+        return target_n
+
+    def _commit_row(self) -> None:
+        self.cache.clear_scratch()  # the previous tick's speculative tokens
+        self.row.zero_()
+        self.state.copy_(self.state_in)
+        self._row(self.index_in[0:1], self.index_in[1:2], commit=True)
+
+    def _lookahead_row(self) -> None:
+        self.row.add_(1)
+        self._row(self.index_in[0:1] + self.row, self.row + (self.cache.window - 1), commit=False)
+
+    def _capture(self) -> None:
+        """Warm up on a side stream (allocator, cuBLAS, the RoPE table), then capture both rows.
+        The warm-up writes into the memory: the policy resets after this."""
+        dev = self.device
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(3):
+                self._commit_row()
+                self._lookahead_row()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        commit, look = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.no_grad():
+            with torch.cuda.graph(commit):
+                self._commit_row()
+            with torch.cuda.graph(look):  # own pool: nothing it reuses can be the other's
+                self._lookahead_row()
+        torch.cuda.current_stream(dev).synchronize()
+        self.graphs = (commit, look)
+
+    # ---- host side ------------------------------------------------------------------------------
+
+    def __call__(self, state: np.ndarray, step_index: int, lookahead: int) -> np.ndarray:
+        """``ExpertPolicy.step`` for a checked ``state``: (lookahead, action_dim) float64."""
+        cache, A = self.cache, self.config.action_dim
+        head = cache.check_commit(step_index)
+        self.host_state.numpy()[:] = state
+        self.host_index.numpy()[:] = (step_index, head)
+        with torch.no_grad():
+            self.state_in.copy_(self.host_state, non_blocking=True)
+            self.index_in.copy_(self.host_index, non_blocking=True)
+            if self.graphs is not None:
+                self.graphs[0].replay()
+                for _ in range(lookahead - 1):
+                    self.graphs[1].replay()
+            else:
+                self._commit_row()
+                for _ in range(lookahead - 1):
+                    self._lookahead_row()
+            got = self.host_out[:lookahead]
+            got.copy_(self.out[:lookahead], non_blocking=True)
+            if self.device.type == "cuda":
+                torch.cuda.current_stream(self.device).synchronize()
+        res = got.numpy().copy()
+        ok = (res[:, 2 * A] > 0) & (res[:, 2 * A + 1] > 0)
+        if not ok[0]:
+            self._undo_commit(step_index, head)
+            self._raise(res[0], 0)
+        cache.commit_marked(step_index)
+        self.prev_host = res[0, A:2 * A].astype(np.float32)
+        if not ok.all():
+            cache.discard_marked(None)
+            self._raise(res[int(np.argmin(ok))], int(np.argmin(ok)))
+        return res[:, :A]
+
+    def _undo_commit(self, step_index: int, head: int) -> None:
+        """The committed row was not finite: the memory, plans and previous target as before."""
+        self.cache.discard_marked(head)
+        K = self.config.predict_steps
+        with torch.no_grad():
+            self.plan_steps[step_index % K] = _NO_STEP
+            self.prev.copy_(torch.from_numpy(self.prev_host))
+
+    def _raise(self, row: np.ndarray, j: int) -> None:
+        A = self.config.action_dim
+        if row[2 * A] <= 0:
+            raise ValueError(f"model output of row {j} has NaN/inf values; step not stored in "
+                             "memory")
+        raise CacheError(f"the keys/values of row {j} are not finite; step not stored")

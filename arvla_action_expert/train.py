@@ -3,6 +3,7 @@
     arvla train --config config/expert_tiny.yaml --stage 1 --out runs/s1
     arvla train --config config/expert_tiny.yaml --stage 2 --init runs/s1 --out runs/s2
     torchrun --nproc_per_node=2 -m arvla_action_expert.train --config ... --stage 1 --out runs/s1
+    arvla train ... --device cuda --bf16     # one GPU, bfloat16 autocast (default --device auto)
 
 Stage 1 learns "kinematic syntax" from state/action windows alone. Stage 2 starts from a stage-1
 checkpoint (``--init``: weights, normalisers and bins) and teaches the decoder to read the prefix:
@@ -12,6 +13,12 @@ H history tokens that do not see it, then C chunk tokens that do, at a sampled d
 
 AdamW, linear warmup then cosine decay; checkpoints (with optimiser state) go to ``--out`` and
 ``--resume`` continues from there.
+
+Devices (``--device auto|cpu|cuda[:N]``, ``resolve_device``): batches are built on the host (in a
+background thread on CUDA, pinned, copied asynchronously; the same seeded sequence as on the
+CPU), ``--bf16`` runs forward and loss under ``torch.autocast`` in bfloat16. Under torchrun each
+rank takes LOCAL_RANK's GPU with NCCL, or stays on the CPU with gloo. Checkpoints hold CPU
+tensors whatever the device: they load anywhere.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ import json
 import logging
 import math
 import pathlib
+import queue
+import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Literal, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 from tqdm import tqdm
@@ -41,9 +51,10 @@ from arvla_action_expert.data import (EpisodeError, EpisodeSource, InMemoryEpiso
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
 
 __all__ = ["DataConfig", "Distributed", "ModelDims", "OptimConfig", "SyntheticConfig",
-           "TrainConfig", "TrainResult", "build_source", "check_data_matches_model", "cli_main",
-           "evaluate", "load_train_config", "loss_trend", "lr_at", "make_optimizer",
-           "optimizer_step", "show_progress", "train"]
+           "TrainConfig", "TrainResult", "autocast", "build_source", "check_data_matches_model",
+           "cli_main", "device_batches", "evaluate", "load_train_config", "loss_trend", "lr_at",
+           "make_optimizer", "optimizer_step", "resolve_device", "show_progress", "to_device",
+           "train"]
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +163,15 @@ class Distributed:
     batch from the same seeded generator and trains on its own contiguous slice of it; DDP
     averages the gradients, which for equal slices is the gradient of the whole batch. So
     ``torchrun --nproc_per_node=N arvla-train ...`` follows the single-process loss curve (up to
-    float summation order) while each rank does 1/N of the work. gloo on CPU, NCCL on CUDA.
+    float summation order) while each rank does 1/N of the work. gloo on CPU, NCCL on CUDA:
+    the backend follows the device the run trains on (``resolve_device``), not what the host
+    has, and on CUDA each rank is bound to GPU LOCAL_RANK.
     """
 
     world_size: int = 1
     rank: int = 0
     local_rank: int = 0
+    local_world_size: int = 1    # ranks on this host (torchrun's LOCAL_WORLD_SIZE)
 
     @property
     def enabled(self) -> bool:
@@ -172,14 +186,20 @@ class Distributed:
         import os
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        return cls(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")),
+                   int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
 
-    def init(self) -> None:
+    def init(self, device: torch.device = torch.device("cpu")) -> None:
+        """Join the process group: NCCL when this rank trains on a GPU (``device``, bound as the
+        current CUDA device first), gloo on the CPU."""
         if not self.enabled or torch.distributed.is_initialized():
             return
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         torch.distributed.init_process_group(backend=backend)
-        log.info("distributed training: rank %d of %d (%s)", self.rank, self.world_size, backend)
+        log.info("distributed training: rank %d of %d (%s on %s)", self.rank, self.world_size,
+                 backend, device)
 
     def shard(self, batch: dict[str, torch.Tensor], mask: torch.Tensor
               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -191,13 +211,128 @@ class Distributed:
         sl = slice(self.rank * per, (self.rank + 1) * per)
         return {k: v[sl] for k, v in batch.items()}, mask[sl]
 
-    def mean(self, value: float) -> float:
-        """Average a scalar over ranks (for the loss that is logged and returned)."""
+    def mean(self, value: float, device: torch.device = torch.device("cpu")) -> float:
+        """Average a scalar over ranks (for the loss that is logged and returned); ``device``:
+        where the backend reduces (NCCL: the rank's GPU)."""
         if not self.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(t)
         return float(t.item()) / self.world_size
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def resolve_device(spec: str, dist: Distributed = Distributed()) -> torch.device:
+    """``--device``: "auto" (CUDA when this host has it, else the CPU), "cpu", "cuda" or
+    "cuda:N". Under torchrun ("auto" / "cuda") every rank takes GPU LOCAL_RANK; "auto" stays on
+    the CPU (all ranks alike) when the host has fewer GPUs than ranks. ConfigError for an
+    unknown spec, a GPU that is not there, or "cuda:N" with several ranks."""
+    if not _DEVICE.fullmatch(spec):
+        raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    if spec == "auto":
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have == 0 or (dist.enabled and have < dist.local_world_size):
+            if have:
+                log.warning("device auto: %d GPU(s) for %d ranks on this host: training on the "
+                            "CPU (gloo)", have, dist.local_world_size)
+            return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device: {spec!r}, but torch {torch.__version__} sees no CUDA device "
+                          "(use --device cpu or auto)")
+    count = torch.cuda.device_count()
+    if ":" in spec:
+        if dist.enabled:
+            raise ConfigError(f"device: {spec!r} pins one GPU, but torchrun started "
+                              f"{dist.world_size} ranks: use 'cuda' (rank -> GPU LOCAL_RANK) "
+                              "and CUDA_VISIBLE_DEVICES to choose the GPUs")
+        index = int(spec.split(":")[1])
+    else:
+        index = dist.local_rank if dist.enabled else torch.cuda.current_device()
+    if index >= count:
+        raise ConfigError(f"device: GPU {index} requested (LOCAL_RANK {dist.local_rank}), this "
+                          f"host has {count}")
+    return torch.device("cuda", index)
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bfloat16 autocast for forward and loss (``--bf16``); a no-op context when off."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device
+              ) -> dict[str, torch.Tensor]:
+    """A batch on ``device``: one asynchronous copy per tensor (the same tensors on the CPU)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+BatchT = TypeVar("BatchT")
+
+
+def device_batches(host: Iterable[BatchT], device: torch.device, *,
+                   prefetch: int | None = None) -> Iterator[BatchT]:
+    """The items of ``host`` (tuples of batch dicts, tensors and plain values, built on the CPU
+    in order) with their tensors on ``device``. On CUDA (or with ``prefetch`` > 0) a background
+    thread builds the next ``prefetch`` (default 2) items, pinned, while the GPU trains on this
+    one: the host's Python sampling and the device's work overlap, and the item sequence (the
+    seeded generator's draws) is exactly the sequential one. An error in the thread is raised
+    here; closing the generator stops the thread."""
+    def move(item: Any, dev: torch.device) -> Any:
+        return tuple(to_device(x, dev) if isinstance(x, dict) else
+                     x.to(dev, non_blocking=True) if torch.is_tensor(x) else x for x in item)
+
+    depth = prefetch if prefetch is not None else (2 if device.type == "cuda" else 0)
+    if depth <= 0:
+        for item in host:
+            yield move(item, device)
+        return
+    pin = device.type == "cuda"
+
+    def pinned(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: pinned(v) for k, v in x.items()}
+        if isinstance(x, tuple):
+            return tuple(pinned(v) for v in x)
+        return x.pin_memory() if pin and torch.is_tensor(x) else x
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(kind: str, item: Any) -> bool:
+        """Queue ``item`` unless the consumer has gone (then False)."""
+        while not stop.is_set():
+            try:
+                q.put((kind, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in host:
+                if not offer("item", pinned(item)):
+                    return
+            offer("end", None)
+        except BaseException as err:  # handed to the consumer, raised there
+            offer("error", err)
+
+    worker = threading.Thread(target=produce, name="arvla-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield move(item, device)
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)
 
 
 class ModelDims(Protocol):
@@ -254,10 +389,11 @@ def lr_at(step: int, o: OptimConfig) -> float:
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: torch.nn.Module, o: OptimConfig, *, no_decay: Sequence[str] = ()
-                   ) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, o: OptimConfig, *, no_decay: Sequence[str] = (),
+                   fused: bool | None = None) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: not on norms, biases, position embeddings
-    (names containing "pos") or the parameters named in ``no_decay``."""
+    (names containing "pos") or the parameters named in ``no_decay``. ``fused``: torch's
+    single-kernel AdamW (on CUDA); None = torch's default."""
     def decays(name: str, p: torch.nn.Parameter) -> bool:
         return p.dim() >= 2 and "pos" not in name and name not in no_decay
 
@@ -265,7 +401,7 @@ def make_optimizer(model: torch.nn.Module, o: OptimConfig, *, no_decay: Sequence
     return torch.optim.AdamW(
         [{"params": [p for n, p in named if decays(n, p)], "weight_decay": o.weight_decay},
          {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}],
-        lr=o.lr, betas=(o.beta1, o.beta2))
+        lr=o.lr, betas=(o.beta1, o.beta2), fused=fused)
 
 
 def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor,
@@ -304,7 +440,8 @@ def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
     1..T steps, so the expert also learns to act from the prefix with little history."""
     valid = batch["valid"]
     B, T = valid.shape
-    mask = valid.unsqueeze(1).expand(B, T, T) | torch.eye(T, dtype=torch.bool)
+    eye = torch.eye(T, dtype=torch.bool, device=valid.device)
+    mask = valid.unsqueeze(1).expand(B, T, T) | eye
     if history_drop <= 0:
         return mask
     drop = torch.rand(B, generator=g) < history_drop  # (B,)
@@ -365,8 +502,12 @@ def evaluate(model: ARExpert, batch: dict[str, torch.Tensor], *, use_prefix: boo
 def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
           source: EpisodeSource | None = None, init: str | pathlib.Path | None = None,
           resume: bool = False, progress: bool = True,
-          perception: Mapping[str, Any] | None = None) -> TrainResult:
+          perception: Mapping[str, Any] | None = None, device: str = "cpu",
+          bf16: bool = False) -> TrainResult:
     """Run stage ``stage`` for ``cfg.optim.max_steps`` steps in total; save to ``out``.
+
+    ``device``: "auto", "cpu", "cuda" or "cuda:N" (``resolve_device``); ``bf16``: forward and
+    loss under bfloat16 autocast. The batches are the same on every device.
 
     ``perception``: the settings of the perception backbone that made the data's prefixes
     (``arvla_perception.config.token_settings``), recorded in the checkpoint's metadata so that
@@ -379,7 +520,8 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     if dist.enabled and cfg.optim.batch_size % dist.world_size:
         raise ConfigError(f"optim.batch_size: {cfg.optim.batch_size} does not split evenly over "
                           f"{dist.world_size} processes")
-    dist.init()
+    dev = resolve_device(device, dist)
+    dist.init(dev)
     progress = progress and dist.is_main
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -410,10 +552,10 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
         if c.head == "binned":
             model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))
     check_data_matches_model(builder, c, prefix=prefix_use)
-    model.train()
-    opt = make_optimizer(model, cfg.optim)
+    model.to(dev).train()
+    opt = make_optimizer(model, cfg.optim, fused=True if dev.type == "cuda" else None)
     if opt_state is not None:
-        opt.load_state_dict(opt_state)
+        opt.load_state_dict(opt_state)  # moves the state to the parameters' device
     d = cfg.data
     spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk,
                       prefix_mode=d.prefix_mode, frame_drop=d.frame_drop)
@@ -433,7 +575,9 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
         from torch.nn.parallel import DistributedDataParallel
 
         # stage 1 leaves the prefix encoder (and the aux head) without gradients
-        forward = DistributedDataParallel(model, find_unused_parameters=True)  # broadcasts rank 0 weights
+        forward = DistributedDataParallel(  # broadcasts rank 0's weights
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True)
 
     def save(step: int) -> pathlib.Path | None:
         if out_dir is None or not dist.is_main:
@@ -444,23 +588,33 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
                                train_config=to_dict(cfg), optimizer=opt)
 
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_step)
+
+    def host_batches() -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """This rank's slice of each step's global batch and mask, built on the CPU in order."""
+        for _ in range(start_step, cfg.optim.max_steps):
+            batch = (builder.stage1_batch(cfg.optim.batch_size, length, g) if stage == 1
+                     else builder.stage2_batch(cfg.optim.batch_size, spec, g))
+            mask = step_mask(batch, d.history_drop if stage == 2 else 0.0, g)
+            yield dist.shard(batch, mask)
+
     losses: list[float] = []
     path = None
     bar = tqdm(range(start_step, cfg.optim.max_steps), desc=f"stage {stage}",
                disable=not progress, initial=start_step, total=cfg.optim.max_steps,
                mininterval=1.0)
     t0 = time.monotonic()
-    for step in bar:
-        batch = (builder.stage1_batch(cfg.optim.batch_size, length, g) if stage == 1
-                 else builder.stage2_batch(cfg.optim.batch_size, spec, g))
-        mask = step_mask(batch, d.history_drop if stage == 2 else 0.0, g)
-        batch, mask = dist.shard(batch, mask)
-        loss = batch_loss(model, batch, mask, forward=forward)
-        optimizer_step(model, opt, loss, step, cfg.optim)
-        losses.append(dist.mean(loss.item()))
-        show_progress(bar, losses, step, cfg.log_every, cfg.optim)
-        if cfg.save_every and (step + 1) % cfg.save_every == 0:
-            path = save(step + 1)
+    batches = device_batches(host_batches(), dev)
+    try:
+        for step, (batch, mask) in zip(bar, batches):
+            with autocast(dev, bf16):
+                loss = batch_loss(model, batch, mask, forward=forward)
+            optimizer_step(model, opt, loss, step, cfg.optim)
+            losses.append(dist.mean(loss.item(), dev))
+            show_progress(bar, losses, step, cfg.log_every, cfg.optim)
+            if cfg.save_every and (step + 1) % cfg.save_every == 0:
+                path = save(step + 1)
+    finally:
+        batches.close()  # stops the batch thread
     bar.close()
     path = save(cfg.optim.max_steps) or path
     if dist.enabled:
@@ -470,7 +624,8 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
         del forward
         gc.collect()
         torch.distributed.barrier()  # the checkpoint is complete before any rank returns
-    log.info("stage %d: %d steps in %.1f s", stage, len(losses), time.monotonic() - t0)
+    log.info("stage %d: %d steps in %.1f s on %s%s", stage, len(losses), time.monotonic() - t0,
+             dev, " (bf16 autocast)" if bf16 else "")
     return TrainResult(losses, cfg.optim.max_steps, path)
 
 
@@ -510,6 +665,11 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--max-steps", type=int, help="override optim.max_steps")
     ap.add_argument("--batch-size", type=int, help="override optim.batch_size (global batch)")
     ap.add_argument("--num-threads", type=int, help="override num_threads (per process)")
+    ap.add_argument("--device", default="auto",
+                    help="auto (CUDA when present), cpu, cuda or cuda:N; under torchrun 'auto' / "
+                         "'cuda' give each rank GPU LOCAL_RANK (default auto)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bfloat16 autocast for forward and loss (weights and optimiser stay fp32)")
     ap.add_argument("--losses-json", help="also write every step's loss to this JSON file")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
@@ -528,7 +688,8 @@ def cli_main(argv: list[str]) -> int:
 
             perception = token_settings_of(read_node_params(args.perception_params))
         result = train(cfg, stage=args.stage, out=out, init=args.init, resume=args.resume,
-                       progress=not args.no_progress, perception=perception)
+                       progress=not args.no_progress, perception=perception,
+                       device=args.device, bf16=args.bf16)
     except (ConfigError, CheckpointError, EpisodeError) as err:
         print(f"arvla train: {err}", file=sys.stderr)
         return 2

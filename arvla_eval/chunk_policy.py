@@ -45,7 +45,7 @@ import pathlib
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -62,9 +62,10 @@ from arvla_action_expert.data import (EpisodeError, EpisodeSource, NpzEpisodeDir
 from arvla_action_expert.normalize import Normalizer
 from arvla_action_expert.policy import MAX_LOOKAHEAD, PolicyBase
 from arvla_action_expert.reanchor import sample_staleness
-from arvla_action_expert.train import (OptimConfig, SyntheticConfig, build_source,
-                                       check_data_matches_model, load_train_config, loss_trend,
-                                       make_optimizer, optimizer_step, show_progress)
+from arvla_action_expert.train import (OptimConfig, SyntheticConfig, autocast, build_source,
+                                       check_data_matches_model, device_batches,
+                                       load_train_config, loss_trend, make_optimizer,
+                                       optimizer_step, resolve_device, show_progress, to_device)
 
 __all__ = ["ChunkConfig", "ChunkDataConfig", "ChunkExecConfig", "ChunkPolicy", "ChunkTrainConfig",
            "ChunkTrainResult", "ChunkTransformer", "FORMAT", "MAX_LOOKAHEAD", "cli_main",
@@ -260,8 +261,12 @@ def chunk_batch(builder: SampleBuilder, batch_size: int, chunk: int, max_stalene
             "token_valid": token_valid}
 
 
-def _forward(model: ChunkTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    has_prefix = bool(batch["token_valid"].any())
+def _forward(model: ChunkTransformer, batch: dict[str, torch.Tensor],
+             has_prefix: bool | None = None) -> torch.Tensor:
+    """``has_prefix``: whether any sample sees tokens, when known on the host (a GPU batch then
+    needs no device->host sync for it)."""
+    if has_prefix is None:
+        has_prefix = bool(batch["token_valid"].any())
     return model(batch["states"], batch["tokens"] if has_prefix else None,
                  batch["token_valid"] if has_prefix else None)
 
@@ -495,8 +500,12 @@ class ChunkTrainResult:
 
 
 def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
-                source: EpisodeSource | None = None, progress: bool = True) -> ChunkTrainResult:
-    """AdamW with linear warmup + cosine (the expert's schedule, ``train.lr_at``) on L1."""
+                source: EpisodeSource | None = None, progress: bool = True,
+                device: str = "cpu", bf16: bool = False) -> ChunkTrainResult:
+    """AdamW with linear warmup + cosine (the expert's schedule, ``train.lr_at``) on L1.
+    ``device`` / ``bf16`` as for the expert (``train.train``): same batches on every device,
+    the checkpoint holds CPU tensors."""
+    dev = resolve_device(device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     c = cfg.model
@@ -505,24 +514,38 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
     check_data_matches_model(builder, c, prefix="optional")
     torch.manual_seed(cfg.seed)
     model = ChunkTransformer(c)
-    model.train()
+    model.to(dev).train()
     o = cfg.optim
-    opt = make_optimizer(model, o, no_decay=("queries",))
+    opt = make_optimizer(model, o, no_decay=("queries",),
+                         fused=True if dev.type == "cuda" else None)
     d = cfg.data
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003)
     losses: list[float] = []
     t0 = time.monotonic()
     bar = tqdm(range(o.max_steps), desc="chunk baseline", disable=not progress, mininterval=1.0)
-    for step in bar:
-        batch = chunk_batch(builder, o.batch_size, c.chunk, d.max_staleness, d.prefix_dropout, g)
-        loss = chunk_loss(_forward(model, batch), batch["target"], batch["valid"])
-        optimizer_step(model, opt, loss, step, o)
-        losses.append(loss.item())
-        show_progress(bar, losses, step, cfg.log_every, o)
+
+    def host_batches() -> Iterator[tuple[dict[str, torch.Tensor], bool]]:
+        for _ in range(o.max_steps):
+            batch = chunk_batch(builder, o.batch_size, c.chunk, d.max_staleness,
+                                d.prefix_dropout, g)
+            yield batch, bool(batch["token_valid"].any())
+
+    batches = device_batches(host_batches(), dev)
+    try:
+        for step, (batch, has_prefix) in zip(bar, batches):
+            with autocast(dev, bf16):
+                loss = chunk_loss(_forward(model, batch, has_prefix), batch["target"],
+                                  batch["valid"])
+            optimizer_step(model, opt, loss, step, o)
+            losses.append(loss.item())
+            show_progress(bar, losses, step, cfg.log_every, o)
+    finally:
+        batches.close()  # stops the batch thread
     bar.close()
     seconds = time.monotonic() - t0
     val_g = torch.Generator().manual_seed(cfg.seed + 7)
-    val = evaluate_chunk(model, chunk_batch(builder, 256, c.chunk, d.max_staleness, 0.0, val_g))
+    val_batch = chunk_batch(builder, 256, c.chunk, d.max_staleness, 0.0, val_g)
+    val = evaluate_chunk(model, to_device(val_batch, dev))
     path = None
     if out is not None:
         summary = episode_summary(source)
@@ -533,8 +556,9 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
         path = save_chunk_checkpoint(out, model, state_norm=builder.state_norm,
                                      target_norm=builder.target_norm, meta=meta,
                                      exec_config=cfg.exec, train_config=to_dict(cfg))
-    log.info("chunk baseline: %d steps in %.1f s, loss %.4f -> %.4f, held-out L1 %.4f",
-             len(losses), seconds, losses[0], losses[-1], val)
+    log.info("chunk baseline: %d steps in %.1f s on %s%s, loss %.4f -> %.4f, held-out L1 %.4f",
+             len(losses), seconds, dev, " (bf16 autocast)" if bf16 else "", losses[0],
+             losses[-1], val)
     return ChunkTrainResult(losses, val, seconds, path)
 
 
@@ -561,13 +585,17 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--data", help="directory of .npz episodes (overrides data.path)")
     ap.add_argument("--out", required=True, help="checkpoint directory")
     ap.add_argument("--max-steps", type=int, help="override optim.max_steps")
+    ap.add_argument("--device", default="auto",
+                    help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward and loss")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_train_config(ChunkTrainConfig, args.config, data=args.data,
                                 max_steps=args.max_steps)
-        result = train_chunk(cfg, out=args.out, progress=not args.no_progress)
+        result = train_chunk(cfg, out=args.out, progress=not args.no_progress,
+                             device=args.device, bf16=args.bf16)
     except (ConfigError, CheckpointError, EpisodeError) as err:
         print(f"arvla eval train-baseline: {err}", file=sys.stderr)
         return 2

@@ -21,6 +21,10 @@ def _version_from_package_xml() -> str:
     return match.group(1).strip()
 
 
+# The Python packages, lowest layer first (test/foundation/test_layers.py checks the imports).
+PYTHON_PACKAGES = ["arvla_base", "arvla_perception", "arvla_sim", "arvla_action_expert", "arvla_data",
+                   "arvla_baselines", "arvla_eval", "arvla"]
+
 CONSOLE_SCRIPTS = [
     "arvla = arvla.cli:main",
     "perception_node = arvla_perception.node:main",
@@ -31,9 +35,7 @@ CONSOLE_SCRIPTS = [
 setup(
     name=PACKAGE,
     version=_version_from_package_xml(),
-    packages=find_packages(include=["arvla", "arvla.*", "arvla_perception", "arvla_perception.*",
-                                    "arvla_action_expert", "arvla_action_expert.*",
-                                    "arvla_sim", "arvla_sim.*", "arvla_eval", "arvla_eval.*"]),
+    packages=find_packages(include=[f"{p}{s}" for p in PYTHON_PACKAGES for s in ("", ".*")]),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),

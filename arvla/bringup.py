@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from arvla_base.paths import package_share_dir
 from arvla.launch_graph import (CheckpointParams, LaunchGraph, LaunchParseError, NodeSpec,
                                 parse_launch_file, resolve)
 
@@ -45,22 +46,6 @@ NODE_CLASSES: dict[str, str] = {
 
 class BringupError(RuntimeError):
     """The graph cannot be started; the message says which node / argument and why."""
-
-
-def package_share_dir(package: str = "arvla") -> pathlib.Path:
-    """Share dir of ``package``: ament index on a real install, else this source checkout."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            share = pathlib.Path(get_package_share_directory(package))
-            if (share / "launch").is_dir():
-                return share
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    return pathlib.Path(__file__).resolve().parents[1]
 
 
 def find_launch_file(name: str) -> pathlib.Path:
@@ -211,8 +196,8 @@ def _params_file_making(model_id: str, spec: NodeSpec, values: dict[str, str], *
     """The package's perception parameters file (config/perception*.yaml) whose backbone makes
     ``model_id`` with this node's parameter overrides (model_path...), if any. Loads each
     candidate backbone: only on the way to an error."""
-    from arvla.config import from_dict
-    from arvla.perception_params import read_node_params
+    from arvla_base.config import from_dict
+    from arvla_base.params import read_node_params
     from arvla_perception.backbone import BackboneError, load_backbone
     from arvla_perception.config import PerceptionConfig, field_names
 

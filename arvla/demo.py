@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from arvla.config import ConfigError, from_dict, load_yaml, require, to_dict
+from arvla_base.config import ConfigError, from_dict, load_yaml, require, to_dict
 
 log = logging.getLogger("arvla.demo")
 
@@ -261,7 +261,7 @@ def collect_all(cfg: DemoConfig, out: pathlib.Path, *, force: bool, progress: bo
 
 def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathlib.Path], *,
                 force: bool, progress: bool) -> pathlib.Path:
-    from arvla.config import load_config
+    from arvla_base.config import load_config
     from arvla_action_expert.data import InMemoryEpisodes, NpzEpisodeDir
     from arvla_action_expert.train import TrainConfig, train
     from arvla_perception.config import token_settings

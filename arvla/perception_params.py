@@ -30,8 +30,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from arvla.config import ConfigError, load_yaml
-from arvla_perception.config import TOKEN_FIELDS, field_names, token_settings
+from arvla_base.config import ConfigError, load_yaml
+from arvla_base.fileio import atomic_write_text
+from arvla_base.params import PERCEPTION_NODE, read_node_params
+from arvla_perception.config import TOKEN_FIELDS, token_settings_of
 
 try:  # a real ROS 2 install: the launch files use CheckpointPerceptionParams as a substitution
     from launch.substitution import Substitution as _Substitution
@@ -43,7 +45,7 @@ __all__ = ["CheckpointPerception", "CheckpointPerceptionParams", "NODE", "Percep
            "resolve_perception_params", "settings_differences", "settings_file",
            "token_settings_of"]
 
-NODE = "arvla_perception"  # the perception node's name (its block in the parameters files)
+NODE = PERCEPTION_NODE
 # Paths on this host, compared through model_id (it hashes the weight files), not as strings.
 _LOCATIONS = ("model_path", "text_model_path")
 
@@ -65,31 +67,6 @@ class CheckpointPerception:
 class PerceptionParams:
     file: str     # the perception node's parameters file
     source: str   # one line for the log: where its perception settings come from
-
-
-def read_node_params(path: str | os.PathLike[str], node: str = NODE) -> dict[str, Any]:
-    """``node``'s parameters in a ROS 2 parameters file: the ``ros__parameters`` of the blocks
-    ``/**``, ``node`` and ``/<namespace>/node``, later blocks winning; a file without
-    ``ros__parameters`` blocks is read as the plain mapping of parameters."""
-    data = load_yaml(path)
-    blocks = {k: v for k, v in data.items() if isinstance(v, dict) and "ros__parameters" in v}
-    if not blocks:
-        return dict(data)
-    params: dict[str, Any] = {}
-    for key, block in blocks.items():
-        if key == "/**" or str(key).rstrip("/").split("/")[-1] == node:
-            if not isinstance(block["ros__parameters"], dict):
-                raise ConfigError(f"{path}: {key}.ros__parameters must be a mapping")
-            params.update(block["ros__parameters"])
-    return params
-
-
-def token_settings_of(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The token settings that perception node parameters give (unset ones at the node's
-    defaults). Parameters that are not PerceptionConfig fields (use_sim_time) are left out, as
-    the node leaves them; bad values -> ConfigError naming the key."""
-    fields = set(field_names())
-    return token_settings({k: v for k, v in params.items() if k in fields})
 
 
 def checkpoint_perception(checkpoint: str | os.PathLike[str]) -> CheckpointPerception:
@@ -145,10 +122,7 @@ def settings_file(ck: CheckpointPerception, default: str | os.PathLike[str],
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{ck.path.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return str(path)
 
 

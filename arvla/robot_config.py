@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from arvla.config import ConfigError, load_yaml
+from arvla_base.config import ConfigError, load_yaml
 from arvla_action_expert.joints import JointError, UrdfRobot
 from arvla_action_expert.node_config import NODE_NAME, RobotSetup, config_from_parameters, parameter_fields
 
@@ -80,7 +80,7 @@ def read_topic(topic: str, timeout_s: float) -> tuple[str, str]:
     import rclpy
     from std_msgs.msg import String
 
-    from arvla.rosutil import spin_until
+    from arvla_base.rosutil import spin_until
     from arvla_action_expert.node import robot_description_qos
 
     got: list[str] = []

@@ -17,7 +17,7 @@
   shape, got shape; which file is truncated).
 - The pieces (``commit_checkpoint``, ``read_checkpoint_config``, ``read_committed_weights``,
   ``load_model_tensors``, ``load_normalizers``) are public: the chunked baseline
-  (``arvla_eval.chunk_policy``, format ``arvla-chunk/1``) writes and reads its checkpoints
+  (``arvla_baselines.chunk``, format ``arvla-chunk/1``) writes and reads its checkpoints
   through the same code, so both have the same crash safety.
 """
 
@@ -28,16 +28,16 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from arvla.config import ConfigError, from_dict, to_dict
+from arvla_base.fileio import atomic_write
+from arvla_base.config import ConfigError, from_dict, to_dict
 from arvla_action_expert.model import ARExpert, ExpertConfig
 from arvla_action_expert.normalize import Normalizer
 
@@ -82,24 +82,6 @@ class LoadedCheckpoint:
     train_config: dict[str, Any] | None
     optimizer_state: dict[str, Any] | None
     path: pathlib.Path
-
-
-def atomic_write(path: pathlib.Path, write: Callable[[str], None]) -> None:
-    """Make ``path`` appear complete or not at all: ``write(tmp)`` fills a hidden temp file in
-    the same directory (so the rename cannot cross file systems), which is fsynced and then
-    ``os.replace``d over ``path``. On any error (or a kill) the temp file is removed or left as a
-    hidden ``.name.*.tmp`` that no reader looks at; ``path`` keeps its previous content."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def sha256_file(path: pathlib.Path) -> str:

@@ -22,17 +22,15 @@ target of step t-1 (zeros at the episode start, as ``ExpertPolicy.reset`` does).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import pathlib
-import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 
+from arvla_base.fileio import atomic_save_npz
 from arvla_action_expert.normalize import Normalizer
 from arvla_action_expert.reanchor import sample_staleness
 
@@ -134,27 +132,6 @@ def save_episode_npz(path: str | pathlib.Path, ep: Episode) -> None:
     if ep.images is not None:
         arrays["images"] = ep.images
     atomic_save_npz(path, arrays)
-
-
-def atomic_save_npz(path: str | pathlib.Path, arrays: dict[str, np.ndarray], *,
-                    compressed: bool = False) -> pathlib.Path:
-    """``np.savez`` to ``path`` atomically: a hidden temp file in the same directory (never
-    matching ``*.npz``, so no dataset listing sees it), fsynced, then renamed over ``path``. A
-    writer killed mid-write leaves the previous file intact and nothing partial under the name.
-    Shared by every arvla writer of .npz files (episodes, records)."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object: np.savez appends no ".npz" to the name
-            (np.savez_compressed if compressed else np.savez)(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _is_partial(path: pathlib.Path) -> bool:

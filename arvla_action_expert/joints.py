@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from arvla.config import ConfigError, load_yaml
+from arvla_base.config import ConfigError, load_yaml
 
 
 class JointError(ValueError):

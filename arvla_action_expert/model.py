@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arvla.config import ConfigError, require
+from arvla_base.config import ConfigError, require
 
 if TYPE_CHECKING:
     from arvla_action_expert.cache import HybridKVCache

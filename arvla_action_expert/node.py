@@ -17,7 +17,8 @@ Per tick (timer on the node clock, so ``use_sim_time`` and bag replay drive it):
 4. ``decide_prefix``: USE / ACTION_ONLY -> ``policy.step`` for ``lookahead_steps`` rows ->
    ``build_plan`` (limits, finite; with ``trajectory_timing`` 'seamless' the first point is the
    one the controller is already moving towards, ``trajectory.seamless_start``) -> publish,
-   stamped with the tick time (so the step's latency does not shift the plan); HOLD_STALE -> hold; WAIT_MISSING -> publish nothing.
+   stamped with the tick time (so the step's latency does not shift the plan); HOLD_STALE -> hold;
+   WAIT_MISSING -> publish nothing.
 5. ExpertStatus every tick; /diagnostics every ``diagnostics_period`` and on state changes.
 
 Hold = one point at the measured (clamped) position, zero velocity, one period ahead: JTC then
@@ -58,8 +59,8 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from arvla.config import ConfigError
-from arvla.rosutil import ns_to_stamp, stamp_to_ns
+from arvla_base.config import ConfigError
+from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_action_expert.gripper import GripperLimiter, GripperSpec, gripper_target, gripper_trajectory
 from arvla_action_expert.joints import (JointError, JointLimits, JointReading, UrdfRobot, implausible_joints,
                                         permutation, read_joints)

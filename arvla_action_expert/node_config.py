@@ -2,7 +2,7 @@
 
 ROS-free. The node declares one parameter per field (name, type, default and the ``help`` text
 below as its description), reads them all once, and builds ``ExpertNodeConfig`` through
-``arvla.config.from_dict`` so a bad value fails at start with an error naming the key.
+``arvla_base.config.from_dict`` so a bad value fails at start with an error naming the key.
 ``config/action_expert.yaml`` lists every field (a test keeps the two in sync).
 
 ``ExpertNodeConfig.resolve_robot`` turns the parameters and the robot's own files
@@ -17,7 +17,7 @@ import dataclasses
 import os
 from typing import Any, Optional
 
-from arvla.config import ConfigError, from_dict, param_field, require
+from arvla_base.config import ConfigError, from_dict, param_field, require
 from arvla_action_expert.gripper import GRIPPER_COMMANDS, GripperSpec
 from arvla_action_expert.joints import (ControllerSpec, JointError, JointLimits, JointLimitsFile, LimitsResolution,
                                         UrdfRobot, controller_from_yaml, limits_from_joint_limits_file, params_table,

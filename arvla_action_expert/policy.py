@@ -36,7 +36,7 @@ class PolicyBase:
     """What every policy behind the ``ExpertPolicy`` interface shares: the model (its config has
     state_dim / action_dim / prefix_dim / max_prefix_tokens), the normalisers and control rate it
     was trained with, and the checks on what callers pass in. ``ExpertPolicy`` and the chunked
-    baseline (``arvla_eval.chunk_policy.ChunkPolicy``) build on it, so the node gets the same
+    baseline (``arvla_baselines.chunk.ChunkPolicy``) build on it, so the node gets the same
     errors for the same bad input whichever policy it runs."""
 
     config: Any  # the model's config dataclass (ExpertConfig, ChunkConfig)

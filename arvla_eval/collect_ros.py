@@ -12,9 +12,9 @@ Per episode, in one process (``rollout.RolloutGraph``):
   so that the episode monitor records it like any expert. It reads the privileged scene state
   (object / goal poses) from the in-process ``SimEnv`` -- allowed for the demonstrator only;
 - ``BagTap`` writes camera, joint states, prefixes, commands and the instruction (raw CDR, as
-  delivered) into one MCAP bag per episode (``arvla_eval.bag.BagRecorder``).
+  delivered) into one MCAP bag per episode (``arvla_data.bag.BagRecorder``).
 
-Then ``arvla_eval.episodes`` converts each bag to a training episode (``.npz``) on the
+Then ``arvla_data.episodes`` converts each bag to a training episode (``.npz``) on the
 control-step grid, with the recorded prefixes as ``frame_tokens``.
 
 Live or offline: live prefixes carry the deployed pipeline's gaps and latency, but on 2 CPU
@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from arvla.config import require
+from arvla_base.config import require
 from arvla_eval.records import EpisodeRecord
 
 __all__ = ["BagTap", "CollectConfig", "CollectResult", "ScriptedExpertNode", "collect_ros"]
@@ -116,7 +116,7 @@ def _make_scripted_node_class() -> type:
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-    from arvla.rosutil import ns_to_stamp
+    from arvla_base.rosutil import ns_to_stamp
     from arvla_sim.experts import DartNoise, make_expert
     from arvla_sim.robot import JOINT_NAMES
 
@@ -235,8 +235,8 @@ class BagTap:
         from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                                qos_profile_sensor_data)
 
-        from arvla_eval.bag import make_typestore
-        from arvla_eval.record import _message_class
+        from arvla_data.bag import make_typestore
+        from arvla_data.record import _message_class
 
         self.node = Node("arvla_bag_tap", context=context,
                          parameter_overrides=[Parameter("use_sim_time", value=True)])
@@ -257,7 +257,7 @@ class BagTap:
                                           qos, raw=True)
 
     def open(self, path: pathlib.Path) -> None:
-        from arvla_eval.bag import BagRecorder
+        from arvla_data.bag import BagRecorder
 
         bag = BagRecorder(path, typestore=self.typestore).open()
         for topic, msgtype in RECORDED_TOPICS.items():
@@ -301,37 +301,14 @@ class BagTap:
 # Collection
 
 
-class OfflinePrefixes:
-    """Frame tokens for an episode converted from a bag without prefixes: the perception
-    node's backbone (built from the same parameters) over the recorded camera frames."""
-
-    def __init__(self, perception: dict[str, Any], instruction: str) -> None:
-        from arvla.config import from_dict
-        from arvla_perception.backbone import load_backbone
-        from arvla_perception.config import PerceptionConfig
-
-        self.backbone = load_backbone(from_dict(PerceptionConfig, dict(perception),
-                                                prefix="perception."))
-        self.instruction = instruction
-
-    def fill(self, episode: dict[str, np.ndarray]) -> None:
-        """Replace ``images`` by ``frame_tokens`` (and set ``model_id``), in place."""
-        from arvla_eval.episodes import EpisodeError
-
-        images = episode.pop("images", None)
-        if images is None or not len(images):
-            raise EpisodeError("offline prefixes: the bag holds no camera frame inside the episode")
-        episode["frame_tokens"] = self.backbone.encode_batch(list(images), self.instruction)
-        episode["model_id"] = np.asarray(self.backbone.model_id)
-
-
 def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress: bool = True,
                 domain_id: int | None = None, log_level: str | None = None) -> CollectResult:
     """Collect ``config.seeds`` demonstrations of ``config.task`` into ``out_dir``:
     ``bags/<task>_<seed>/`` (MCAP) and ``episodes/<task>_<seed>.npz``."""
     from tqdm import tqdm
 
-    from arvla_eval.episodes import BagEpisodeConfig, EpisodeError, bag_to_episode, save_episode
+    from arvla_data.episodes import BagEpisodeConfig, EpisodeError, bag_to_episode, save_episode
+    from arvla_data.prefixes import OfflinePrefixes
     from arvla_eval.rollout import RolloutGraph, _parameters
     from arvla_sim.robot import JOINT_NAMES
     from arvla_sim.tasks import make_task
@@ -416,7 +393,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
 
 def episode_shapes(paths: Sequence[pathlib.Path]) -> dict[str, Any]:
     """Summary of converted episodes (count, steps, frames) for logs."""
-    from arvla_eval.episodes import load_episode
+    from arvla_data.episodes import load_episode
 
     steps, frames = [], []
     for p in paths:

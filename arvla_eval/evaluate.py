@@ -43,7 +43,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-from arvla.config import ConfigError, from_dict, load_config, load_yaml, to_dict
+from arvla_base.config import ConfigError, from_dict, load_config, load_yaml, to_dict
+from arvla_base.paths import config_file
 
 __all__ = ["EvalSetup", "cli_main", "fit_chunk_dims", "load_node_params", "make_policies",
            "run_evaluation"]
@@ -51,7 +52,6 @@ __all__ = ["EvalSetup", "cli_main", "fit_chunk_dims", "load_node_params", "make_
 log = logging.getLogger(__name__)
 
 POLICIES = ("ar", "chunk", "chunk_te")
-_REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICK = {"seeds": 2, "max_seconds": 6.0, "baseline_steps": 150}
 
 
@@ -93,7 +93,7 @@ def load_node_params(path: str | pathlib.Path | None) -> dict[str, Any]:
 def fit_chunk_dims(cfg: Any, source: Any) -> Any:
     """The baseline config with state/action/prefix dims and token count taken from the data,
     so one config file serves any robot and backbone."""
-    from arvla_eval.chunk_policy import ChunkConfig
+    from arvla_baselines.chunk import ChunkConfig
 
     ep = source[0]
     changes: dict[str, Any] = {"state_dim": int(ep.states.shape[1]),
@@ -134,8 +134,7 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
     out: dict[str, Any] = {"episodes": [p / "episodes" for p in collect], "tasks": tasks,
                            "expert": trained[-1] / "stage2" if trained else None}
     try:  # the demo's own node parameters, so every policy runs in the demo's setting
-        from arvla.demo import DemoConfig  # noqa: F401  (present when the demo is)
-        demo = load_yaml(_REPO / "config" / "demo.yaml")["demo"]
+        demo = load_yaml(config_file("demo.yaml"))["demo"]
         out["sim"] = dict(demo.get("sim") or {})
         out["perception"] = dict(demo.get("perception") or {})
         out["expert_node"] = dict(demo.get("expert") or {})
@@ -143,14 +142,14 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
         out["seed0"], out["seeds"] = ev.get("seed0"), ev.get("episodes")
         out["max_seconds"] = ev.get("max_seconds")
         out["real_time_factor"] = ev.get("real_time_factor")
-    except (ImportError, KeyError, ConfigError):
+    except (OSError, KeyError, ConfigError):
         pass
     return out
 
 
 def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
     """The baseline checkpoint: the existing one, or train it on ``setup.episodes``."""
-    from arvla_eval.chunk_policy import ChunkTrainConfig, train_chunk_policy
+    from arvla_baselines.chunk import ChunkTrainConfig, train_chunk_policy
     from arvla_action_expert.train import OptimConfig
 
     if (setup.chunk / "config.json").is_file():
@@ -173,7 +172,7 @@ def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
 def make_policies(setup: EvalSetup) -> dict[str, Any]:
     """name -> policy object, for the policies asked for."""
     from arvla_action_expert.policy import ExpertPolicy
-    from arvla_eval.chunk_policy import ChunkPolicy
+    from arvla_baselines.chunk import ChunkPolicy
 
     policies: dict[str, Any] = {}
     chunk: ChunkPolicy | None = None
@@ -288,14 +287,14 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
             args.seeds = int(demo["seeds"])
         if not args.task:
             args.task = demo["tasks"]
-        args.chunk_config = args.chunk_config or str(_REPO / "config" / "chunk_demo.yaml")
+        args.chunk_config = args.chunk_config or str(config_file("chunk_demo.yaml"))
     else:
         episodes = ([pathlib.Path(e) for e in args.episodes] if args.episodes
                     else ([art / "episodes"] if art is not None else None))
         expert = pick(args.expert, "expert")
         out = pick(args.out, "eval")
     chunk = pick(args.chunk, "chunk")
-    args.chunk_config = args.chunk_config or str(_REPO / "config" / "chunk_tiny.yaml")
+    args.chunk_config = args.chunk_config or str(config_file("chunk_tiny.yaml"))
     if args.seed0 is None:
         args.seed0 = 1000
     if chunk is None or out is None:
@@ -331,7 +330,7 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
 
 def cli_main(argv: list[str]) -> int:
     if argv and argv[0] == "train-baseline":
-        from arvla_eval.chunk_policy import cli_main as train_main
+        from arvla_baselines.chunk import cli_main as train_main
 
         return train_main(argv[1:])
     if argv and argv[0] == "report":

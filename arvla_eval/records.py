@@ -167,7 +167,7 @@ def save_records(path: str | os.PathLike[str], records: Sequence[EpisodeRecord])
             arrays[f"{i}/frames"] = rec.frames
     arrays["__meta__"] = np.asarray(json.dumps({"version": FORMAT_VERSION, "records": meta}))
     path.parent.mkdir(parents=True, exist_ok=True)
-    from arvla_action_expert.data import atomic_save_npz
+    from arvla_base.fileio import atomic_save_npz
 
     return atomic_save_npz(path, arrays, compressed=True)
 

@@ -1,6 +1,6 @@
 """``arvla replay BAG``: open-loop replay of a recorded bag through a policy, on the bag's clock.
 
-No ROS: the bag is read with ``arvla_eval.bag`` (rosbags), and each control tick does what the
+No ROS: the bag is read with ``arvla_data.bag`` (rosbags), and each control tick does what the
 expert node does, with the node's own rules (``arvla_action_expert.reanchor``):
 
 - ticks at ``t_k = t0 + k * dt`` from the first joint-state stamp (``dt`` = the policy's rate);
@@ -34,7 +34,7 @@ import numpy as np
 
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
 from arvla_eval import metrics
-from arvla_eval.bag import BagError, BagReader
+from arvla_data.bag import BagError, BagReader
 
 __all__ = ["ReplayResult", "cli_main", "replay_bag"]
 
@@ -228,7 +228,7 @@ def load_any_policy(path: str | pathlib.Path, *, mode: str | None = None) -> Any
     import json
 
     from arvla_action_expert.checkpoint import CheckpointError, resolve_checkpoint_dir
-    from arvla_eval.chunk_policy import FORMAT as CHUNK_FORMAT
+    from arvla_baselines.chunk import FORMAT as CHUNK_FORMAT
 
     d = resolve_checkpoint_dir(path)
     try:
@@ -236,7 +236,7 @@ def load_any_policy(path: str | pathlib.Path, *, mode: str | None = None) -> Any
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
         raise CheckpointError(f"{d / 'config.json'}: unreadable: {err}") from err
     if fmt == CHUNK_FORMAT:
-        from arvla_eval.chunk_policy import ChunkPolicy
+        from arvla_baselines.chunk import ChunkPolicy
 
         policy = ChunkPolicy.from_checkpoint(d)
         if mode:

@@ -195,7 +195,7 @@ class EpisodeMonitor:
                 self.success_ns = max(self.clock_ns, self.ticks[-1][0] if self.ticks else 0)
 
     def _on_image(self, msg: Any) -> None:
-        from arvla_eval.episodes import image_to_rgb
+        from arvla_data.episodes import image_to_rgb
 
         with self._lock:
             if not (self._recording and self._started):

@@ -2,7 +2,7 @@
 
 One flat dataclass, because every field is also a ROS parameter of the node
 ``arvla_perception`` (config/perception.yaml holds the same keys under ``ros__parameters``).
-``arvla.config.from_dict`` refuses unknown keys and wrong types; ``__post_init__`` checks ranges
+``arvla_base.config.from_dict`` refuses unknown keys and wrong types; ``__post_init__`` checks ranges
 and raises ConfigError naming the key.
 """
 
@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-from arvla.config import ConfigError, from_dict, require
+from arvla_base.config import ConfigError, from_dict, require
 
 __all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP", "TOKEN_FIELDS",
-           "token_settings"]
+           "token_settings", "token_settings_of"]
 
 BACKBONE_TYPES = ("efficientnet_minilm", "transformers", "transformers_vlm")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -144,3 +144,11 @@ def token_settings(cfg: PerceptionConfig | Mapping[str, Any]) -> dict[str, Any]:
     out = {name: getattr(cfg, name) for name in TOKEN_FIELDS}
     out["token_grid"] = [int(g) for g in cfg.token_grid]
     return out
+
+
+def token_settings_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The token settings that perception node parameters give (unset ones at the node's
+    defaults). Parameters that are not PerceptionConfig fields (use_sim_time) are left out, as
+    the node leaves them; bad values -> ConfigError naming the key."""
+    fields = set(field_names())
+    return token_settings({k: v for k, v in params.items() if k in fields})

@@ -35,8 +35,9 @@ from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
                        qos_profile_sensor_data)
 
-from arvla.config import ConfigError, from_dict
-from arvla.rosutil import declare_config_parameters, stamp_to_ns
+from arvla_base.config import ConfigError, from_dict
+from arvla_base.params import declare_config_parameters
+from arvla_base.rosutil import stamp_to_ns
 from arvla_msgs.msg import VLPrefix
 from arvla_msgs.srv import SetInstruction
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue

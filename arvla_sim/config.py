@@ -1,7 +1,7 @@
 """Configuration of the sim node: one dataclass, one field per ROS parameter (ROS-free).
 
 The node declares one parameter per field (its default, and the ``help`` text as the
-description), reads them once and builds ``SimNodeConfig`` through ``arvla.config.from_dict``,
+description), reads them once and builds ``SimNodeConfig`` through ``arvla_base.config.from_dict``,
 so a bad value fails at start with an error naming the parameter. ``config/sim.yaml`` lists
 every field (a test keeps the two in sync).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from arvla.config import param_field, require
+from arvla_base.config import param_field, require
 from arvla_sim.env import SimEnvConfig
 from arvla_sim.robot import PHYSICS_DT
 from arvla_sim.tasks import TASKS

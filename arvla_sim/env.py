@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from arvla.config import require
+from arvla_base.config import require
 from arvla_sim.robot import HOME_Q, JOINT_NAMES, PHYSICS_DT, PandaWorld
 from arvla_sim.tasks import TASKS, Task, make_task
 

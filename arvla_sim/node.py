@@ -43,8 +43,9 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from arvla.config import ConfigError, from_dict
-from arvla.rosutil import declare_config_parameters, ns_to_stamp, stamp_to_ns
+from arvla_base.config import ConfigError, from_dict
+from arvla_base.params import declare_config_parameters
+from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_sim.config import FIELD_HELP, NODE_NAME, SimNodeConfig
 from arvla_sim.env import SimEnv
 from arvla_sim.jtc import JointTrajectoryFollower, TrajPoint

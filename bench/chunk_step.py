@@ -28,7 +28,7 @@ from arvla_action_expert.data import InMemoryEpisodes, synthetic_episodes
 from arvla_action_expert.model import ExpertConfig
 from arvla_action_expert.policy import ExpertPolicy
 from arvla_action_expert.train import OptimConfig
-from arvla_eval.chunk_policy import (ChunkConfig, ChunkDataConfig, ChunkExecConfig, ChunkPolicy,
+from arvla_baselines.chunk import (ChunkConfig, ChunkDataConfig, ChunkExecConfig, ChunkPolicy,
                                      ChunkTrainConfig, train_chunk)
 
 TOKENS = 49

@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def write_checkpoint(args: argparse.Namespace, directory: pathlib.Path) -> dict:
-    from arvla.config import to_dict
+    from arvla_base.config import to_dict
     from arvla_action_expert.checkpoint import CheckpointMeta, save_checkpoint
     from arvla_action_expert.model import ARExpert, ExpertConfig
     from arvla_action_expert.normalize import Normalizer
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
-    from arvla.rosutil import ns_to_stamp, stamp_to_ns
+    from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(150, 199)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     ex.add_node(node)
     print(f"expert: {args.preset} {model_info['params_M']:.1f} M params (n_embd {model_info['n_embd']}, "
           f"{model_info['n_layer']} layers, ffn {model_info['ffn']}, window {model_info['window']}, "
-          f"{model_info['head']} head), {args.rate:g} Hz, lookahead {args.lookahead}, torch threads {args.threads}, inference {args.inference}; "
+          f"{model_info['head']} head), {args.rate:g} Hz, lookahead {args.lookahead}, "
+          f"torch threads {args.threads}, inference {args.inference}; "
           f"prefixes {args.prefix_tokens}x{prefix_dim} at {args.prefix_hz:g} Hz", flush=True)
     try:
         deadline = time.monotonic() + 60.0

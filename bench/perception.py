@@ -95,7 +95,7 @@ def time_node(seconds: float, camera_hz: float, h: int, w: int, threads: int) ->
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from arvla.rosutil import stamp_to_ns
+    from arvla_base.rosutil import stamp_to_ns
     from arvla_msgs.msg import VLPrefix
     from arvla_perception.node import PerceptionNode
 

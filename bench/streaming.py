@@ -43,7 +43,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def panda_limits(joints: list[str]) -> JointLimits:
     """The embedded robot's limits exactly as the expert node reads them (config/action_expert.yaml)."""
-    from arvla.config import load_yaml
+    from arvla_base.config import load_yaml
 
     params = load_yaml(REPO / "config" / "action_expert.yaml")["arvla_action_expert"]["ros__parameters"]
     cfg = ExpertNodeConfig(joints=joints, position_min=params["position_min"], position_max=params["position_max"],
@@ -70,7 +70,7 @@ def run_ros(policy: Any, name: str, task: str, seeds: list[int], timing: str, lo
 
 
 def _demo_yaml() -> dict[str, Any]:
-    from arvla.config import load_yaml
+    from arvla_base.config import load_yaml
 
     return load_yaml(REPO / "config" / "demo.yaml")["demo"]
 
@@ -98,7 +98,7 @@ def main() -> None:
     policies: dict[str, Any] = {"ar": ExpertPolicy.from_checkpoint(args.checkpoint)}
     policies["ar"].ensemble_steps = min(args.ensemble_steps, policies["ar"].config.predict_steps)
     if args.chunk:
-        from arvla_eval.chunk_policy import ChunkPolicy
+        from arvla_baselines.chunk import ChunkPolicy
 
         policies["chunk"] = ChunkPolicy.from_checkpoint(args.chunk)
     pcfg = demo["perception"]
@@ -111,7 +111,8 @@ def main() -> None:
         env = SimEnv(task=task, image_height=128, image_width=128, max_duration_s=MAX_SECONDS[task])
         limits = panda_limits(list(env.joint_names))
         for name, policy in policies.items():
-            cases: list[tuple[str, str | None, Callable[[int], Latency | None]]] = [("in process", None, lambda s: None)]
+            cases: list[tuple[str, str | None, Callable[[int], Latency | None]]] = [
+                ("in process", None, lambda s: None)]
             for timing in args.timings:
                 cases.append((f"{timing}, step latency", timing, lambda s: Latency("measured", 0, s)))
                 cases.append((f"{timing}, U(0,{args.latency_ms:g}) ms", timing,

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from arvla.bringup import BringupError, parse_launch_args, split_ros_args, start_nodes
-from arvla.config import load_config
+from arvla_base.config import load_config
 from arvla.launch_graph import LaunchParseError, parse_launch_file
 from arvla.perception_params import (CheckpointPerceptionParams, PerceptionSettingsError,
                                      read_node_params, resolve_perception_params,

@@ -53,7 +53,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 
 
 def test_batch_must_split_evenly(monkeypatch):
-    from arvla.config import ConfigError, load_config
+    from arvla_base.config import ConfigError, load_config
     from arvla_action_expert.train import TrainConfig, train
 
     cfg = load_config(TrainConfig, ROOT / "config" / "expert_tiny.yaml")

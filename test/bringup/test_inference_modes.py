@@ -10,8 +10,8 @@ import pytest
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
-from arvla.config import ConfigError
-from arvla.rosutil import spin_until
+from arvla_base.config import ConfigError
+from arvla_base.rosutil import spin_until
 from bringup_helpers import PANDA_ARM, write_untrained_checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import pytest
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
-from arvla.rosutil import spin_until
+from arvla_base.rosutil import spin_until
 
 PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1"]
 

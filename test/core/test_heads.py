@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 from arvla_action_expert.model import ARExpert
 from core_helpers import tiny_config as tiny
 

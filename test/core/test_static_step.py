@@ -210,7 +210,7 @@ def test_cuda_graph_on_the_cpu_names_the_device_parameter():
 
 
 def test_the_node_accepts_cuda_graph_and_refuses_it_on_the_cpu(tmp_path):
-    from arvla.config import ConfigError
+    from arvla_base.config import ConfigError
     from arvla_action_expert.checkpoint import CheckpointMeta, save_checkpoint
     from arvla_action_expert.node_config import INFERENCE_MODES, ExpertNodeConfig
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from arvla.config import ConfigError, load_config, to_dict
+from arvla_base.config import ConfigError, load_config, to_dict
 from arvla_action_expert.checkpoint import CheckpointError, load_checkpoint
 from arvla_action_expert.data import (InMemoryEpisodes, SampleBuilder, SampleSpec,
                                       save_episode_npz, synthetic_episodes)

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import arvla_action_expert.train as train_mod
-from arvla.config import ConfigError, load_config
+from arvla_base.config import ConfigError, load_config
 from arvla_action_expert.checkpoint import load_checkpoint
 from arvla_action_expert.policy import ExpertPolicy
 from arvla_action_expert.train import (Distributed, TrainConfig, device_batches, resolve_device,
@@ -146,7 +146,7 @@ def test_bf16_autocast_trains_and_saves_float32(tmp_path):
 
 
 def test_chunk_baseline_trains_on_the_device_path(tmp_path):
-    from arvla_eval.chunk_policy import ChunkPolicy, ChunkTrainConfig, train_chunk
+    from arvla_baselines.chunk import ChunkPolicy, ChunkTrainConfig, train_chunk
 
     cfg = load_config(ChunkTrainConfig, ROOT / "config" / "chunk_tiny.yaml")
     cfg.optim = dataclasses.replace(cfg.optim, max_steps=20, warmup_steps=2)

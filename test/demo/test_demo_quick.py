@@ -1,4 +1,5 @@
-"""``arvla demo --quick`` end to end in a temp dir (marked ``slow``: ``-m slow`` selects it, ``-m 'not slow'`` skips it)."""
+"""``arvla demo --quick`` end to end in a temp dir (marked ``slow``: ``-m slow`` selects it,
+``-m 'not slow'`` skips it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from arvla.demo import DemoConfig, load_demo_config, main
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 
 ROOT_CONFIG = "config/demo.yaml"
 

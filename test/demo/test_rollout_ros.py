@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from arvla_eval.bag import BagReader
-from arvla_eval.episodes import load_episode
+from arvla_data.bag import BagReader
+from arvla_data.episodes import load_episode
 
 SIM = {"image_height": 64, "image_width": 64, "camera_rate_hz": 10.0, "real_time_factor": 2.0}
 # A small vision-only prefix: the node test needs the real backbone code, not its full size.

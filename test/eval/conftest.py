@@ -1,5 +1,5 @@
 """Fixtures for the eval tests: synthetic demonstration bags written with rosbags' own Writer
-(independent of arvla_eval.bag's BagRecorder), in MCAP and sqlite3, as ``ros2 bag record``
+(independent of arvla_data.bag's BagRecorder), in MCAP and sqlite3, as ``ros2 bag record``
 would leave them: header stamps on the sim clock, receive times on the wall clock."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from arvla_eval.bag import BagError, BagReader, BagRecorder, make_typestore, read_messages
+from arvla_data.bag import BagError, BagReader, BagRecorder, make_typestore, read_messages
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -175,7 +175,7 @@ def test_exception_inside_recording_leaves_a_readable_bag(tmp_path):
 RECORDING_CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from arvla_eval.bag import BagRecorder, RecordingInterrupted, make_typestore
+    from arvla_data.bag import BagRecorder, RecordingInterrupted, make_typestore
     store = make_typestore()
     S = store.types["std_msgs/msg/String"]
     written = 0
@@ -264,7 +264,7 @@ def test_cut_mcap_recovers_every_complete_chunk(tmp_path, caplog):
         kept = sum((c.message_index_length - 15 * len(c.message_index_offsets)) // 16
                    for c in chunks[:j])
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="arvla_eval.bag"), BagReader(killed) as reader:
+        with caplog.at_level(logging.WARNING, logger="arvla_data.bag"), BagReader(killed) as reader:
             got = list(reader.messages())
             prefixes = list(reader.messages(["/arvla/vl_prefix"]))
             assert reader.recovered is True
@@ -287,7 +287,7 @@ def test_cut_mcap_recovers_every_complete_chunk(tmp_path, caplog):
 KILLED_CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from arvla_eval.bag import BagRecorder, make_typestore
+    from arvla_data.bag import BagRecorder, make_typestore
     path, storage, mode = sys.argv[1:]
     store = make_typestore()
     S = store.types["std_msgs/msg/String"]
@@ -341,7 +341,7 @@ def test_sigkilled_recording_keeps_everything_flushed(tmp_path, caplog, storage,
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (path / "metadata.yaml").exists()  # the recorder never closed
-    with caplog.at_level(logging.WARNING, logger="arvla_eval.bag"), BagReader(path) as reader:
+    with caplog.at_level(logging.WARNING, logger="arvla_data.bag"), BagReader(path) as reader:
         counts = [int(m.msg.data) for m in reader.messages(["/count"])]
         blobs = sum(1 for _ in reader.messages(["/blob"], missing_ok=True))
         # MCAP without footer is read by streaming; sqlite3 is read up to its last commit
@@ -362,7 +362,7 @@ def test_sigkilled_recording_keeps_everything_flushed(tmp_path, caplog, storage,
 SQLITE_KILLED_CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from arvla_eval.bag import BagRecorder, make_typestore
+    from arvla_data.bag import BagRecorder, make_typestore
     store = make_typestore()
     T = store.types
     blob = lambda i: T["std_msgs/msg/UInt8MultiArray"](
@@ -402,7 +402,7 @@ def test_sigkilled_sqlite3_recording_rolls_back_to_its_last_commit(tmp_path, cap
             proc.wait()
     journal = path / "bag.db3-journal"
     assert journal.stat().st_size > 0, "no hot journal: the test did not set up its case"
-    with caplog.at_level(logging.WARNING, logger="arvla_eval.bag"), BagReader(path) as reader:
+    with caplog.at_level(logging.WARNING, logger="arvla_data.bag"), BagReader(path) as reader:
         got = [(m.timestamp, int(m.msg.data[0])) for m in reader.messages()]
         assert reader.recovered is True and reader.message_count == 10
     assert got == [(1000 + i, i) for i in range(10)]

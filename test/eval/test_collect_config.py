@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 from arvla_eval.collect_ros import CollectConfig
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from arvla.cli import main as arvla_main
-from arvla.config import ConfigError, from_dict
-from arvla_eval.bag import BagRecorder
-from arvla_eval.episodes import (BagEpisodeConfig, EpisodeError, bag_to_episode, load_episode,
+from arvla_base.config import ConfigError, from_dict
+from arvla_data.bag import BagRecorder
+from arvla_data.episodes import (BagEpisodeConfig, EpisodeError, bag_to_episode, load_episode,
                                  save_episode, validate_episode)
 
 

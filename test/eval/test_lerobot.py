@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from arvla.cli import main as arvla_main
-from arvla_eval.episodes import EpisodeError, load_episode
-from arvla_eval.lerobot import LeRobotDataset, import_lerobot
+from arvla_data.episodes import EpisodeError, load_episode
+from arvla_data.lerobot import LeRobotDataset, import_lerobot
 
 MOTORS = ["waist", "shoulder", "elbow", "gripper"]
 

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from arvla.cli import main as arvla_main
-from arvla_eval.episodes import EpisodeError, episode_metadata, load_episode, save_episode
-from arvla_eval.lerobot import LeRobotDataset, import_lerobot
-from arvla_eval.lerobot_export import export_lerobot
+from arvla_data.episodes import EpisodeError, episode_metadata, load_episode, save_episode
+from arvla_data.lerobot import LeRobotDataset, import_lerobot
+from arvla_data.lerobot_export import export_lerobot
 
 av = pytest.importorskip("av")
 
@@ -180,7 +180,7 @@ def test_v21_per_episode_video_decodes_frame_accurately(tmp_path):
 
 
 def test_v30_two_cameras_import_with_frames_and_prefixes(tmp_path, tiny_perception):
-    from arvla_eval.collect_ros import OfflinePrefixes
+    from arvla_data.prefixes import OfflinePrefixes
 
     root = make_v30(tmp_path / "ds")
     lengths = (6, 8, 5)

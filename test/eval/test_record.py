@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from arvla.rosutil import spin_until
-from arvla_eval.bag import BagRecorder, read_messages
-from arvla_eval.episodes import bag_to_episode, BagEpisodeConfig
+from arvla_base.rosutil import spin_until
+from arvla_data.bag import BagRecorder, read_messages
+from arvla_data.episodes import bag_to_episode, BagEpisodeConfig
 
 
 def _publishers(node):
@@ -57,7 +57,7 @@ def test_recorder_node_records_exact_messages(tmp_path, ros_context, executor):
     from rclpy.serialization import deserialize_message
     from std_msgs.msg import String
 
-    from arvla_eval.record import RecordConfig, RecorderNode
+    from arvla_data.record import RecordConfig, RecorderNode
 
     source = rclpy.create_node("arvla_test_source", context=ros_context)
     executor.add_node(source)
@@ -160,8 +160,8 @@ def test_record_command_stops_cleanly_on_sigint(tmp_path, ros_context, executor)
 
 
 def test_record_config_errors():
-    from arvla.config import ConfigError
-    from arvla_eval.record import RecordConfig
+    from arvla_base.config import ConfigError
+    from arvla_data.record import RecordConfig
 
     with pytest.raises(ConfigError, match="storage: must be one of"):
         RecordConfig(output="x", storage="bag")

@@ -4,7 +4,6 @@ executed motion does not depend on when inside the tick the step finishes (issue
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from arvla_eval.streaming import Latency, rollout
 from arvla_sim.env import SimEnv
@@ -41,7 +40,7 @@ class ZeroBackbone:
 
 
 def _run(timing: str, latency: Latency | None) -> np.ndarray:
-    from arvla.config import load_yaml
+    from arvla_base.config import load_yaml
     from arvla_action_expert.node_config import ExpertNodeConfig
     import pathlib
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "expert_nod
 from arvla_msgs.msg import ExpertStatus  # noqa: E402
 from expert_harness import JOINTS, MODEL_ID, PREFIX_DIM, Harness  # noqa: E402
 
-from arvla_eval.chunk_policy import ChunkConfig, ChunkExecConfig, ChunkPolicy  # noqa: E402
+from arvla_baselines.chunk import ChunkConfig, ChunkExecConfig, ChunkPolicy  # noqa: E402
 
 CHUNK = 4
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from arvla.config import ConfigError, load_config
+from arvla_base.config import ConfigError, load_config
 from arvla_action_expert.checkpoint import CheckpointError
 from arvla_action_expert.data import InMemoryEpisodes, SampleBuilder, synthetic_episodes
 from arvla_action_expert.policy import ExpertPolicy
-from arvla_eval.chunk_policy import (ChunkConfig, ChunkExecConfig, ChunkPolicy, ChunkTrainConfig,
+from arvla_baselines.chunk import (ChunkConfig, ChunkExecConfig, ChunkPolicy, ChunkTrainConfig,
                                      ChunkTransformer, chunk_batch, ensemble_weights,
                                      evaluate_chunk, load_chunk_checkpoint, train_chunk,
                                      train_chunk_policy)
@@ -121,7 +121,7 @@ def test_checkpoint_save_commits_at_config_and_rolls_forward(tmp_path):
     import shutil
 
     from arvla_action_expert.normalize import Normalizer
-    from arvla_eval.chunk_policy import ChunkMeta, save_chunk_checkpoint
+    from arvla_baselines.chunk import ChunkMeta, save_chunk_checkpoint
 
     def save(path, value):
         model = ChunkTransformer(TINY)
@@ -188,11 +188,13 @@ def test_temporal_ensembling_matches_hand_computation():
     # step 0: chunk A (calls=1) = [100, 101, 102]
     np.testing.assert_allclose(p.step(s, 0)[:, 0], [100.0])
     # step 1: chunk B = [200, 201, 202]; step 1 gets A[1]=101 (oldest, w0) and B[0]=200 (w1)
-    w = np.exp([0.0, -0.5]); w /= w.sum()
+    w = np.exp([0.0, -0.5])
+    w /= w.sum()
     np.testing.assert_allclose(p.step(s, 1)[0, 0], w @ [101.0, 200.0])
     # step 2 with lookahead 2: C = [300..]; step 2 <- A[2], B[1], C[0]; step 3 <- B[2], C[1]
     out = p.step(s, 2, lookahead=2)[:, 0]
-    w3 = np.exp([0.0, -0.5, -1.0]); w3 /= w3.sum()
+    w3 = np.exp([0.0, -0.5, -1.0])
+    w3 /= w3.sum()
     np.testing.assert_allclose(out, [w3 @ [102.0, 201.0, 300.0], w @ [202.0, 301.0]])
     # step 3: A has expired (covers 0..2)
     np.testing.assert_allclose(p.step(s, 3)[0, 0], w3 @ [202.0, 301.0, 400.0])

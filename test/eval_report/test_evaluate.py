@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arvla.config import ConfigError, load_config
+from arvla_base.config import ConfigError, load_config
 from arvla_action_expert.data import InMemoryEpisodes, synthetic_episodes
-from arvla_eval.chunk_policy import (ChunkConfig, ChunkExecConfig, ChunkMeta, ChunkPolicy,
+from arvla_baselines.chunk import (ChunkConfig, ChunkExecConfig, ChunkMeta, ChunkPolicy,
                                      ChunkTrainConfig, save_chunk_checkpoint)
 from arvla_eval.evaluate import cli_main, fit_chunk_dims, load_node_params
 from arvla_eval.records import load_records

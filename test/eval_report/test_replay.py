@@ -8,8 +8,8 @@ import pytest
 from arvla_action_expert.checkpoint import CheckpointMeta, save_checkpoint
 from arvla_action_expert.model import ExpertConfig
 from arvla_action_expert.policy import ExpertPolicy
-from arvla_eval.bag import BagError, BagRecorder, make_typestore
-from arvla_eval.chunk_policy import (ChunkConfig, ChunkExecConfig, ChunkMeta, ChunkPolicy,
+from arvla_data.bag import BagError, BagRecorder, make_typestore
+from arvla_baselines.chunk import (ChunkConfig, ChunkExecConfig, ChunkMeta, ChunkPolicy,
                                      save_chunk_checkpoint)
 from arvla_eval.replay import cli_main, load_any_policy, replay_bag
 

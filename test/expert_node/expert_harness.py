@@ -154,7 +154,7 @@ class Harness:
         return self.driver.count_publishers(self.jtc_topic) > 0
 
     def _wait(self, pred: Callable[[], bool], what: str) -> None:
-        from arvla.rosutil import spin_until
+        from arvla_base.rosutil import spin_until
 
         if not spin_until(self.executor, pred, SPIN_TIMEOUT_S, step_s=0.002):
             raise AssertionError(f"timed out waiting for {what}")
@@ -173,7 +173,7 @@ class Harness:
     def prefix(self, capture_ns: int, *, model_id: str = MODEL_ID, dim: int = PREFIX_DIM, tokens: int = 2,
                data: Optional[np.ndarray] = None) -> int:
         from arvla_msgs.msg import VLPrefix
-        from arvla.rosutil import ns_to_stamp
+        from arvla_base.rosutil import ns_to_stamp
 
         self.frame_seq += 1
         msg = VLPrefix()
@@ -193,7 +193,7 @@ class Harness:
 
     def set_clock(self, t_ns: int) -> None:
         from rosgraph_msgs.msg import Clock
-        from arvla.rosutil import ns_to_stamp
+        from arvla_base.rosutil import ns_to_stamp
 
         msg = Clock()
         ns_to_stamp(t_ns, msg.clock)

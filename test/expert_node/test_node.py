@@ -441,7 +441,7 @@ def test_randomised_inputs_never_break_jtc_rules_and_staleness_is_exact(harness)
 
 
 def test_configuration_errors_name_the_key(ros_context):
-    from arvla.config import ConfigError
+    from arvla_base.config import ConfigError
     from rclpy.parameter import Parameter
 
     from arvla_action_expert.node import ActionExpertNode

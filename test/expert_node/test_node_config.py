@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from arvla.config import ConfigError, load_yaml
+from arvla_base.config import ConfigError, load_yaml
 from arvla_action_expert.node_config import NODE_NAME, ExpertNodeConfig, config_from_parameters, parameter_fields
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robot_files as rf
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 from arvla_action_expert.gripper import GripperLimiter, GripperSpec, gripper_target, gripper_trajectory
 from arvla_action_expert.joints import (CONTINUOUS_PLAUSIBLE_RAD, JointError, JointLimits, UrdfRobot,
                                         controller_from_yaml, implausible_joints, limits_from_joint_limits_yaml,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import robot_files as rf
-from arvla.rosutil import spin_until
+from arvla_base.rosutil import spin_until
 from expert_harness import FakeJTC, tiny_policy
 
 UNSET = dict(joints=None, position_min=None, position_max=None, max_velocity=None)
@@ -231,7 +231,7 @@ def test_two_arms_in_one_graph_by_namespace(make_harness, ros_context, executor)
 def test_node_refuses_a_mimic_joint_as_a_commanded_joint(ros_context, tmp_path):
     from rclpy.parameter import Parameter
 
-    from arvla.config import ConfigError
+    from arvla_base.config import ConfigError
     from arvla_action_expert.node import ActionExpertNode
 
     files = rf.panda_files(tmp_path)

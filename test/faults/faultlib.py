@@ -189,7 +189,7 @@ def prefix_msg(stamp_ns: int, *, frame_seq: int, model_id: str, token_count: int
     """A VLPrefix with ``data`` as float32 (an array.array: no per-element Python conversion)."""
     from arvla_msgs.msg import VLPrefix
 
-    from arvla.rosutil import ns_to_stamp
+    from arvla_base.rosutil import ns_to_stamp
 
     msg = VLPrefix()
     ns_to_stamp(stamp_ns, msg.header.stamp)
@@ -201,7 +201,7 @@ def prefix_msg(stamp_ns: int, *, frame_seq: int, model_id: str, token_count: int
 def joint_state_msg(names: Sequence[str], positions: Sequence[float], stamp_ns: int = 0) -> Any:
     from sensor_msgs.msg import JointState
 
-    from arvla.rosutil import ns_to_stamp
+    from arvla_base.rosutil import ns_to_stamp
 
     msg = JointState()
     ns_to_stamp(stamp_ns, msg.header.stamp)
@@ -213,7 +213,7 @@ def joint_state_msg(names: Sequence[str], positions: Sequence[float], stamp_ns: 
 def image_msg(height: int, width: int, encoding: str, step: int, data: bytes, stamp_ns: int) -> Any:
     from sensor_msgs.msg import Image
 
-    from arvla.rosutil import ns_to_stamp
+    from arvla_base.rosutil import ns_to_stamp
 
     msg = Image(height=height, width=width, encoding=encoding, step=step)
     ns_to_stamp(stamp_ns, msg.header.stamp)

@@ -15,7 +15,7 @@ version number), and a dataset listing must not pick up a partial file.
 Recordings: ``arvla record`` gets SIGINT or SIGTERM while messages (and 1 MB images) stream in;
 the bag must open, and every message up to the interruption must be in it, in order. SIGKILL
 (no close, no footer): the bag must still open, recovered by streaming, with every message
-older than the recorder's flush period (arvla_eval.bag.FLUSH_PERIOD_S) in it, in order.
+older than the recorder's flush period (arvla_data.bag.FLUSH_PERIOD_S) in it, in order.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _load_version(kind: str, target: pathlib.Path) -> int:
     v = int(ep.task[1:])
     assert np.all(ep.states == v) and ep.images is not None and np.all(ep.images == v % 256), "torn episode"
     if kind == "episode_eval":
-        from arvla_eval.episodes import load_episode
+        from arvla_data.episodes import load_episode
 
         assert str(load_episode(target)["task"]) == f"v{v}"
     elif kind == "episode_sim":
@@ -152,7 +152,7 @@ def test_recording_interrupted_keeps_everything_up_to_the_signal(tmp_path, ros_c
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from arvla_eval.bag import FLUSH_PERIOD_S, BagReader
+    from arvla_data.bag import FLUSH_PERIOD_S, BagReader
 
     killed = signum == signal.SIGKILL
     # A killed recorder loses what it had not flushed yet: at most its flush period.

@@ -16,7 +16,7 @@ import pytest
 from arvla_msgs.msg import ExpertStatus
 from rclpy.parameter import Parameter
 
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 from arvla_action_expert.checkpoint import CheckpointError, CheckpointMeta, save_checkpoint
 from expert_harness import JOINTS, MODEL_ID, PERIOD_NS, PREFIX_DIM, base_params
 from faultlib import PickleBomb
@@ -264,7 +264,7 @@ def test_pickled_perception_weights_and_datasets_are_never_unpickled(tmp_path, l
     """The perception backbone's .pth (torch.load weights_only) and episode .npz files
     (np.load allow_pickle=False) refuse a pickle whose __reduce__ would run code."""
     from arvla_action_expert.data import EpisodeError as DataEpisodeError, NpzEpisodeDir
-    from arvla_eval.episodes import EpisodeError, load_episode
+    from arvla_data.episodes import EpisodeError, load_episode
     from arvla_perception.backbone import BackboneError, load_backbone
     from arvla_perception.config import PerceptionConfig
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from arvla_msgs.msg import ExpertStatus
 
-from arvla.rosutil import spin_until
+from arvla_base.rosutil import spin_until
 from faultlib import image_msg, joint_state_msg, prefix_msg, rss_mb
 
 FLOOD_HZ = 1000.0
@@ -123,7 +123,7 @@ def test_perception_bad_images_and_image_flood(ros_context, executor, ledger):
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from arvla.rosutil import stamp_to_ns
+    from arvla_base.rosutil import stamp_to_ns
     from arvla_perception.node import PerceptionNode
 
     node = PerceptionNode(context=ros_context, parameter_overrides=[

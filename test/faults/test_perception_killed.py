@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from arvla_msgs.msg import ExpertStatus
 
-from arvla.rosutil import spin_until
+from arvla_base.rosutil import spin_until
 from faultlib import image_msg, joint_state_msg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 from arvla_action_expert.joints import JointError, JointLimits
 from arvla_action_expert.node_config import ExpertNodeConfig
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, staleness, time_to_step
@@ -192,7 +192,7 @@ def test_fuzzed_inputs_into_the_running_node(expert_rig, ledger):
     (any stamp offset, zero stamps, NaN, wrong shapes), ticks and clock jumps: every tick answers
     and every published trajectory is well formed and inside the limits."""
     from expert_harness import JOINTS, PERIOD_NS, PREFIX_DIM
-    from arvla.rosutil import spin_until
+    from arvla_base.rosutil import spin_until
     from arvla_msgs.msg import ExpertStatus
     from faultlib import joint_state_msg, prefix_msg
 

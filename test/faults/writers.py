@@ -54,7 +54,7 @@ def save(kind: str, path: pathlib.Path, v: int, model) -> None:  # noqa: ANN001
     meta = {"control_rate_hz": np.float64(20.0), "model_id": np.str_(""),
             "joint_names": np.array(JOINTS), "task": np.str_(f"v{v}")}
     if kind == "episode_eval":
-        from arvla_eval.episodes import save_episode
+        from arvla_data.episodes import save_episode
 
         save_episode(path, {**arrays, **meta})
     elif kind == "episode_data":

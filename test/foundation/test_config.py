@@ -1,4 +1,4 @@
-"""arvla.config: typed YAML configs that name the offending key."""
+"""arvla_base.config: typed YAML configs that name the offending key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from arvla.config import ConfigError, from_dict, load_config, require, to_dict
+from arvla_base.config import ConfigError, from_dict, load_config, require, to_dict
 
 
 @dataclasses.dataclass

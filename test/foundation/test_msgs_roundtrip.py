@@ -6,7 +6,7 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from arvla.rosutil import ns_to_stamp, spin_until, stamp_to_ns
+from arvla_base.rosutil import ns_to_stamp, spin_until, stamp_to_ns
 
 
 def test_vlprefix_round_trip(ros_context, executor):

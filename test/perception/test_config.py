@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from arvla.config import ConfigError, from_dict, load_yaml
+from arvla_base.config import ConfigError, from_dict, load_yaml
 from arvla_perception.config import FIELD_HELP, PerceptionConfig, field_names
 
 

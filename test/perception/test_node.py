@@ -11,8 +11,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 
-from arvla.config import ConfigError
-from arvla.rosutil import spin_until, stamp_to_ns
+from arvla_base.config import ConfigError
+from arvla_base.rosutil import spin_until, stamp_to_ns
 from arvla_msgs.msg import VLPrefix
 from arvla_msgs.srv import SetInstruction
 from arvla_perception.backbone import BackboneError

@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from arvla.config import ConfigError, from_dict, load_yaml
-from arvla.rosutil import spin_until, stamp_to_ns
+from arvla_base.config import ConfigError, from_dict, load_yaml
+from arvla_base.rosutil import spin_until, stamp_to_ns
 from arvla_sim.config import FIELD_HELP, SimNodeConfig
 from arvla_sim.robot import JOINT_NAMES
 

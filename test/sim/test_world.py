@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arvla.config import ConfigError
+from arvla_base.config import ConfigError
 from arvla_sim.collect import collect_episode, load_episode, save_episode
 from arvla_sim.env import SimEnv, SimEnvConfig
 from arvla_sim.experts import make_expert

@@ -1,6 +1,6 @@
 """``arvla record``: record arvla's topics into a rosbag2 (MCAP) bag, without rosbag2_py.
 
-A thin rclpy adapter over :class:`arvla_eval.bag.BagRecorder`. Subscriptions are *raw*
+A thin rclpy adapter over :class:`arvla_data.bag.BagRecorder`. Subscriptions are *raw*
 (``create_subscription(..., raw=True)``): the serialised CDR bytes DDS delivered are written to
 the bag unchanged, so the recording is exact and costs no deserialisation, images included.
 
@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from arvla.config import ConfigError, require
-from arvla_eval.bag import BagError, BagRecorder, STORAGE_FORMATS
+from arvla_base.config import ConfigError, require
+from arvla_data.bag import BagError, BagRecorder, STORAGE_FORMATS
 
 __all__ = ["DEFAULT_TOPICS", "RecordConfig", "RecordResult", "RecorderNode", "adapted_qos",
            "cli_main", "record"]
@@ -178,7 +178,7 @@ def record(config: RecordConfig, context: Any = None, *, use_sim_time: bool = Fa
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from arvla_eval.bag import RecordingInterrupted
+    from arvla_data.bag import RecordingInterrupted
 
     stopped_by = "shutdown"
     with BagRecorder(config.output, storage=config.storage) as bag, bag.stop_on_signals():
@@ -212,7 +212,7 @@ def cli_main(argv: list[str]) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from arvla_eval.bag import RecordingInterrupted
+    from arvla_data.bag import RecordingInterrupted
 
     parser = argparse.ArgumentParser(prog="arvla record", description=__doc__.splitlines()[0])
     parser.add_argument("--output", "-o", default=time.strftime("arvla_%Y%m%d_%H%M%S"),

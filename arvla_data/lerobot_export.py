@@ -42,7 +42,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from arvla_eval.episodes import EpisodeError, load_episode
+from arvla_data.episodes import EpisodeError, load_episode
 
 __all__ = ["ExportSummary", "export_lerobot"]
 
@@ -225,7 +225,7 @@ class _Writer:
         self.total += T
 
     def _add_video(self, images: np.ndarray, frame_steps: np.ndarray, T: int) -> dict[str, Any]:
-        from arvla_eval.lerobot_video import VideoWriter
+        from arvla_data.lerobot_video import VideoWriter
 
         if self.video is None:
             self.video = VideoWriter(self.work / VIDEO_PATH.format(
@@ -258,7 +258,7 @@ class _Writer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from arvla_eval.lerobot_video import video_info
+        from arvla_data.lerobot_video import video_info
 
         self.close()
         episodes_path = self.work / EPISODES_PATH.format(chunk_index=0, file_index=0)
@@ -329,7 +329,7 @@ def export_lerobot(episodes: Sequence[str | os.PathLike[str]], root: str | os.Pa
     """
     from tqdm import tqdm
 
-    from arvla_eval.lerobot_video import pick_codec
+    from arvla_data.lerobot_video import pick_codec
 
     paths = [pathlib.Path(p) for p in episodes]
     if not paths:

@@ -16,14 +16,14 @@ Rows are grouped by ``episode_index`` (so files holding several episodes work to
 by ``frame_index``. The dataset's ``fps`` becomes ``control_rate_hz`` (one row = one control
 step). One camera (``image_key``) becomes the episode's frames: an image feature (PNG/JPEG bytes
 or a path in the parquet) or a video feature, decoded with PyAV frame-accurately at
-``from_timestamp + timestamp`` (arvla_eval.lerobot_video.decode_at: the frame within 1e-4 s of
+``from_timestamp + timestamp`` (arvla_data.lerobot_video.decode_at: the frame within 1e-4 s of
 that time, as LeRobot's loader demands, or an error naming the episode and key). One camera
 because the perception node encodes one camera topic: the expert must be trained on the prefixes
 it will see.
 
 With a perception configuration, ``import_lerobot`` computes the frames' prefixes offline with
 the perception node's backbone, batched, the episode's task text as the instruction -- what
-``arvla demo`` does with its recorded frames (arvla_eval.collect_ros.OfflinePrefixes). Episodes
+``arvla demo`` does with its recorded frames (arvla_data.prefixes.OfflinePrefixes). Episodes
 stream one at a time, and frames go through the backbone a batch at a time, so memory holds one
 episode's states and tokens (and its frames only when they are kept).
 """
@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from arvla_eval.episodes import EpisodeError, episode_metadata, save_episode, validate_episode
+from arvla_data.episodes import EpisodeError, episode_metadata, save_episode, validate_episode
 
 __all__ = ["LeRobotDataset", "import_lerobot"]
 
@@ -234,7 +234,7 @@ class LeRobotDataset:
 
     def _video_frames(self, ep_idx: int, times: np.ndarray, steps: np.ndarray) -> Frames:
         """The episode's frames at ``steps`` from its video (checks first, decodes lazily)."""
-        from arvla_eval.lerobot_video import decode_at
+        from arvla_data.lerobot_video import decode_at
 
         key = self.video_key
         assert key is not None
@@ -376,7 +376,7 @@ def import_lerobot(root: str | pathlib.Path, output_dir: str | pathlib.Path, *,
                         frame_stride=frame_stride, tolerance_s=tolerance_s)
     encoder = None
     if perception is not None:
-        from arvla_eval.collect_ros import OfflinePrefixes
+        from arvla_data.prefixes import OfflinePrefixes
 
         encoder = OfflinePrefixes(perception, instruction="")
     total = len(episodes) if episodes is not None else ds.info.get("total_episodes")
@@ -422,7 +422,7 @@ def cli_main(argv: list[str]) -> int:
     import argparse
     import sys
 
-    from arvla.config import ConfigError
+    from arvla_base.config import ConfigError
 
     parser = argparse.ArgumentParser(
         prog="arvla import-lerobot",
@@ -457,7 +457,7 @@ def cli_main(argv: list[str]) -> int:
     try:
         if args.perception_params:
             # the command line sits above the parts: it may read the perception node's parameters
-            from arvla.perception_params import read_node_params
+            from arvla_base.params import read_node_params
             from arvla_perception.config import field_names
 
             fields = set(field_names())

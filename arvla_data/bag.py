@@ -217,7 +217,7 @@ class BagRecorder:
         if missing:
             writer.close()
             raise BagError(f"cannot flush bag {self.path}: the installed rosbags' {self.storage} "
-                           f"writer has no {missing} (arvla_eval.bag needs rosbags 0.11.9, see "
+                           f"writer has no {missing} (arvla_data.bag needs rosbags 0.11.9, see "
                            "requirements/python.txt)")
         with self._lock:
             self._writer = writer

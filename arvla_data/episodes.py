@@ -29,9 +29,9 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-from arvla.config import ConfigError, from_dict, require
+from arvla_base.config import ConfigError, from_dict, require
 from arvla_action_expert.reanchor import time_to_step
-from arvla_eval.bag import BagError, BagReader
+from arvla_data.bag import BagError, BagReader
 
 __all__ = [
     "BagEpisodeConfig",
@@ -407,7 +407,7 @@ def save_episode(path: str | os.PathLike[str], episode: dict[str, np.ndarray]) -
         raise EpisodeError(f"episode files end in .npz, got {path}")
     validate_episode(episode, where=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    from arvla_action_expert.data import atomic_save_npz
+    from arvla_base.fileio import atomic_save_npz
 
     return atomic_save_npz(path, {k: np.asarray(v) for k, v in episode.items()})
 
@@ -449,7 +449,7 @@ def cli_main(argv: list[str]) -> int:
     import argparse
     import sys
 
-    from arvla.config import load_yaml
+    from arvla_base.config import load_yaml
 
     parser = argparse.ArgumentParser(prog="arvla bag2episodes",
                                      description="Convert rosbag2 recordings to training episodes "

@@ -60,6 +60,7 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from arvla_base.config import ConfigError
+from arvla_base.policy import StepPolicy
 from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_action_expert.gripper import GripperLimiter, GripperSpec, gripper_target, gripper_trajectory
 from arvla_action_expert.joints import (JointError, JointLimits, JointReading, UrdfRobot, implausible_joints,
@@ -285,12 +286,12 @@ _LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Paramete
 class ActionExpertNode(Node):
     """The AR action expert behind ROS topics (see the module docstring).
 
-    ``policy``: an ``ExpertPolicy`` to run instead of loading the ``checkpoint`` parameter
-    (tests and benchmarks). Raises ``ConfigError`` (bad parameter, naming it) or the policy's
+    ``policy``: a ``StepPolicy`` (``ExpertPolicy``, ``ChunkPolicy``) to run instead of loading the
+    ``checkpoint`` parameter (tests and benchmarks). Raises ``ConfigError`` (bad parameter, naming it) or the policy's
     ``CheckpointError`` at construction: a node that cannot act safely does not start.
     """
 
-    def __init__(self, *, policy: Optional[ExpertPolicy] = None, node_name: str = NODE_NAME, **kwargs: Any):
+    def __init__(self, *, policy: Optional[StepPolicy] = None, node_name: str = NODE_NAME, **kwargs: Any):
         super().__init__(node_name, **kwargs)
         try:
             self._configure(policy)
@@ -319,7 +320,7 @@ class ActionExpertNode(Node):
                 values[field.name] = self.get_parameter(field.name).value
         return values
 
-    def _configure(self, policy: Optional[ExpertPolicy]) -> None:
+    def _configure(self, policy: Optional[StepPolicy]) -> None:
         self.config: ExpertNodeConfig = config_from_parameters(self._declare_parameters())
         cfg = self.config
         # Joints and limits from the parameters and the robot's files; when a limit is left to a
@@ -340,7 +341,7 @@ class ActionExpertNode(Node):
         self.state_joints: list[str] = self.joints + ([self.gripper_spec.joint] if self.gripper_spec else [])
         if not wait:
             self._apply_setup(setup)
-        self.policy: ExpertPolicy = policy if policy is not None else self._load_policy(cfg)
+        self.policy: StepPolicy = policy if policy is not None else self._load_policy(cfg)
         self._check_policy_fits(self.policy)
         # A new node is a new episode: a policy object handed over from a previous node (an
         # in-process restart) still holds that node's memory, whose steps would not follow ours.
@@ -441,7 +442,7 @@ class ActionExpertNode(Node):
                 raise ConfigError(f"inference: {err}") from err
         return policy
 
-    def _check_policy_fits(self, policy: ExpertPolicy) -> None:
+    def _check_policy_fits(self, policy: StepPolicy) -> None:
         cfg = self.config
         if abs(policy.control_rate_hz - cfg.control_rate) > 1e-6 * cfg.control_rate:
             raise ConfigError(f"control_rate: {cfg.control_rate:g} Hz, but the policy was trained at "
@@ -467,7 +468,7 @@ class ActionExpertNode(Node):
 
         if cfg.lookahead_steps > MAX_LOOKAHEAD + 1:
             raise ConfigError(f"lookahead_steps: {cfg.lookahead_steps} > the policy's limit {MAX_LOOKAHEAD + 1}")
-        if not hasattr(policy, "ensemble_steps"):  # e.g. the chunked baseline
+        if not policy.capabilities.ensembles:  # e.g. the chunked baseline
             if cfg.ensemble_steps > 1:
                 raise ConfigError(f"ensemble_steps: {cfg.ensemble_steps}, but a {type(policy).__name__} "
                                   "has no multi-token predictions to ensemble")

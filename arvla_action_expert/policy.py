@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from arvla_base.policy import PolicyCapabilities
 from arvla_action_expert.cache import CacheError, HybridKVCache
 from arvla_action_expert.model import ARExpert, ExpertConfig
 from arvla_action_expert.normalize import Normalizer
@@ -33,13 +34,14 @@ _NO_STEP = -(2 ** 62)  # step index of an empty plan slot (StaticStep): never a 
 
 
 class PolicyBase:
-    """What every policy behind the ``ExpertPolicy`` interface shares: the model (its config has
+    """What every ``StepPolicy`` (``arvla_base.policy``) shares: the model (its config has
     state_dim / action_dim / prefix_dim / max_prefix_tokens), the normalisers and control rate it
     was trained with, and the checks on what callers pass in. ``ExpertPolicy`` and the chunked
     baseline (``arvla_baselines.chunk.ChunkPolicy``) build on it, so the node gets the same
     errors for the same bad input whichever policy it runs."""
 
     config: Any  # the model's config dataclass (ExpertConfig, ChunkConfig)
+    capabilities: PolicyCapabilities = PolicyCapabilities()  # none beyond StepPolicy
 
     def __init__(self, model: torch.nn.Module, *, state_norm: Normalizer,
                  target_norm: Normalizer, control_rate_hz: float, model_id: str = "",
@@ -88,6 +90,8 @@ class PolicyBase:
 
 class ExpertPolicy(PolicyBase):
     """Autoregressive action expert with a long-lived memory (see docs/CONTRACTS.md)."""
+
+    capabilities = PolicyCapabilities(ensembles=True, has_memory=True)
 
     config: ExpertConfig
 

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 from arvla_base.config import ConfigError, from_dict, load_config, load_yaml, to_dict
 from arvla_base.paths import config_file
+from arvla_base.policy import StepPolicy
 
 __all__ = ["EvalSetup", "cli_main", "fit_chunk_dims", "load_node_params", "make_policies",
            "run_evaluation"]
@@ -191,15 +192,13 @@ def make_policies(setup: EvalSetup) -> dict[str, Any]:
     return policies
 
 
-AR_ONLY_PARAMS = ("ensemble_steps",)   # the chunked baselines have their own execution modes
-
-
-def node_params_for(policy: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """The expert node parameters for ``policy``: the AR-only ones (``AR_ONLY_PARAMS``) are left
-    out for a policy without multi-token plans (the chunked baselines), which would reject them."""
-    if hasattr(policy, "ensemble_steps"):
+def node_params_for(policy: StepPolicy, params: dict[str, Any]) -> dict[str, Any]:
+    """The expert node parameters for ``policy``: ``ensemble_steps`` goes only to a policy that
+    ensembles (``capabilities.ensembles``); the chunked baselines have their own execution modes,
+    and the node would refuse ensemble_steps > 1 for them."""
+    if policy.capabilities.ensembles:
         return dict(params)
-    return {k: v for k, v in params.items() if k not in AR_ONLY_PARAMS}
+    return {**params, "ensemble_steps": 1} if "ensemble_steps" in params else dict(params)
 
 
 def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:

@@ -46,11 +46,6 @@ class ChunkConfig:
                 f"must be divisible by n_head={self.n_head}")
         require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
 
-    @property
-    def window(self) -> int:
-        """What the node reports as memory capacity: a chunked head remembers one chunk."""
-        return self.chunk
-
 
 @dataclass
 class ChunkExecConfig:

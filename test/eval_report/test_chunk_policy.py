@@ -221,7 +221,7 @@ def test_interface_shapes_and_errors(mode):
     p = ChunkPolicy.build_untrained(TINY, joint_names=["a", "b"],
                                     exec_config=ChunkExecConfig(mode))
     assert (p.state_dim, p.action_dim, p.prefix_dim) == (2, 2, 8)
-    assert p.config.window == TINY.chunk and p.cache_capacity == TINY.chunk
+    assert p.cache_capacity == TINY.chunk  # a chunked head remembers one chunk
     out = p.step(np.zeros(2), 0, lookahead=1)  # no prefix: action-only
     assert out.shape == (1, 2) and out.dtype == np.float64 and np.isfinite(out).all()
     p.refresh_prefix(np.ones((3, 8), np.float32), capture_step=0)
@@ -257,3 +257,19 @@ def test_config_errors_name_the_key(tmp_path):
     eps = InMemoryEpisodes(synthetic_episodes(2, steps=16, state_dim=3, prefix_dim=8))
     with pytest.raises(ConfigError, match="model.state_dim"):
         train_chunk_policy(eps, ChunkTrainConfig(model=TINY), tmp_path / "x", progress=False)
+
+
+def test_both_policies_are_step_policies_with_explicit_capabilities():
+    """The node is typed against ``StepPolicy``; what a policy can do beyond it is declared."""
+    from arvla_action_expert.model import ExpertConfig
+    from arvla_base.policy import PolicyCapabilities, StepPolicy
+    from arvla_eval.evaluate import node_params_for
+
+    chunk = ChunkPolicy.build_untrained(TINY)
+    expert = ExpertPolicy.build_untrained(ExpertConfig(state_dim=2, action_dim=2, prefix_dim=8))
+    assert isinstance(chunk, StepPolicy) and isinstance(expert, StepPolicy)
+    assert chunk.capabilities == PolicyCapabilities()
+    assert expert.capabilities.ensembles and expert.capabilities.has_memory
+    params = {"ensemble_steps": 4, "lookahead_steps": 3}
+    assert node_params_for(expert, params) == params
+    assert node_params_for(chunk, params) == {"ensemble_steps": 1, "lookahead_steps": 3}

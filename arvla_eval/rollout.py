@@ -47,9 +47,6 @@ __all__ = ["EpisodeMonitor", "RolloutError", "RolloutGraph", "ar_expert_factory"
 
 log = logging.getLogger(__name__)
 
-# Panda velocity limits (rad/s) + the gripper finger (m/s; the scripted experts open/close it
-# within ~2 control periods, the learned expert must be allowed the same).
-PANDA_MAX_VELOCITY = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61, 1.0)
 
 
 class RolloutError(RuntimeError):
@@ -59,12 +56,14 @@ class RolloutError(RuntimeError):
 def expert_parameters(joint_names: Sequence[str], lower: Sequence[float], upper: Sequence[float],
                       overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Expert node parameters for the embedded Panda (8 joints incl. the gripper), sim time."""
+    from arvla_sim.robot import MAX_VELOCITY
+
     params: dict[str, Any] = {
         "use_sim_time": True,
         "joints": list(joint_names),
         "position_min": [float(x) for x in lower],
         "position_max": [float(x) for x in upper],
-        "max_velocity": [float(x) for x in PANDA_MAX_VELOCITY[:len(joint_names)]],
+        "max_velocity": [float(x) for x in MAX_VELOCITY[:len(joint_names)]],
         "torch_threads": 1,
         "diagnostics_period": 5.0,
     }
@@ -431,8 +430,7 @@ class RolloutGraph:
 
     @property
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
-        world = self.sim.env.world
-        return world.lower.copy(), world.upper.copy()
+        return self.sim.joint_limits()
 
     def close(self) -> None:
         import rclpy
@@ -482,7 +480,7 @@ class RolloutGraph:
             raise RolloutError(f"/sim/reset failed: {answer.message}")
         # Physics time of the new episode first, the clock second: a tick in between makes the
         # estimate later (one tick of the new episode ignored), never earlier (old ticks kept).
-        episode_ns = int(round(self.sim.env.world.time * 1e9))
+        episode_ns = self.sim.episode_time_ns()
         start_ns = self.sim.now_ns - episode_ns
         answer = self._call("reset_memory", ResetMemory.Request(clear_prefix=True))
         if not answer.success:
@@ -515,7 +513,7 @@ class RolloutGraph:
             success_ns = self.monitor.success_ns
             if success_ns is not None and self.monitor.clock_ns - success_ns >= settle_s * 1e9:
                 break
-            if self.monitor.started and self.sim.env.failure():
+            if self.monitor.started and self.sim.failure():
                 failed = True
                 break
             if self.monitor.elapsed_s() >= max_seconds:

@@ -146,6 +146,24 @@ class SimNode(Node):
         self._publish(force=True)
         return seed
 
+    # ------------------------------------------------------------------ what evaluation reads
+    def episode_time_ns(self) -> int:
+        """Physics time since the current episode started (its start = ``now_ns`` minus this)."""
+        return int(round(self.env.world.time * 1e9))
+
+    def success(self) -> bool:
+        """The current episode's task is done."""
+        return bool(self.env.success())
+
+    def failure(self) -> bool:
+        """The current episode can no longer succeed (e.g. the object fell off the table)."""
+        return bool(self.env.failure())
+
+    def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) position limits in JOINT_NAMES order (copies)."""
+        world = self.env.world
+        return world.lower.copy(), world.upper.copy()
+
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         seed = self.reset_episode()
         self._wall0, self._sim0_ns = time.monotonic(), self.now_ns

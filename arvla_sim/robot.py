@@ -37,6 +37,11 @@ _MJ_FINGER2 = "robot:panda0_finger_joint2"
 _MJ_ACTUATORS = tuple(f"panda0_joint{i}" for i in range(1, 8))
 _MJ_FINGER_ACTUATORS = ("r_gripper_finger_joint", "l_gripper_finger_joint")
 
+# The embedded robot's velocity limits, in JOINT_NAMES order: the Panda's (rad/s) + the finger
+# (m/s; the scripted experts open/close it within ~2 control periods, the learned expert must be
+# allowed the same). The one place they live: evaluation and config/action_expert.yaml follow.
+MAX_VELOCITY: tuple[float, ...] = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61, 1.0)
+
 # A comfortable "ready" posture: gripper pointing down ~0.45 m above the table in front of the base.
 HOME_Q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 0.33, 0.785, GRIPPER_OPEN])
 

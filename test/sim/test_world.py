@@ -283,3 +283,17 @@ def test_demonstrator_motion_has_bounded_acceleration_and_less_jerk():
             assert dv.max() <= 2.5 * accel * env.dt, f"velocity jump {dv.max():.3f} m/s"
             assert np.abs(np.diff(grip)).max() <= expert.grip_speed * env.dt + 1e-9
     assert jerk[WaypointExpert.max_accel] < 0.9 * jerk[None], jerk
+
+
+def test_the_embedded_robot_limits_live_in_one_place(repo_root):
+    """config/action_expert.yaml (defaults for the embedded Panda) and evaluation's expert
+    parameters take the velocity limits of arvla_sim.robot.MAX_VELOCITY."""
+    from arvla_base.config import load_yaml
+    from arvla_eval.rollout import expert_parameters
+    from arvla_sim.robot import JOINT_NAMES, MAX_VELOCITY
+
+    params = load_yaml(repo_root / "config" / "action_expert.yaml")["arvla_action_expert"]["ros__parameters"]
+    assert params["joints"] == list(JOINT_NAMES)
+    assert params["max_velocity"] == list(MAX_VELOCITY)
+    n = len(JOINT_NAMES)
+    assert expert_parameters(JOINT_NAMES, [0.0] * n, [1.0] * n)["max_velocity"] == list(MAX_VELOCITY)

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from arvla_base.fileio import atomic_save_npz
+from arvla_base.episode import EPISODE_META, Episode, EpisodeError, save_episode_npz
 from arvla_action_expert.normalize import Normalizer
 from arvla_action_expert.reanchor import sample_staleness
 
@@ -38,60 +38,8 @@ __all__ = ["Episode", "EpisodeError", "EpisodeSource", "InMemoryEpisodes", "NpzE
            "SampleSpec", "SampleBuilder", "save_episode_npz", "synthetic_episodes"]
 
 
-class EpisodeError(ValueError):
-    """An episode file or array is malformed; the message names the episode and the field."""
 
 
-@dataclass
-class Episode:
-    states: np.ndarray         # (T, state_dim) float32
-    actions: np.ndarray        # (T, action_dim) float32, absolute targets
-    frame_tokens: np.ndarray   # (F, N, prefix_dim) float32
-    frame_steps: np.ndarray    # (F,) int64, capture step of each frame, increasing, in [0, T)
-    control_rate_hz: float = 20.0
-    model_id: str = ""
-    joint_names: list[str] = field(default_factory=list)
-    task: str = ""
-    images: np.ndarray | None = None  # (F, H, W, 3) uint8
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.states = np.asarray(self.states, np.float32)
-        self.actions = np.asarray(self.actions, np.float32)
-        self.frame_tokens = np.asarray(self.frame_tokens, np.float32)
-        self.frame_steps = np.asarray(self.frame_steps, np.int64)
-        self.validate()
-
-    def validate(self) -> None:
-        who = f"episode {self.name or '<unnamed>'}"
-        if self.states.ndim != 2 or self.states.shape[0] < 1:
-            raise EpisodeError(f"{who}: states must be (T>=1, state_dim), got {self.states.shape}")
-        T = self.states.shape[0]
-        if self.actions.ndim != 2 or self.actions.shape[0] != T:
-            raise EpisodeError(f"{who}: actions must be ({T}, action_dim), got "
-                               f"{self.actions.shape}")
-        if self.frame_tokens.ndim != 3:
-            raise EpisodeError(f"{who}: frame_tokens must be (F, N, prefix_dim), got "
-                               f"{self.frame_tokens.shape}")
-        F = self.frame_tokens.shape[0]
-        if self.frame_steps.shape != (F,):
-            raise EpisodeError(f"{who}: frame_steps must be ({F},), got {self.frame_steps.shape}")
-        if F and (self.frame_steps.min() < 0 or self.frame_steps.max() >= T
-                  or np.any(np.diff(self.frame_steps) <= 0)):
-            raise EpisodeError(f"{who}: frame_steps must increase within [0, {T}), got "
-                               f"{self.frame_steps.tolist()[:10]}")
-        for key in ("states", "actions", "frame_tokens"):
-            if not np.isfinite(getattr(self, key)).all():
-                raise EpisodeError(f"{who}: {key} contains NaN/inf")
-        if self.joint_names and len(self.joint_names) != self.actions.shape[1]:
-            raise EpisodeError(f"{who}: {len(self.joint_names)} joint_names for action_dim "
-                               f"{self.actions.shape[1]}")
-        if self.control_rate_hz <= 0:
-            raise EpisodeError(f"{who}: control_rate_hz must be > 0, got {self.control_rate_hz}")
-
-    @property
-    def length(self) -> int:
-        return int(self.states.shape[0])
 
 
 class EpisodeSource(Protocol):
@@ -115,23 +63,8 @@ class InMemoryEpisodes:
         return iter(self._episodes)
 
 
-_META = ("control_rate_hz", "model_id", "joint_names", "task")
 
 
-def save_episode_npz(path: str | pathlib.Path, ep: Episode) -> None:
-    """Write one episode as an uncompressed ``.npz`` (no pickled objects, strings as unicode).
-
-    Atomic: written to a hidden temp file in the same directory (not matching ``*.npz``, so a
-    dataset listing never sees it), fsynced, then renamed; a writer killed mid-write leaves the
-    previous file intact and no partial file under the final name.
-    """
-    arrays = {"states": ep.states, "actions": ep.actions, "frame_tokens": ep.frame_tokens,
-              "frame_steps": ep.frame_steps, "control_rate_hz": np.float64(ep.control_rate_hz),
-              "model_id": np.str_(ep.model_id), "task": np.str_(ep.task),
-              "joint_names": np.array(ep.joint_names, dtype=np.str_)}
-    if ep.images is not None:
-        arrays["images"] = ep.images
-    atomic_save_npz(path, arrays)
 
 
 def _is_partial(path: pathlib.Path) -> bool:
@@ -165,7 +98,7 @@ class NpzEpisodeDir:
                 kw = {k: z[k] for k in ("states", "actions", "frame_tokens", "frame_steps")}
                 if "images" in z.files:
                     kw["images"] = z["images"]
-                meta = {k: z[k] for k in _META if k in z.files}
+                meta = {k: z[k] for k in EPISODE_META if k in z.files}
         except (OSError, ValueError, EOFError) as err:
             if isinstance(err, EpisodeError):
                 raise

@@ -30,6 +30,8 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from arvla_base.config import ConfigError, from_dict, require
+from arvla_base.episode import (EpisodeError, episode_metadata,
+                                load_episode, save_episode, validate_episode)
 from arvla_action_expert.reanchor import time_to_step
 from arvla_data.bag import BagError, BagReader
 
@@ -44,8 +46,6 @@ __all__ = [
     "validate_episode",
 ]
 
-EPISODE_ARRAYS = ("states", "actions", "frame_tokens", "frame_steps")
-EPISODE_META = ("control_rate_hz", "model_id", "joint_names", "task")
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
@@ -54,8 +54,6 @@ IMAGE = "sensor_msgs/msg/Image"
 STRING = "std_msgs/msg/String"
 
 
-class EpisodeError(ValueError):
-    """A bag or dataset cannot be turned into an episode; the message says which and why."""
 
 
 @dataclasses.dataclass
@@ -353,77 +351,12 @@ def _frames(path: pathlib.Path, cfg: BagEpisodeConfig, prefixes: list[Any],
 # Episode files
 
 
-def episode_metadata(control_rate_hz: float, model_id: str, joint_names: Sequence[str],
-                     task: str) -> dict[str, np.ndarray]:
-    """The CONTRACTS.md metadata entries of an episode. Strings are stored as numpy unicode
-    arrays, so the .npz loads with allow_pickle=False."""
-    return {
-        "control_rate_hz": np.asarray(float(control_rate_hz), np.float64),
-        "model_id": np.asarray(str(model_id)),
-        "joint_names": np.asarray([str(j) for j in joint_names], dtype=np.str_),
-        "task": np.asarray(str(task)),
-    }
 
 
-def validate_episode(ep: dict[str, np.ndarray], *, where: str = "episode") -> None:
-    """Check an episode against CONTRACTS.md; EpisodeError naming the key and the shapes."""
-    missing = [k for k in (*EPISODE_ARRAYS, *EPISODE_META) if k not in ep]
-    if missing:
-        raise EpisodeError(f"{where}: missing key(s) {missing}")
-    s, a, tok, fs = (np.asarray(ep[k]) for k in EPISODE_ARRAYS)
-    if s.ndim != 2 or a.ndim != 2 or len(s) != len(a):
-        raise EpisodeError(f"{where}: states {s.shape} and actions {a.shape} must be (T, D) "
-                           "with the same T")
-    if len(s) == 0:
-        raise EpisodeError(f"{where}: episode has no steps")
-    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(a))):
-        raise EpisodeError(f"{where}: states/actions contain non-finite values")
-    names = np.asarray(ep["joint_names"])
-    if names.size and names.size != s.shape[1]:
-        raise EpisodeError(f"{where}: {names.size} joint_names for state_dim {s.shape[1]}")
-    if tok.ndim != 3 or fs.ndim != 1 or len(tok) != len(fs):
-        raise EpisodeError(f"{where}: frame_tokens {tok.shape} must be (F, N, D) and frame_steps "
-                           f"{fs.shape} (F,)")
-    if fs.size:
-        if not np.issubdtype(fs.dtype, np.integer):
-            raise EpisodeError(f"{where}: frame_steps must be integers, got {fs.dtype}")
-        if fs[0] < 0 or fs[-1] >= len(s) or np.any(np.diff(fs) <= 0):
-            raise EpisodeError(f"{where}: frame_steps must increase strictly within 0..{len(s) - 1}, "
-                               f"got {fs[:5].tolist()}...{fs[-3:].tolist()}")
-    if "images" in ep:
-        im = np.asarray(ep["images"])
-        if im.ndim != 4 or im.shape[0] != len(fs) or im.shape[3] != 3 or im.dtype != np.uint8:
-            raise EpisodeError(f"{where}: images {im.shape} {im.dtype} must be (F={len(fs)}, H, W, 3) "
-                               "uint8")
-    if float(ep["control_rate_hz"]) <= 0:
-        raise EpisodeError(f"{where}: control_rate_hz must be > 0, got {ep['control_rate_hz']}")
 
 
-def save_episode(path: str | os.PathLike[str], episode: dict[str, np.ndarray]) -> pathlib.Path:
-    """Validate and write ``episode`` as an uncompressed .npz, atomically (temp file in the same
-    directory + os.replace): a crash never leaves a half-written episode under the final name."""
-    path = pathlib.Path(path)
-    if path.suffix != ".npz":
-        raise EpisodeError(f"episode files end in .npz, got {path}")
-    validate_episode(episode, where=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from arvla_base.fileio import atomic_save_npz
-
-    return atomic_save_npz(path, {k: np.asarray(v) for k, v in episode.items()})
 
 
-def load_episode(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read an episode .npz (no pickle) and validate it."""
-    path = pathlib.Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            ep = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise EpisodeError(f"episode file not found: {path}") from None
-    except Exception as err:
-        raise EpisodeError(f"cannot read episode {path}: {err}") from err
-    validate_episode(ep, where=str(path))
-    return ep
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from arvla_data.episodes import EpisodeError, episode_metadata, save_episode, validate_episode
+from arvla_base.episode import EpisodeError, episode_metadata, save_episode, validate_episode
 
 __all__ = ["LeRobotDataset", "import_lerobot"]
 

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from arvla_data.episodes import EpisodeError, load_episode
+from arvla_base.episode import EpisodeError, load_episode
 
 __all__ = ["ExportSummary", "export_lerobot"]
 
@@ -382,17 +382,13 @@ def export_lerobot(episodes: Sequence[str | os.PathLike[str]], root: str | os.Pa
 
 def _episode_files(inputs: Sequence[str]) -> list[pathlib.Path]:
     """.npz files as given; a directory stands for its *.npz episodes, sorted by name."""
-    from arvla_action_expert.data import EpisodeError as DataEpisodeError
     from arvla_action_expert.data import NpzEpisodeDir
 
     files: list[pathlib.Path] = []
     for item in inputs:
         p = pathlib.Path(item)
         if p.is_dir():
-            try:
-                files += NpzEpisodeDir(p).files
-            except DataEpisodeError as err:
-                raise EpisodeError(str(err)) from err
+            files += NpzEpisodeDir(p).files  # EpisodeError: the one schema's error
         elif p.suffix == ".npz" and p.is_file():
             files.append(p)
         else:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from arvla_data.episodes import EpisodeError
+from arvla_base.episode import EpisodeError
 
 __all__ = ["VideoWriter", "decode_at", "pick_codec", "video_info"]
 

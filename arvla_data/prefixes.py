@@ -24,7 +24,7 @@ class OfflinePrefixes:
 
     def fill(self, episode: dict[str, np.ndarray]) -> None:
         """Replace ``images`` by ``frame_tokens`` (and set ``model_id``), in place."""
-        from arvla_data.episodes import EpisodeError
+        from arvla_base.episode import EpisodeError
 
         images = episode.pop("images", None)
         if images is None or not len(images):

@@ -307,7 +307,8 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
     ``bags/<task>_<seed>/`` (MCAP) and ``episodes/<task>_<seed>.npz``."""
     from tqdm import tqdm
 
-    from arvla_data.episodes import BagEpisodeConfig, EpisodeError, bag_to_episode, save_episode
+    from arvla_base.episode import EpisodeError, save_episode
+    from arvla_data.episodes import BagEpisodeConfig, bag_to_episode
     from arvla_data.prefixes import OfflinePrefixes
     from arvla_eval.rollout import RolloutGraph, _parameters
     from arvla_sim.robot import JOINT_NAMES
@@ -393,7 +394,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
 
 def episode_shapes(paths: Sequence[pathlib.Path]) -> dict[str, Any]:
     """Summary of converted episodes (count, steps, frames) for logs."""
-    from arvla_data.episodes import load_episode
+    from arvla_base.episode import load_episode
 
     steps, frames = [], []
     for p in paths:

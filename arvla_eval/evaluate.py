@@ -367,7 +367,7 @@ def cli_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from arvla_action_expert.checkpoint import CheckpointError
-    from arvla_action_expert.data import EpisodeError
+    from arvla_base.episode import EpisodeError
 
     try:
         setup = _setup_from_args(args)

@@ -146,3 +146,17 @@ def test_bag2episodes_command(tmp_path, demo_bag, capsys):
     assert load_episode(files[1])["states"].shape == (20, 3)
     assert arvla_main(["bag2episodes", str(tmp_path / "nope"), "-o", str(out)]) == 1
     assert "bag not found" in capsys.readouterr().err
+
+
+def test_one_episode_schema():
+    """Training data, bag conversion and the LeRobot import share one schema and one error."""
+    import arvla_action_expert.data as data
+    import arvla_base.episode as schema
+    import arvla_data.episodes as episodes
+
+    assert data.EpisodeError is episodes.EpisodeError is schema.EpisodeError
+    assert data.Episode is schema.Episode and episodes.validate_episode is schema.validate_episode
+    ep = data.synthetic_episodes(1, steps=12)[0]
+    schema.validate_episode(ep.arrays())  # an Episode is a valid episode dict, and back:
+    with pytest.raises(schema.EpisodeError, match="frame_tokens contains NaN/inf"):
+        schema.validate_episode({**ep.arrays(), "frame_tokens": ep.frame_tokens * np.nan})

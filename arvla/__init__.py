@@ -1,10 +1,12 @@
 """arvla: AR-VLA (autoregressive action expert + vision-language prefixes) on ROS 2.
 
-Python packages of the ``arvla`` ROS package:
-- ``arvla``: shared pieces (typed YAML config, command line ``arvla``, doctor).
-- ``arvla_perception``: image (+ instruction) -> vision-language prefix.
-- ``arvla_action_expert``: the AR action expert core (model, Hybrid KV cache, re-anchoring,
-  training) and its ROS node.
+Python packages of the ``arvla`` ROS package, lowest layer first (README.md, "Layout"):
+- ``arvla_base``: config, node parameters, stamp helpers, atomic writes, the episode schema,
+  the ``StepPolicy`` interface, the shared training-loop pieces;
+- the parts: ``arvla_perception``, ``arvla_sim``, ``arvla_action_expert``, ``arvla_data``,
+  ``arvla_baselines``;
+- ``arvla_eval``: closed-loop evaluation;
+- ``arvla`` (this package): the command line ``arvla`` and its subcommands, demo, doctor, bringup.
 """
 
 from __future__ import annotations

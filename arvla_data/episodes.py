@@ -29,6 +29,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from arvla_base.rosutil import stamp_to_ns
 from arvla_base.config import ConfigError, from_dict, require
 from arvla_base.episode import (EpisodeError, episode_metadata,
                                 load_episode, save_episode, validate_episode)
@@ -101,10 +102,6 @@ class BagEpisodeConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Message helpers
-
-
-def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
@@ -195,19 +192,19 @@ def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None
         instructions: list[str] = []
         for topic, t_log, msg, _ in reader.messages(list(wanted)):
             if topic == cfg.joint_states_topic:
-                states_t.append(_stamp_ns(msg.header.stamp) or t_log)
+                states_t.append(stamp_to_ns(msg.header.stamp) or t_log)
                 states_log.append(t_log)
                 raw_states.append((list(msg.name), msg.position, t_log))
             elif topic == command_topic:
                 if not msg.points:
                     continue  # an empty trajectory stops the controller; no target to learn
-                stamp = _stamp_ns(msg.header.stamp)
+                stamp = stamp_to_ns(msg.header.stamp)
                 raw_commands.append((stamp if stamp else t_log, bool(stamp), list(msg.joint_names),
                                      msg.points[0].positions))
             elif topic == cfg.prefix_topic:
                 prefixes.append(msg)
             elif topic == cfg.image_topic:
-                images[_stamp_ns(msg.header.stamp) or t_log] = msg
+                images[stamp_to_ns(msg.header.stamp) or t_log] = msg
             elif topic == cfg.instruction_topic:
                 instructions.append(str(msg.data))
 
@@ -300,8 +297,8 @@ def _frames(path: pathlib.Path, cfg: BagEpisodeConfig, prefixes: list[Any],
     """(model_id, frame_tokens (F, N, D), frame_steps (F,), images (F, H, W, 3) or None)."""
     if prefixes:
         by_step: dict[int, Any] = {}
-        for p in sorted(prefixes, key=lambda p: _stamp_ns(p.header.stamp)):
-            step = time_to_step(_stamp_ns(p.header.stamp), t0, period)
+        for p in sorted(prefixes, key=lambda p: stamp_to_ns(p.header.stamp)):
+            step = time_to_step(stamp_to_ns(p.header.stamp), t0, period)
             if 0 <= step < T:
                 by_step[step] = p  # two frames on one step: keep the newer capture
         if not by_step:
@@ -326,7 +323,7 @@ def _frames(path: pathlib.Path, cfg: BagEpisodeConfig, prefixes: list[Any],
             tokens[i] = data.reshape(n, d)
         frame_images = None
         if cfg.keep_images:
-            stamps = [_stamp_ns(by_step[s].header.stamp) for s in steps]
+            stamps = [stamp_to_ns(by_step[s].header.stamp) for s in steps]
             missing = [s for s in stamps if s not in images]
             if missing:
                 raise EpisodeError(f"bag {path}: keep_images is set but {len(missing)} prefix "

@@ -289,8 +289,10 @@ class BagTap:
         if topic == "/joint_states":
             from rclpy.serialization import deserialize_message
 
+            from arvla_base.rosutil import stamp_to_ns
+
             stamp = deserialize_message(raw, self._joint_state_cls).header.stamp
-            now_ns = min(now_ns, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+            now_ns = min(now_ns, stamp_to_ns(stamp))
         with self._lock:
             if self._bag is None or self._start_ns is None or now_ns < self._start_ns:
                 return

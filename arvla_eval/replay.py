@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from arvla_base.rosutil import stamp_to_ns
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
 from arvla_eval import metrics
 from arvla_data.bag import BagError, BagReader
@@ -89,10 +90,6 @@ class ReplayResult:
         return "\n".join(lines)
 
 
-def _ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def _by_name(names: Sequence[str], values: Sequence[float], want: Sequence[str], what: str
              ) -> np.ndarray:
     index = {n: i for i, n in enumerate(names)}
@@ -131,15 +128,15 @@ def replay_bag(path: str | pathlib.Path, policy: Any, *, max_staleness: int = 10
         wanted = [t for t in (joint_states_topic, command_topic, prefix_topic) if t in topics]
         for topic, t_log, msg, _ in reader.messages(wanted):
             if topic == joint_states_topic:
-                states.append((_ns(msg.header.stamp) or t_log, t_log, list(msg.name), msg.position))
+                states.append((stamp_to_ns(msg.header.stamp) or t_log, t_log, list(msg.name), msg.position))
             elif topic == command_topic and msg.points:
-                stamp = _ns(msg.header.stamp)
+                stamp = stamp_to_ns(msg.header.stamp)
                 commands.append((stamp or t_log, bool(stamp), list(msg.joint_names),
                                  msg.points[0].positions))
                 ahead = msg.points[0].time_from_start
-                command_ahead.append(int(ahead.sec) * 1_000_000_000 + int(ahead.nanosec))
+                command_ahead.append(stamp_to_ns(ahead))
             elif topic == prefix_topic:
-                prefixes.append((_ns(msg.header.stamp), _ns(msg.compute_stamp), t_log, msg))
+                prefixes.append((stamp_to_ns(msg.header.stamp), stamp_to_ns(msg.compute_stamp), t_log, msg))
     if len(states) < 2:
         raise BagError(f"bag {path}: {len(states)} joint states on {joint_states_topic}, need >= 2")
     names = list(policy.joint_names) or states[0][2]

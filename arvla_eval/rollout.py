@@ -40,6 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from arvla_base.rosutil import stamp_to_ns
 from arvla_eval.records import EpisodeRecord
 
 __all__ = ["EpisodeMonitor", "RolloutError", "RolloutGraph", "ar_expert_factory", "default_domain_id",
@@ -138,10 +139,10 @@ class EpisodeMonitor:
 
     # -- callbacks (executor threads) --------------------------------------------------------
     def _on_clock(self, msg: Any) -> None:
-        self.clock_ns = int(msg.clock.sec) * 1_000_000_000 + int(msg.clock.nanosec)
+        self.clock_ns = stamp_to_ns(msg.clock)
 
     def _on_joints(self, msg: Any) -> None:
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        stamp = stamp_to_ns(msg.header.stamp)
         index = {name: i for i, name in enumerate(msg.name)}
         if any(j not in index for j in self.joint_names):
             return
@@ -159,13 +160,13 @@ class EpisodeMonitor:
             return
         point = msg.points[0]
         cmd = np.asarray([point.positions[index[j]] for j in self.joint_names], np.float64)
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-        offset = int(point.time_from_start.sec) * 1_000_000_000 + int(point.time_from_start.nanosec)
+        stamp = stamp_to_ns(msg.header.stamp)
+        offset = stamp_to_ns(point.time_from_start)
         with self._lock:  # the time the point targets; stamp 0 (start on arrival): not known
             self._pending_cmd = (cmd, stamp + offset if stamp > 0 else None)
 
     def _on_status(self, msg: Any) -> None:
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        stamp = stamp_to_ns(msg.header.stamp)
         tick = (stamp, int(msg.step), int(msg.staleness_steps), float(msg.step_latency_sec))
         with self._lock:
             cmd, self._pending_cmd = self._pending_cmd, None

@@ -265,6 +265,67 @@ def evaluate(model: ARExpert, batch: dict[str, torch.Tensor], *, use_prefix: boo
     return float((err * w).sum() / w.sum().clamp_min(1))
 
 
+@dataclass
+class _Start:
+    """Where a training run starts: the model and the sample builder (with its normalisers), the
+    step and optimiser state to continue from, and the checkpoint they came from (if any)."""
+
+    model: ARExpert
+    builder: SampleBuilder
+    step: int = 0
+    optimizer_state: dict[str, Any] | None = None
+    loaded: Any = None  # checkpoint.LoadedCheckpoint
+
+
+def _starting_point(cfg: TrainConfig, stage: int, source: EpisodeSource,
+                    out_dir: pathlib.Path | None, *, init: str | pathlib.Path | None,
+                    resume: bool) -> _Start:
+    """Resume ``out_dir`` (same stage), start from ``init`` (weights, normalisers, bins), or
+    build a new model (normalisers and bins fit on ``source``); the data checked against it."""
+    c = cfg.model
+    prefix_use: Literal["ignored", "required"] = "required" if stage == 2 else "ignored"
+    start_step, opt_state, loaded = 0, None, None
+    if resume:
+        if out_dir is None:
+            raise ConfigError("--resume needs --out (the checkpoint to continue)")
+        loaded = load_checkpoint(out_dir, expect=c, load_optimizer=True)
+        if loaded.meta.stage != stage:
+            raise CheckpointError(f"{out_dir}: is a stage-{loaded.meta.stage} checkpoint, "
+                                  f"cannot resume stage {stage}")
+        start_step, opt_state = loaded.meta.step, loaded.optimizer_state
+    elif init is not None:
+        loaded = load_checkpoint(init, expect=c)
+    if loaded is not None:
+        model = loaded.model
+        builder = SampleBuilder(source, delta_actions=c.delta_actions,
+                                state_norm=loaded.state_norm, target_norm=loaded.target_norm)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = ARExpert(c)
+        builder = SampleBuilder(source, delta_actions=c.delta_actions)
+        check_data_matches_model(builder, c, prefix=prefix_use)
+        if c.head == "binned":
+            model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))
+    check_data_matches_model(builder, c, prefix=prefix_use)
+    return _Start(model, builder, start_step, opt_state, loaded)
+
+
+def _checkpoint_meta(cfg: TrainConfig, stage: int, source: EpisodeSource, loaded: Any,
+                     perception: Mapping[str, Any] | None) -> CheckpointMeta:
+    """What the checkpoint records about its data: model_id, rate, joints, stage, the largest
+    staleness it was trained on, and the perception settings (see ``train``)."""
+    d = cfg.data
+    summary = episode_summary(source)
+    if perception is None and loaded is not None and loaded.meta.model_id == str(summary["model_id"]):
+        perception = loaded.meta.perception
+    return CheckpointMeta(model_id=str(summary["model_id"]),
+                          control_rate_hz=float(summary["control_rate_hz"]),
+                          joint_names=list(summary["joint_names"]), stage=stage,
+                          max_staleness=0 if stage == 1 else d.max_staleness + d.chunk - 1 + (
+                              d.history if d.prefix_mode == "stream" else 0),
+                          perception=dict(perception or {}))
+
+
 def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
           source: EpisodeSource | None = None, init: str | pathlib.Path | None = None,
           resume: bool = False, progress: bool = True,
@@ -294,47 +355,17 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     c = cfg.model
     source = source if source is not None else build_source(cfg.data.path, cfg.data.synthetic, c)
     out_dir = pathlib.Path(out) if out is not None else None
-    prefix_use: Literal["ignored", "required"] = "required" if stage == 2 else "ignored"
-    start_step, opt_state, loaded = 0, None, None
-    if resume:
-        if out_dir is None:
-            raise ConfigError("--resume needs --out (the checkpoint to continue)")
-        loaded = load_checkpoint(out_dir, expect=c, load_optimizer=True)
-        if loaded.meta.stage != stage:
-            raise CheckpointError(f"{out_dir}: is a stage-{loaded.meta.stage} checkpoint, "
-                                  f"cannot resume stage {stage}")
-        start_step, opt_state = loaded.meta.step, loaded.optimizer_state
-    elif init is not None:
-        loaded = load_checkpoint(init, expect=c)
-    if loaded is not None:
-        model = loaded.model
-        builder = SampleBuilder(source, delta_actions=c.delta_actions,
-                                state_norm=loaded.state_norm, target_norm=loaded.target_norm)
-    else:
-        torch.manual_seed(cfg.seed)
-        model = ARExpert(c)
-        builder = SampleBuilder(source, delta_actions=c.delta_actions)
-        check_data_matches_model(builder, c, prefix=prefix_use)
-        if c.head == "binned":
-            model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))
-    check_data_matches_model(builder, c, prefix=prefix_use)
+    start = _starting_point(cfg, stage, source, out_dir, init=init, resume=resume)
+    model, builder, start_step = start.model, start.builder, start.step
     model.to(dev).train()
     opt = make_optimizer(model, cfg.optim, fused=True if dev.type == "cuda" else None)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)  # moves the state to the parameters' device
+    if start.optimizer_state is not None:
+        opt.load_state_dict(start.optimizer_state)  # moves the state to the parameters' device
     d = cfg.data
     spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk,
                       prefix_mode=d.prefix_mode, frame_drop=d.frame_drop)
     length = d.stage1_length or (d.history + d.chunk)
-    summary = episode_summary(source)
-    if perception is None and loaded is not None and loaded.meta.model_id == str(summary["model_id"]):
-        perception = loaded.meta.perception
-    meta = CheckpointMeta(model_id=str(summary["model_id"]),
-                          control_rate_hz=float(summary["control_rate_hz"]),
-                          joint_names=list(summary["joint_names"]), stage=stage,
-                          max_staleness=0 if stage == 1 else d.max_staleness + d.chunk - 1 + (
-                              d.history if d.prefix_mode == "stream" else 0),
-                          perception=dict(perception or {}))
+    meta = _checkpoint_meta(cfg, stage, source, start.loaded, perception)
 
     forward: torch.nn.Module = model
     if dist.enabled:

@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -81,9 +81,21 @@ def _parameters(values: Mapping[str, Any]) -> list[Any]:
 # ---------------------------------------------------------------------------------------------
 # The listening node
 
-# A command as received: the first point's positions and the time it targets (ns; None when the
-# trajectory was stamped 0, i.e. to start on arrival).
-_Command = tuple[np.ndarray, "int | None"]
+class _Command(NamedTuple):
+    """A command as received: the first point's positions and the time it targets (ns; None
+    when the trajectory was stamped 0, i.e. to start on arrival)."""
+
+    positions: np.ndarray
+    target_ns: int | None
+
+
+class _Tick(NamedTuple):
+    """One expert tick of the episode, from its ExpertStatus (+ the command it sent)."""
+
+    stamp_ns: int
+    staleness: int
+    latency_s: float
+    command: _Command | None
 
 
 class EpisodeMonitor:
@@ -129,7 +141,7 @@ class EpisodeMonitor:
         self._early: list[tuple[int, int, int, float, _Command | None]] = []
         self._started = False
         self.t0_ns: int | None = None
-        self.ticks: list[tuple[int, int, float, _Command | None]] = []  # (stamp, stale, lat, cmd)
+        self.ticks: list[_Tick] = []
         self._pending_cmd: _Command | None = None
         self.joint_t: list[int] = []
         self.joint_q: list[np.ndarray] = []
@@ -163,7 +175,7 @@ class EpisodeMonitor:
         stamp = stamp_to_ns(msg.header.stamp)
         offset = stamp_to_ns(point.time_from_start)
         with self._lock:  # the time the point targets; stamp 0 (start on arrival): not known
-            self._pending_cmd = (cmd, stamp + offset if stamp > 0 else None)
+            self._pending_cmd = _Command(cmd, stamp + offset if stamp > 0 else None)
 
     def _on_status(self, msg: Any) -> None:
         stamp = stamp_to_ns(msg.header.stamp)
@@ -187,12 +199,12 @@ class EpisodeMonitor:
             if step != 0:
                 return
             self._started, self.t0_ns = True, stamp
-        self.ticks.append((stamp, stale, latency, cmd))
+        self.ticks.append(_Tick(stamp, stale, latency, cmd))
 
     def _on_success(self, msg: Any) -> None:
         with self._lock:
             if self._recording and self._started and msg.data and self.success_ns is None:
-                self.success_ns = max(self.clock_ns, self.ticks[-1][0] if self.ticks else 0)
+                self.success_ns = max(self.clock_ns, self.ticks[-1].stamp_ns if self.ticks else 0)
 
     def _on_image(self, msg: Any) -> None:
         from arvla_data.episodes import image_to_rgb
@@ -232,7 +244,7 @@ class EpisodeMonitor:
         with self._lock:
             if self.t0_ns is None or not self.ticks:
                 return 0.0
-            return (self.ticks[-1][0] - self.t0_ns) * 1e-9
+            return (self.ticks[-1].stamp_ns - self.t0_ns) * 1e-9
 
     @property
     def started(self) -> bool:
@@ -240,6 +252,7 @@ class EpisodeMonitor:
 
     def end(self, *, policy: str, task: str, seed: int, control_rate_hz: float,
             failed: bool) -> EpisodeRecord:
+        """Stop recording; the episode's record (ticks up to the success tick)."""
         with self._lock:
             self._recording = False
             ticks = list(self.ticks)
@@ -251,40 +264,49 @@ class EpisodeMonitor:
             raise RolloutError(f"task {task} seed {seed}: no expert tick was recorded (is the expert "
                                "node running and /clock advancing?)")
         if success_ns is not None:      # the success tick is the last one that counts
-            ticks = [t for t in ticks if t[0] <= success_ns] or ticks[:1]
+            ticks = [t for t in ticks if t.stamp_ns <= success_ns] or ticks[:1]
         if jt.size == 0:
             raise RolloutError(f"task {task} seed {seed}: no /joint_states during the episode")
         order = np.argsort(jt, kind="stable")
         jt, jq = jt[order], jq[order]
-        stamps = np.asarray([t[0] for t in ticks], np.int64)
+        stamps = np.asarray([t.stamp_ns for t in ticks], np.int64)
         idx = np.clip(np.searchsorted(jt, stamps, side="right") - 1, 0, len(jt) - 1)
         positions = jq[idx]
         # the raw samples of the episode, at their stamps (smoothness is measured on these):
         # from the one tick 0 read through the last tick that counts
         window = slice(int(idx[0]), int(np.searchsorted(jt, stamps[-1], side="right")))
-        commands = np.empty_like(positions)
-        command_ns = np.empty(len(ticks), np.int64)
-        period_ns = int(round(1e9 / control_rate_hz))
-        last: np.ndarray | None = None
-        last_ns = 0
-        for i, (stamp, _, _, cmd) in enumerate(ticks):
-            if cmd is not None:  # a tick without a command: the last one holds, same target time
-                # the time it targets: its own (stamp + time_from_start), else (sent with stamp
-                # 0, started on arrival) the tick's + one period
-                last, last_ns = cmd[0], (cmd[1] if cmd[1] is not None else stamp + period_ns)
-            commands[i] = last if last is not None else positions[i]
-            command_ns[i] = last_ns if last is not None else stamp + period_ns
+        commands, command_ns = _commands_in_effect(ticks, positions, int(round(1e9 / control_rate_hz)))
         success = success_ns is not None and not failed
         return EpisodeRecord(
             policy=policy, task=task, seed=seed, success=success,
             time_to_success=(success_ns - t0) * 1e-9 if success else None,
             control_rate_hz=control_rate_hz, joint_names=self.joint_names,
             times=(stamps - t0) * 1e-9, positions=positions, commands=commands,
-            staleness_steps=np.asarray([t[1] for t in ticks], np.int64),
-            step_latency_s=np.asarray([t[2] for t in ticks], np.float64),
+            staleness_steps=np.asarray([t.staleness for t in ticks], np.int64),
+            step_latency_s=np.asarray([t.latency_s for t in ticks], np.float64),
             frames=np.stack(frames) if (self.keep_frames and frames) else None,
             joint_times=(jt[window] - t0) * 1e-9, joint_positions=jq[window],
             command_times=(command_ns - t0) * 1e-9)
+
+
+def _commands_in_effect(ticks: Sequence[_Tick], positions: np.ndarray,
+                        period_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The command in effect at each tick and the time it targets (ns). A tick without a command
+    keeps the last one (same target time); before any, the measured position one period on. A
+    command's target time is its own (stamp + time_from_start), else (sent with stamp 0, started
+    on arrival) the tick's + one period."""
+    commands = np.empty_like(positions)
+    command_ns = np.empty(len(ticks), np.int64)
+    last: np.ndarray | None = None
+    last_ns = 0
+    for i, tick in enumerate(ticks):
+        if tick.command is not None:
+            last = tick.command.positions
+            target = tick.command.target_ns
+            last_ns = target if target is not None else tick.stamp_ns + period_ns
+        commands[i] = last if last is not None else positions[i]
+        command_ns[i] = last_ns if last is not None else tick.stamp_ns + period_ns
+    return commands, command_ns
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,11 +149,25 @@ def _check_type(topics: dict[str, Any], topic: str, expected: str, path: pathlib
         raise EpisodeError(f"bag {path}: topic {topic} has type {have}, expected {expected}")
 
 
-def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None = None
-                   ) -> dict[str, np.ndarray]:
-    """Read one bag and return one episode dict (see module docstring and CONTRACTS.md)."""
-    cfg = config or BagEpisodeConfig()
-    path = pathlib.Path(path)
+@dataclasses.dataclass
+class _BagStreams:
+    """What one pass over a bag keeps: joint states and commands as (names, positions), mapped
+    to joint order later (the default order is the controller's, known once the first command
+    is read), prefixes, images (by stamp) and instructions."""
+
+    command_topic: str                                  # "" = none: actions from the next state
+    states_t: list[int] = dataclasses.field(default_factory=list)     # stamp (else log time)
+    states_log: list[int] = dataclasses.field(default_factory=list)   # log time
+    raw_states: list[tuple[list[str], Any, int]] = dataclasses.field(default_factory=list)
+    raw_commands: list[tuple[int, bool, list[str], Any]] = dataclasses.field(
+        default_factory=list)                           # (time, stamped?, names, positions)
+    prefixes: list[Any] = dataclasses.field(default_factory=list)
+    images: dict[int, Any] = dataclasses.field(default_factory=dict)
+    instructions: list[str] = dataclasses.field(default_factory=list)
+
+
+def _read_bag(path: pathlib.Path, cfg: BagEpisodeConfig) -> _BagStreams:
+    """The topics ``cfg`` asks for, type-checked, read in one pass."""
     with BagReader(path) as reader:
         topics = reader.topics
         if reader.message_count == 0 or not topics:
@@ -181,50 +195,43 @@ def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None
         for topic, typ in wanted.items():
             _check_type(topics, topic, typ, path)
 
-        # Messages are kept as (names, positions) and mapped to joint order after the pass:
-        # the default order is the controller's (first command), known only once it is read.
-        states_t: list[int] = []
-        states_log: list[int] = []
-        raw_states: list[tuple[list[str], Any, int]] = []
-        raw_commands: list[tuple[int, bool, list[str], Any]] = []  # (time, stamped?, names, pos)
-        prefixes: list[Any] = []
-        images: dict[int, Any] = {}
-        instructions: list[str] = []
+        b = _BagStreams(command_topic)
         for topic, t_log, msg, _ in reader.messages(list(wanted)):
             if topic == cfg.joint_states_topic:
-                states_t.append(stamp_to_ns(msg.header.stamp) or t_log)
-                states_log.append(t_log)
-                raw_states.append((list(msg.name), msg.position, t_log))
+                b.states_t.append(stamp_to_ns(msg.header.stamp) or t_log)
+                b.states_log.append(t_log)
+                b.raw_states.append((list(msg.name), msg.position, t_log))
             elif topic == command_topic:
                 if not msg.points:
                     continue  # an empty trajectory stops the controller; no target to learn
                 stamp = stamp_to_ns(msg.header.stamp)
-                raw_commands.append((stamp if stamp else t_log, bool(stamp), list(msg.joint_names),
-                                     msg.points[0].positions))
+                b.raw_commands.append((stamp if stamp else t_log, bool(stamp), list(msg.joint_names),
+                                       msg.points[0].positions))
             elif topic == cfg.prefix_topic:
-                prefixes.append(msg)
+                b.prefixes.append(msg)
             elif topic == cfg.image_topic:
-                images[stamp_to_ns(msg.header.stamp) or t_log] = msg
+                b.images[stamp_to_ns(msg.header.stamp) or t_log] = msg
             elif topic == cfg.instruction_topic:
-                instructions.append(str(msg.data))
+                b.instructions.append(str(msg.data))
+    return b
 
-    if not raw_states:
-        raise EpisodeError(f"bag {path}: no messages on {cfg.joint_states_topic}")
-    state_names = (list(cfg.joint_names) or (raw_commands[0][2] if raw_commands else [])
-                   or raw_states[0][0])
-    if not state_names:
-        raise EpisodeError(f"bag {path}: first message on {cfg.joint_states_topic} names no joints")
+
+def _on_the_grid(path: pathlib.Path, cfg: BagEpisodeConfig, b: _BagStreams,
+                 state_names: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(states, actions, t0 ns): the joint states sampled on the control-step grid and the
+    command in effect at each step (else the next state), cut to the demonstration."""
+    command_topic = b.command_topic
     state_rows = [_positions_by_name(n, q, state_names,
                                      f"bag {path}: {cfg.joint_states_topic} message {i} (t={t} ns)")
-                  for i, (n, q, t) in enumerate(raw_states)]
+                  for i, (n, q, t) in enumerate(b.raw_states)]
     commands = [(t, stamped, _positions_by_name(n, q, state_names,
                                                 f"bag {path}: {command_topic} command at t={t} ns"))
-                for t, stamped, n, q in raw_commands]
+                for t, stamped, n, q in b.raw_commands]
 
-    order = np.argsort(np.asarray(states_t), kind="stable")
-    st = np.asarray(states_t, dtype=np.int64)[order]
+    order = np.argsort(np.asarray(b.states_t), kind="stable")
+    st = np.asarray(b.states_t, dtype=np.int64)[order]
     sv = np.stack(state_rows)[order]
-    offset = int(np.median(np.asarray(states_log, dtype=np.int64)[order] - st))
+    offset = int(np.median(np.asarray(b.states_log, dtype=np.int64)[order] - st))
 
     period = cfg.period_ns
     t0 = int(st[0])
@@ -259,19 +266,36 @@ def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None
     if T < 2:
         raise EpisodeError(f"bag {path}: only {T} control step(s) at {cfg.control_rate_hz} Hz "
                            f"(joint states span {(int(st[-1]) - int(st[0])) / 1e9:.3f} s)")
+    return states, actions, t0
 
+
+def bag_to_episode(path: str | os.PathLike[str], config: BagEpisodeConfig | None = None
+                   ) -> dict[str, np.ndarray]:
+    """Read one bag and return one episode dict (see module docstring and CONTRACTS.md)."""
+    cfg = config or BagEpisodeConfig()
+    path = pathlib.Path(path)
+    b = _read_bag(path, cfg)
+    if not b.raw_states:
+        raise EpisodeError(f"bag {path}: no messages on {cfg.joint_states_topic}")
+    state_names = (list(cfg.joint_names) or (b.raw_commands[0][2] if b.raw_commands else [])
+                   or b.raw_states[0][0])
+    if not state_names:
+        raise EpisodeError(f"bag {path}: first message on {cfg.joint_states_topic} names no joints")
+
+    states, actions, t0 = _on_the_grid(path, cfg, b, state_names)
+    T = len(states)
     episode: dict[str, np.ndarray] = {
         "states": states.astype(np.float32),
         "actions": actions.astype(np.float32),
     }
     model_id, frame_tokens, frame_steps, frame_images = _frames(
-        path, cfg, prefixes, images, t0, period, T)
+        path, cfg, b.prefixes, b.images, t0, cfg.period_ns, T)
     episode["frame_tokens"] = frame_tokens
     episode["frame_steps"] = frame_steps
     if frame_images is not None:
         episode["images"] = frame_images
-    task = cfg.task or (instructions[0] if instructions else "") or \
-        next((str(p.instruction) for p in prefixes if p.instruction), "")
+    task = cfg.task or (b.instructions[0] if b.instructions else "") or \
+        next((str(p.instruction) for p in b.prefixes if p.instruction), "")
     episode.update(episode_metadata(cfg.control_rate_hz, model_id, state_names, task))
     episode["source"] = np.asarray(str(path))
     validate_episode(episode, where=f"bag {path}")

@@ -47,7 +47,7 @@ def test_chunk_policy_drives_the_expert_node(ros_context, executor, mode):
     assert not h.jtc.violations, h.jtc.violations
     for k, t in enumerate(ticks):
         assert t.status.state == ExpertStatus.STATE_RUNNING, (k, t.status.reason)
-        assert t.trajectory is not None and len(t.trajectory.points) == 3
+        assert t.trajectory is not None and len(t.trajectory.points) == 4  # the point in execution + 3 rows
         assert t.status.cache_capacity == CHUNK
         assert t.status.staleness_steps == k and t.status.step == k
     fills = [t.status.cache_fill for t in ticks]

@@ -263,6 +263,18 @@ def _report_main(argv: list[str]) -> int:
     return 0
 
 
+def _node_params(sim: dict[str, Any], perception: dict[str, Any], expert: dict[str, Any], *,
+                 demo: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The sim, perception and expert node parameters: the files given, over the demo's own
+    (when evaluating the demo's artefacts, so every policy runs in the demo's setting)."""
+    if demo is None:
+        return sim, perception, expert
+    sim = {**demo.get("sim", {}), **sim}
+    if demo.get("real_time_factor") is not None:
+        sim.setdefault("real_time_factor", float(demo["real_time_factor"]))
+    return sim, {**demo.get("perception", {}), **perception}, {**demo.get("expert_node", {}), **expert}
+
+
 def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
     art = pathlib.Path(args.artefacts) if args.artefacts else None
 
@@ -302,19 +314,14 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
     seeds_n = args.seeds if args.seeds is not None else (QUICK["seeds"] if quick else 10)
     max_seconds = args.max_seconds if args.max_seconds is not None else (
         QUICK["max_seconds"] if quick else 20.0)
-    max_seconds_per_task: dict[str, float] = {}
-    sim_params = load_node_params(optional_file(args.sim_params, "sim.yaml"))
-    perception_params = load_node_params(optional_file(args.perception_params, "perception.yaml"))
-    expert_params = load_node_params(optional_file(args.expert_params, "expert_node.yaml"))
-    if demo is not None:
-        sim_params = {**demo.get("sim", {}), **sim_params}
-        if demo.get("real_time_factor") is not None:
-            sim_params.setdefault("real_time_factor", float(demo["real_time_factor"]))
-        perception_params = {**demo.get("perception", {}), **perception_params}
-        expert_params = {**demo.get("expert_node", {}), **expert_params}
-        per_task = demo.get("max_seconds")
-        if args.max_seconds is None and not quick and isinstance(per_task, dict):
-            max_seconds_per_task = {str(t): float(v) for t, v in per_task.items()}
+    sim_params, perception_params, expert_params = _node_params(
+        *(load_node_params(optional_file(given, default)) for given, default in (
+            (args.sim_params, "sim.yaml"), (args.perception_params, "perception.yaml"),
+            (args.expert_params, "expert_node.yaml"))), demo=demo)
+    per_task = demo.get("max_seconds") if demo is not None else None
+    max_seconds_per_task: dict[str, float] = (
+        {str(t): float(v) for t, v in per_task.items()}
+        if args.max_seconds is None and not quick and isinstance(per_task, dict) else {})
     return EvalSetup(
         max_seconds_per_task=max_seconds_per_task,
         episodes=episodes, expert=expert, chunk=chunk, chunk_config=pathlib.Path(args.chunk_config),

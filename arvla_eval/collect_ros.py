@@ -182,23 +182,31 @@ def _make_scripted_node_class() -> type:
             with self._lock:
                 executed = self.dart.perturb(action)
             latency = time.perf_counter() - start
-            for pub, positions in ((self._label_pub, action), (self._traj_pub, executed)):
-                traj = JointTrajectory()         # stamp 0: the controller starts it on arrival
-                traj.joint_names = list(JOINT_NAMES)
-                point = JointTrajectoryPoint()
-                point.positions = positions.tolist()
-                point.time_from_start = Duration(sec=0, nanosec=self.period_ns)
-                traj.points = [point]
-                pub.publish(traj)
+            self._label_pub.publish(self._trajectory(action))      # the clean label
+            self._traj_pub.publish(self._trajectory(executed))     # what the robot executes
+            self._publish_status(now_ns, step, latency)
+            with self._lock:
+                if self._step == step:
+                    self._step = step + 1
+
+        def _trajectory(self, positions: np.ndarray) -> JointTrajectory:
+            """One point, one period ahead; stamp 0: the controller starts it on arrival."""
+            traj = JointTrajectory()
+            traj.joint_names = list(JOINT_NAMES)
+            point = JointTrajectoryPoint()
+            point.positions = positions.tolist()
+            point.time_from_start = ns_to_stamp(self.period_ns, Duration())
+            traj.points = [point]
+            return traj
+
+        def _publish_status(self, now_ns: int, step: int, latency: float) -> None:
+            """RUNNING at ``step``, no prefix (staleness -1): what the rollout monitor reads."""
             status = ExpertStatus()
             ns_to_stamp(now_ns, status.header.stamp)
             status.state, status.step = ExpertStatus.STATE_RUNNING, step
             status.staleness_steps, status.staleness_sec = -1, -1.0
             status.step_latency_sec = latency
             self._status_pub.publish(status)
-            with self._lock:
-                if self._step == step:
-                    self._step = step + 1
 
     return ScriptedExpertNode
 

@@ -12,17 +12,17 @@ import sys
 # command -> ("module:function", one-line help). The function takes argv (list[str]) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("arvla.doctor:main", "check ROS 2, rmw, torch, device; VLPrefix round trip over DDS"),
-    "train": ("arvla_action_expert.train:cli_main", "train the action expert (stage 1 or 2)"),
-    "record": ("arvla_data.record:cli_main", "record arvla topics to a rosbag2 (MCAP) bag"),
-    "bag2episodes": ("arvla_data.episodes:cli_main", "convert rosbag2 bags to training episodes (.npz)"),
-    "import-lerobot": ("arvla_data.lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
-    "export-lerobot": ("arvla_data.lerobot_export:cli_main", "write episodes as a LeRobot v3.0 dataset (parquet + MP4)"),
+    "train": ("arvla.commands.train:cli_main", "train the action expert (stage 1 or 2)"),
+    "record": ("arvla.commands.record:cli_main", "record arvla topics to a rosbag2 (MCAP) bag"),
+    "bag2episodes": ("arvla.commands.bag2episodes:cli_main", "convert rosbag2 bags to training episodes (.npz)"),
+    "import-lerobot": ("arvla.commands.import_lerobot:cli_main", "convert a LeRobot dataset to training episodes"),
+    "export-lerobot": ("arvla.commands.export_lerobot:cli_main", "write episodes as a LeRobot v3.0 dataset (parquet + MP4)"),
     "bringup": ("arvla.bringup:main", "run a launch file's nodes in one process (no launch_ros needed)"),
     "robot-config": ("arvla.robot_config:main", "dry run: the joints, limits (and their sources) and gripper the expert node would use"),
     "switch-controller": ("arvla.controller_switch:main", "activate/deactivate ros2_control controllers (MoveIt hand-over)"),
-    "eval": ("arvla_eval.evaluate:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),
-    "replay": ("arvla_eval.replay:cli_main", "open-loop replay of a bag through a checkpoint (MAE, staleness, latency)"),
-    "sim": ("arvla_sim.cli:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
+    "eval": ("arvla.commands.eval:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),
+    "replay": ("arvla.commands.replay:cli_main", "open-loop replay of a bag through a checkpoint (MAE, staleness, latency)"),
+    "sim": ("arvla.commands.sim:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
     "demo": ("arvla.demo:main", "end to end on CPU: collect demos via ROS, train the expert, evaluate closed loop, report"),
 }
 

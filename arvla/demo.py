@@ -459,7 +459,7 @@ def main(argv: list[str]) -> int:
     run_demo(cfg, out, force=args.force, progress=not args.no_progress,
              title=f"arvla demo ({'quick' if args.quick else 'full'})")
     if args.baselines:
-        from arvla_eval.evaluate import cli_main as eval_main
+        from arvla.commands.eval import cli_main as eval_main
 
         t0 = time.monotonic()
         print(f"[demo] baselines: arvla eval --artefacts {out}", flush=True)

@@ -30,11 +30,11 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from arvla_base.rosutil import stamp_to_ns
-from arvla_base.config import ConfigError, from_dict, require
+from arvla_base.config import require
 from arvla_base.episode import (EpisodeError, episode_metadata,
                                 load_episode, save_episode, validate_episode)
 from arvla_action_expert.reanchor import time_to_step
-from arvla_data.bag import BagError, BagReader
+from arvla_data.bag import BagReader
 
 __all__ = [
     "BagEpisodeConfig",
@@ -398,41 +398,3 @@ def bags_to_episodes(bags: Iterable[str | os.PathLike[str]], output_dir: str | o
     return written
 
 
-def cli_main(argv: list[str]) -> int:
-    """``arvla bag2episodes BAG... --output DIR [--config YAML] [--control-rate-hz HZ] ...``"""
-    import argparse
-    import sys
-
-    from arvla_base.config import load_yaml
-
-    parser = argparse.ArgumentParser(prog="arvla bag2episodes",
-                                     description="Convert rosbag2 recordings to training episodes "
-                                                 "(.npz, docs/CONTRACTS.md 'Episodes').")
-    parser.add_argument("bags", nargs="+", help="bag directories (or .mcap/.db3 files)")
-    parser.add_argument("--output", "-o", required=True, help="output directory")
-    parser.add_argument("--config", help="YAML file; its 'bag2episodes' section (or the whole "
-                                         "file) holds BagEpisodeConfig keys")
-    parser.add_argument("--control-rate-hz", type=float)
-    parser.add_argument("--joint-names", nargs="+")
-    parser.add_argument("--command-topic", help="'' = actions from the next state")
-    parser.add_argument("--keep-images", action="store_true")
-    parser.add_argument("--task")
-    args = parser.parse_args(argv)
-    try:
-        data: dict[str, Any] = {}
-        if args.config:
-            data = load_yaml(args.config)
-            data = data.get("bag2episodes", data)
-        for key in ("control_rate_hz", "joint_names", "command_topic", "task"):
-            if getattr(args, key) is not None:
-                data[key] = getattr(args, key)
-        if args.keep_images:
-            data["keep_images"] = True
-        cfg = from_dict(BagEpisodeConfig, data)
-        written = bags_to_episodes(args.bags, args.output, cfg)
-    except (ConfigError, EpisodeError, BagError) as err:
-        print(f"arvla bag2episodes: {err}", file=sys.stderr)
-        return 1
-    for p in written:
-        print(p)
-    return 0

@@ -5,7 +5,7 @@
 Runs stage 1 on the config's data for the same number of steps with the same global batch:
 (a) one process, 1 thread; (b) one process, N threads; (c) N processes x 1 thread (DDP).
 Prints wall time per step and the speed-ups measured side by side in one run. Each run is the
-real ``python -m arvla_action_expert.train`` command (it writes a checkpoint at the end, in a
+real ``python -m arvla.commands.train`` command (it writes a checkpoint at the end, in a
 temp directory).
 """
 
@@ -45,7 +45,7 @@ def main() -> int:
     env["OMP_NUM_THREADS"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         def train(*launcher: str, threads: int) -> list[str]:  # `arvla train` stage 1, no bar
-            return [*launcher, "-m", "arvla_action_expert.train", "--config", args.config,
+            return [*launcher, "-m", "arvla.commands.train", "--config", args.config,
                     "--stage", "1", "--out", f"{tmp}/out", "--max-steps", str(args.steps),
                     "--batch-size", str(args.batch), "--num-threads", str(threads), "--no-progress"]
 

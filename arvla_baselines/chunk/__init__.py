@@ -41,11 +41,11 @@ from arvla_baselines.chunk.modeling import (ChunkMeta, ChunkTransformer, LoadedC
                                             load_chunk_checkpoint, save_chunk_checkpoint)
 from arvla_action_expert.policy import MAX_LOOKAHEAD
 from arvla_baselines.chunk.policy import ChunkPolicy, ensemble_weights
-from arvla_baselines.chunk.training import (ChunkTrainResult, chunk_batch, cli_main,
+from arvla_baselines.chunk.training import (ChunkTrainResult, chunk_batch,
                                             evaluate_chunk, train_chunk, train_chunk_policy)
 
 __all__ = ["ChunkConfig", "ChunkDataConfig", "ChunkExecConfig", "ChunkMeta", "ChunkPolicy",
            "ChunkTrainConfig", "ChunkTrainResult", "ChunkTransformer", "FORMAT", "LoadedChunk",
-           "MAX_LOOKAHEAD", "MODES", "chunk_batch", "chunk_loss", "cli_main", "ensemble_weights",
+           "MAX_LOOKAHEAD", "MODES", "chunk_batch", "chunk_loss", "ensemble_weights",
            "evaluate_chunk", "load_chunk_checkpoint", "save_chunk_checkpoint", "train_chunk",
            "train_chunk_policy"]

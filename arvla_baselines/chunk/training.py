@@ -3,11 +3,9 @@ same normalisation), the shared training loop (``arvla_base.training``), checkpo
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import pathlib
-import sys
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -15,15 +13,13 @@ from typing import Iterator
 import torch
 from tqdm import tqdm
 
-from arvla_base.config import ConfigError, to_dict
-from arvla_action_expert.checkpoint import (CheckpointError)
-from arvla_action_expert.data import (EpisodeError, EpisodeSource, NpzEpisodeDir, SampleBuilder,
+from arvla_base.config import to_dict
+from arvla_action_expert.data import (EpisodeSource, NpzEpisodeDir, SampleBuilder,
                                       episode_summary)
 from arvla_action_expert.reanchor import sample_staleness
 from arvla_action_expert.train import build_source, check_data_matches_model
-from arvla_base.training import (autocast, device_batches, load_train_config, loss_trend,
-                                 make_optimizer, optimizer_step, resolve_device, show_progress,
-                                 to_device)
+from arvla_base.training import (autocast, device_batches, make_optimizer, optimizer_step,
+                                 resolve_device, show_progress, to_device)
 
 from arvla_baselines.chunk.configuration import ChunkTrainConfig
 from arvla_baselines.chunk.modeling import ChunkMeta, ChunkTransformer, chunk_loss, save_chunk_checkpoint
@@ -169,28 +165,3 @@ def train_chunk_policy(episodes_source: EpisodeSource | str | os.PathLike[str],
     return result.path
 
 
-def cli_main(argv: list[str]) -> int:
-    """``arvla eval train-baseline``: train the chunked baseline."""
-    ap = argparse.ArgumentParser(prog="arvla eval train-baseline",
-                                 description="train the ACT-style chunked baseline")
-    ap.add_argument("--config", required=True, help="chunk train config YAML (config/chunk_*.yaml)")
-    ap.add_argument("--data", help="directory of .npz episodes (overrides data.path)")
-    ap.add_argument("--out", required=True, help="checkpoint directory")
-    ap.add_argument("--max-steps", type=int, help="override optim.max_steps")
-    ap.add_argument("--device", default="auto",
-                    help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward and loss")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_train_config(ChunkTrainConfig, args.config, data=args.data,
-                                max_steps=args.max_steps)
-        result = train_chunk(cfg, out=args.out, progress=not args.no_progress,
-                             device=args.device, bf16=args.bf16)
-    except (ConfigError, CheckpointError, EpisodeError) as err:
-        print(f"arvla eval train-baseline: {err}", file=sys.stderr)
-        return 2
-    print(f"chunk baseline: {loss_trend(result.losses)} in {result.seconds:.1f} s, "
-          f"held-out L1 {result.val_l1:.4f}; checkpoint {result.path}")
-    return 0

@@ -20,7 +20,8 @@ from arvla.perception_params import (CheckpointPerceptionParams, PerceptionSetti
                                      read_node_params, resolve_perception_params,
                                      settings_differences, token_settings_of)
 from arvla_action_expert.checkpoint import load_checkpoint
-from arvla_action_expert.train import TrainConfig, cli_main, train
+from arvla.commands.train import cli_main
+from arvla_action_expert.train import TrainConfig, train
 from arvla_perception.config import PerceptionConfig, token_settings
 from bringup_helpers import PANDA_ARM, write_untrained_checkpoint
 

@@ -28,7 +28,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     env["OMP_NUM_THREADS"] = "1"
 
     def train(name: str) -> list[str]:  # the real training command, stage 1, one thread a process
-        return ["-m", "arvla_action_expert.train", "--config", str(cfg), "--stage", "1",
+        return ["-m", "arvla.commands.train", "--config", str(cfg), "--stage", "1",
                 "--out", str(tmp_path / name), "--max-steps", steps, "--num-threads", "1",
                 "--losses-json", str(tmp_path / f"{name}.losses.json"), "--no-progress"]
 

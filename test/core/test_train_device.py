@@ -159,7 +159,7 @@ def test_chunk_baseline_trains_on_the_device_path(tmp_path):
 
 
 def test_cli_names_a_bad_device(capsys):
-    from arvla_action_expert.train import cli_main
+    from arvla.commands.train import cli_main
 
     rc = cli_main(["--config", str(ROOT / "config" / "expert_tiny.yaml"), "--stage", "1",
                    "--device", "tpu", "--no-progress"])

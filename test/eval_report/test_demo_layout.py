@@ -8,7 +8,8 @@ import os
 import pathlib
 import time
 
-from arvla_eval.evaluate import _setup_from_args, demo_layout, episode_source
+from arvla.commands.eval import _setup_from_args
+from arvla_eval.evaluate import demo_layout, episode_source
 
 
 def _finished(d: pathlib.Path) -> pathlib.Path:

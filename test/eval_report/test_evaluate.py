@@ -10,7 +10,8 @@ from arvla_base.config import ConfigError, load_config
 from arvla_action_expert.data import InMemoryEpisodes, synthetic_episodes
 from arvla_baselines.chunk import (ChunkConfig, ChunkExecConfig, ChunkMeta, ChunkPolicy,
                                      ChunkTrainConfig, save_chunk_checkpoint)
-from arvla_eval.evaluate import cli_main, fit_chunk_dims, load_node_params
+from arvla.commands.eval import cli_main
+from arvla_eval.evaluate import fit_chunk_dims, load_node_params
 from arvla_eval.records import load_records
 
 

@@ -11,7 +11,8 @@ from arvla_action_expert.policy import ExpertPolicy
 from arvla_data.bag import BagError, BagRecorder, make_typestore
 from arvla_baselines.chunk import (ChunkConfig, ChunkExecConfig, ChunkMeta, ChunkPolicy,
                                      save_chunk_checkpoint)
-from arvla_eval.replay import cli_main, load_any_policy, replay_bag
+from arvla.commands.replay import cli_main
+from arvla_eval.replay import load_any_policy, replay_bag
 
 JOINTS = ["j1", "j2", "j3"]
 T0 = 500_000_000_000

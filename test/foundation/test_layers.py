@@ -82,3 +82,12 @@ def _order() -> list[str]:
 def test_layers_have_no_cycle():
     order = _order()
     assert order[0] == "arvla_base" and order[-1] == "arvla"
+
+
+@pytest.mark.parametrize("package", sorted(set(ALLOWED) - {"arvla"}))
+def test_library_packages_hold_no_argparse(package):
+    """The command line is a layer of its own (``arvla.commands``): library modules parse no
+    arguments (a node's ``main`` takes ROS arguments through rclpy, not argparse)."""
+    bad = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / package).rglob("*.py"))
+           for line, module in _imports(path) if module == "argparse"]
+    assert not bad, f"argparse in library modules: {bad} (move the command to arvla/commands/)"

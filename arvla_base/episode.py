@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from arvla_base.fileio import atomic_save_npz
+from arvla_base.fileio import atomic_save_npz, read_npz
 
 __all__ = ["EPISODE_ARRAYS", "EPISODE_META", "Episode", "EpisodeError", "episode_metadata",
            "load_episode", "save_episode", "save_episode_npz", "validate_episode"]
@@ -132,14 +132,7 @@ def save_episode(path: str | os.PathLike[str], episode: dict[str, np.ndarray]) -
 
 def load_episode(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read an episode .npz (no pickle) and validate it."""
-    path = pathlib.Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            ep = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise EpisodeError(f"episode file not found: {path}") from None
-    except Exception as err:
-        raise EpisodeError(f"cannot read episode {path}: {err}") from err
+    ep = read_npz(path, EpisodeError, "episode file")
     validate_episode(ep, where=str(path))
     return ep
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["atomic_save_npz", "atomic_write", "atomic_write_text"]
+__all__ = ["atomic_save_npz", "atomic_write", "atomic_write_text", "read_npz"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
@@ -52,3 +52,16 @@ def atomic_save_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
 
     atomic_write(path, write)
     return pathlib.Path(path)
+
+
+def read_npz(path: str | os.PathLike[str], error: type[Exception], what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (pickle disabled); ``error`` naming ``what`` and the path when
+    it is missing or unreadable."""
+    path = pathlib.Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except Exception as err:
+        raise error(f"cannot read {what} {path}: {err}") from err

@@ -174,14 +174,10 @@ def save_records(path: str | os.PathLike[str], records: Sequence[EpisodeRecord])
 
 def load_records(path: str | os.PathLike[str]) -> list[EpisodeRecord]:
     """Read a file written by ``save_records`` (pickle disabled); RecordError on any problem."""
+    from arvla_base.fileio import read_npz
+
     path = pathlib.Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise RecordError(f"records file not found: {path}") from None
-    except Exception as err:
-        raise RecordError(f"cannot read records file {path}: {err}") from err
+    data = read_npz(path, RecordError, "records file")
     if "__meta__" not in data:
         raise RecordError(f"{path}: no __meta__ entry (not a records file)")
     try:

@@ -15,7 +15,6 @@ from arvla_data.episodes import BagEpisodeConfig, bags_to_episodes
 
 def cli_main(argv: list[str]) -> int:
     """``arvla bag2episodes BAG... --output DIR [--config YAML] [--control-rate-hz HZ] ...``"""
-
     from arvla_base.config import load_yaml
 
     parser = argparse.ArgumentParser(prog="arvla bag2episodes",

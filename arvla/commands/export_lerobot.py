@@ -11,7 +11,6 @@ from arvla_data.lerobot_export import episode_files, export_lerobot
 
 def cli_main(argv: list[str]) -> int:
     """``arvla export-lerobot EPISODES... --output DIR [--camera-key K] [--robot-type T] ...``"""
-
     parser = argparse.ArgumentParser(
         prog="arvla export-lerobot",
         description="Write arvla episodes (.npz, e.g. from 'arvla bag2episodes --keep-images' or "

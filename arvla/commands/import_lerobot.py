@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-
 from typing import Any
 
 from arvla_base.episode import EpisodeError
@@ -13,7 +12,6 @@ from arvla_data.lerobot import import_lerobot
 
 def cli_main(argv: list[str]) -> int:
     """``arvla import-lerobot DATASET_DIR --output DIR [--image-key K [--prefixes]] ...``"""
-
     from arvla_base.config import ConfigError
 
     parser = argparse.ArgumentParser(

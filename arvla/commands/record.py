@@ -15,7 +15,6 @@ from arvla_data.record import DEFAULT_TOPICS, RecordConfig, record
 
 def cli_main(argv: list[str]) -> int:
     """``arvla record [-o BAG] [--topics T ...] [--all-arvla] [--duration S] [--storage mcap]``"""
-
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 

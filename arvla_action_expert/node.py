@@ -48,11 +48,8 @@ from arvla_msgs.msg import ExpertStatus, VLPrefix
 from arvla_msgs.srv import ResetMemory
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -60,13 +57,13 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from arvla_base.config import ConfigError
+from arvla_base.params import declare_config_parameters
 from arvla_base.policy import StepPolicy
 from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_action_expert.gripper import GripperLimiter, GripperSpec, gripper_target, gripper_trajectory
 from arvla_action_expert.joints import (JointError, JointLimits, JointReading, UrdfRobot, implausible_joints,
                                         permutation, read_joints)
-from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, RobotSetup, config_from_parameters,
-                                             default_of, parameter_fields)
+from arvla_action_expert.node_config import (NODE_NAME, ExpertNodeConfig, RobotSetup, config_from_parameters)
 from arvla_action_expert.reanchor import PrefixDecision, decide_prefix, time_to_step
 from arvla_action_expert.trajectory import (KeptPoint, TrajectoryError, TrajectoryPlan, build_plan, hold_plan,
                                            seamless_start)
@@ -273,16 +270,6 @@ class EpisodeClock:
         return time_to_step(t_ns, self.t0_ns, self.period_ns)
 
 
-def _descriptor(field: dataclasses.Field[Any]) -> ParameterDescriptor:
-    # Scalars are dynamically typed so that "control_rate: 50" works like 50.0; ExpertNodeConfig
-    # then checks the type and names the key. read_only: values are read once at start.
-    scalar = not isinstance(default_of(field), list)
-    return ParameterDescriptor(description=field.metadata["help"], read_only=True, dynamic_typing=scalar)
-
-
-_LIST_TYPES = {"list[str]": Parameter.Type.STRING_ARRAY, "list[float]": Parameter.Type.DOUBLE_ARRAY}
-
-
 class ActionExpertNode(Node):
     """The AR action expert behind ROS topics (see the module docstring).
 
@@ -302,23 +289,10 @@ class ActionExpertNode(Node):
     # ---- configuration ------------------------------------------------------------------------
 
     def _declare_parameters(self) -> dict[str, Any]:
-        """All parameters in one block: name, default/type and description from ExpertNodeConfig."""
-        values: dict[str, Any] = {}
-        for field in parameter_fields():
-            default = default_of(field)
-            if isinstance(default, list) and not default:
-                # declared by type: an empty list has no type of its own. Left unset (or set to
-                # `[]` in a params file, which carries no type either) it reads as empty, which
-                # the config then resolves (e.g. joints from controllers_yaml) or rejects by name.
-                self.declare_parameter(field.name, _LIST_TYPES[str(field.type)], _descriptor(field))
-                try:
-                    values[field.name] = list(self.get_parameter(field.name).value)
-                except ParameterUninitializedException:
-                    values[field.name] = []
-            else:
-                self.declare_parameter(field.name, default, _descriptor(field))
-                values[field.name] = self.get_parameter(field.name).value
-        return values
+        """All parameters in one block: name, default/type and description from ExpertNodeConfig.
+        Scalars are dynamically typed so that "control_rate: 50" works like 50.0; ExpertNodeConfig
+        then checks the type and names the key. Read-only: values are read once at start."""
+        return declare_config_parameters(self, ExpertNodeConfig, dynamic_scalars=True)
 
     def _configure(self, policy: Optional[StepPolicy]) -> None:
         self.config: ExpertNodeConfig = config_from_parameters(self._declare_parameters())

@@ -398,6 +398,11 @@ class RolloutGraph:
             for name, client in self._clients.items():
                 if not client.wait_for_service(timeout_sec=30.0):
                     raise RolloutError(f"service of {name} ({client.srv_name}) not available after 30 s")
+            from std_srvs.srv import SetBool
+
+            enable = mon.create_client(SetBool, "/arvla/enable")  # the expert node's; not a scripted one's
+            if enable.wait_for_service(timeout_sec=2.0):
+                self._clients["enable"] = enable
         except BaseException:
             self.close()
             raise
@@ -496,6 +501,15 @@ class RolloutGraph:
         result = self.sim.set_parameters([Parameter("seed", value=int(seed))])[0]
         if not result.successful:
             raise RolloutError(f"cannot set the sim seed to {seed}: {result.reason}")
+        gated = "enable" in self._clients
+        if gated:
+            # The expert stops publishing before the arm is put back: otherwise, between the sim
+            # reset and its memory reset, it acts on the new posture with the last episode's
+            # memory and the controller starts the episode moving (seen as a jerk spike at 0 s).
+            from std_srvs.srv import SetBool
+
+            self._call("enable", SetBool.Request(data=False))
+            time.sleep(0.05)  # a trajectory published just before is delivered (and replaced by the reset)
         if before_reset is not None:
             before_reset()
         answer = self._call("reset_sim", Trigger.Request())
@@ -508,6 +522,10 @@ class RolloutGraph:
         answer = self._call("reset_memory", ResetMemory.Request(clear_prefix=True))
         if not answer.success:
             raise RolloutError(f"/arvla/reset_memory failed: {answer.message}")
+        if gated:
+            from std_srvs.srv import SetBool
+
+            self._call("enable", SetBool.Request(data=True))
         return start_ns
 
     # -- episodes -------------------------------------------------------------------------------

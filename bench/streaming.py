@@ -14,8 +14,9 @@ Rows, side by side, on the same held-out seeds (deterministic: sim time, no wall
   same seeds for each timing, through ``arvla_eval.rollout.run_episodes``.
 
 Jerk: RMS jerk (rad/s^3) of the sim's exact joint positions at every control step for the
-emulated rows; the ROS rows use the evaluation records' measure. Prints a markdown table and
-the ratio of each row's jerk to its policy's in-process jerk.
+emulated rows; the ROS rows use the evaluation records' measure (/joint_states at their own
+stamps resampled onto the same grid, ``records.measured_metrics``; equal on evenly timed data).
+Prints a markdown table and the ratio of each row's jerk to its policy's in-process jerk.
 """
 
 from __future__ import annotations
@@ -57,14 +58,18 @@ def wilson(k: int, n: int) -> str:
 
 
 def run_ros(policy: Any, name: str, task: str, seeds: list[int], timing: str, lookahead: int) -> dict[str, Any]:
+    from arvla_eval.evaluate import node_params_for
+    from arvla_eval.records import measured_metrics
     from arvla_eval.rollout import run_episodes
 
     demo = _demo_yaml()
+    params = node_params_for(policy, {**demo["expert"], "trajectory_timing": timing, "lookahead_steps": lookahead})
     recs = run_episodes(policy, task=task, seeds=seeds, max_seconds=MAX_SECONDS[task],
                         sim_overrides=demo["sim"], perception_overrides=demo["perception"],
-                        expert_overrides={**demo["expert"], "trajectory_timing": timing,
-                                          "lookahead_steps": lookahead}, policy_name=name, progress=False)
-    jerks = [metrics.rms_jerk(r.positions, r.dt) for r in recs if r.n_ticks > 3]
+                        expert_overrides=params, policy_name=name, progress=False)
+
+    found = [measured_metrics(r) for r in recs]
+    jerks = [m.rms_jerk for m in found if m is not None]
     return {"success": sum(r.success for r in recs), "n": len(recs), "jerk": float(np.mean(jerks)),
             "step_ms": 1e3 * float(np.median(np.concatenate([r.step_latency_s for r in recs])))}
 

@@ -51,6 +51,23 @@ def test_run_episodes_returns_a_well_formed_record():
     assert rec.frames is not None and rec.frames.shape[1:] == (64, 64, 3)
 
 
+def test_an_episode_starts_at_rest_after_the_last_one():
+    """The expert is disabled across the sim reset: it must not act on the new start posture
+    with the last episode's memory (the arm then started the episode moving: a jerk spike)."""
+    from arvla_eval.rollout import run_episodes
+
+    policy = tiny_policy(1280)
+    records = run_episodes(policy, task="pick_lift", seeds=[3, 4], max_seconds=1.0,
+                           sim_overrides={**SIM, "real_time_factor": 1.0},
+                           perception_overrides=PERCEPTION, expert_overrides={"max_staleness": 30},
+                           progress=False)
+    first, second = records
+    assert np.abs(first.commands - first.positions).max() > 1e-4  # the arm was driven at the end
+    start = second.joint_times <= second.joint_times[0] + 0.045  # before the expert's first plan lands
+    moved = np.abs(second.joint_positions[start] - second.joint_positions[0]).max()
+    assert moved < 1e-3, f"the arm moved {moved:.4f} rad in the episode's first 45 ms"
+
+
 def test_collect_ros_writes_a_bag_and_an_episode(tmp_path):
     from arvla_eval.collect_ros import RECORDED_TOPICS, CollectConfig, collect_ros
 

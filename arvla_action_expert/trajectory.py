@@ -190,27 +190,17 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
     if targets.ndim != 2 or targets.shape[1] != limits.dof or targets.shape[0] < 1:
         raise TrajectoryError(f"targets must be (K>=1, {limits.dof}), got shape {targets.shape}")
     first = keep_point(keep, current, period_ns, limits)
-    kept = first is not None
-    n_clamped = 0
-    if first is not None:
-        assert keep is not None
-        targets = np.vstack([first[0][None, :], targets])  # row 0: the kept point, then the plan
-        n_clamped = first[2]
-    k_points = targets.shape[0]
-    times_ns = np.arange(1, k_points + 1, dtype=np.int64) * np.int64(period_ns)
-    if first is not None:
-        assert keep is not None
-        times_ns[0] = keep.t_ns
-
+    times_ns = np.arange(1, targets.shape[0] + 1, dtype=np.int64) * np.int64(period_ns)  # row k
     positions = np.empty_like(targets)
-    n_nonfinite = 0
-    prev, prev_t = start, 0
-    for k in range(k_points):
-        if k == 0 and first is not None:
-            positions[0] = prev = first[0]
-            prev_t = int(times_ns[0])
-            continue
-        row = targets[k]
+    prev, prev_t, offset = start, 0, 0
+    n_nonfinite = n_clamped = 0
+    if first is not None:  # the kept point goes first, each row one period later
+        assert keep is not None
+        times_ns = np.concatenate([[np.int64(keep.t_ns)], times_ns + np.int64(period_ns)])
+        positions = np.vstack([first[0][None, :], positions])
+        prev, prev_t, offset, n_clamped = first[0], keep.t_ns, 1, first[2]
+    for r, row in enumerate(targets):
+        k = r + offset
         finite = np.isfinite(row)
         n_nonfinite += int(np.count_nonzero(~finite))
         wanted = np.where(finite, row, prev)  # a NaN/inf joint holds where it was
@@ -231,12 +221,12 @@ def build_plan(current: np.ndarray, targets: np.ndarray, period_ns: int, limits:
     with np.errstate(over="ignore"):
         seg = np.clip((positions - previous) / durations[:, None], -limits.max_velocity, limits.max_velocity)
     velocities = np.zeros_like(positions)
-    if k_points > 1:
+    if positions.shape[0] > 1:
         # Halves added separately so two finite values can never overflow to inf.
         velocities[:-1] = 0.5 * seg[:-1] + 0.5 * seg[1:]
     if first is not None:
         velocities[0] = first[1]  # as sent (the same cubic), 0 where the point was moved
-    plan = TrajectoryPlan(times_ns, positions, velocities, n_nonfinite, n_clamped, kept)
+    plan = TrajectoryPlan(times_ns, positions, velocities, n_nonfinite, n_clamped, first is not None)
     check_plan(plan, current, limits)
     return plan
 

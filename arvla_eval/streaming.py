@@ -9,7 +9,7 @@ motion must not depend on when inside the tick the step finishes.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,11 +36,20 @@ class Latency:
         return int(self.rng.uniform(0, self.max_ns))
 
 
-def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str | None,
-            latency: Latency | None, limits: JointLimits, lookahead: int, lag: int = 2,
-            frame_every: int = 2) -> dict[str, Any]:
-    """One episode. ``timing`` None: per-step hold (in process); else the trajectory path with
-    that trajectory_timing ('arrival' | 'tick' | 'seamless') and ``latency``."""
+def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str | None = None,
+            latency: Latency | None = None, limits: JointLimits | None = None, lookahead: int = 1,
+            lag: int = 2, frame_every: int = 2,
+            before_step: Callable[[Any, SimEnv, tuple[np.ndarray, int]], None] | None = None
+            ) -> dict[str, Any]:
+    """One episode, the perception delay emulated (a frame captured at step c is installed at
+    step c + ``lag``; the policy acts from the first prefix on, holding before).
+
+    ``timing`` None: per-step hold (in process); else the trajectory path with that
+    trajectory_timing ('arrival' | 'tick' | 'seamless'), ``latency`` and ``limits``.
+    ``before_step(policy, env, newest)`` (optional) runs before every policy step, ``newest`` =
+    (tokens, capture step) of the prefix in the slot."""
+    if timing is not None and limits is None:
+        raise ValueError(f"timing {timing!r} needs the joint limits the node would use")
     obs = env.reset(seed)
     policy.reset()
     period_ns = int(round(env.dt * 1e9))
@@ -48,7 +57,7 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
     sub_steps = int(round((1.0 / FOLLOWER_HZ) / PHYSICS_DT))
     follower = JointTrajectoryFollower(env.joint_names, obs["state"])
     pending: list[tuple[int, int, np.ndarray]] = []
-    started = False
+    started, newest = False, None
     sent: tuple[int, TrajectoryPlan] | None = None
     positions = [np.asarray(obs["state"], np.float64)]
     step_s: list[float] = []
@@ -60,7 +69,9 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
         while pending and pending[0][0] <= t:
             _, capture, tokens = pending.pop(0)
             policy.refresh_prefix(tokens, capture)
-            started = True
+            started, newest = True, (tokens, capture)
+        if before_step is not None and started:
+            before_step(policy, env, newest)
         state = np.asarray(obs["state"], np.float64)
         if timing is None:
             action = policy.step(state, t)[0] if started else state
@@ -98,5 +109,6 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
         obs = env.observe()
         positions.append(np.asarray(obs["state"], np.float64))
     traj = np.stack(positions)
-    return {"seed": seed, "success": env.success(), "jerk": metrics.rms_jerk(traj, env.dt), "positions": traj,
+    return {"seed": seed, "success": env.success(), "failure": env.failure(), "steps": env.step_index,
+            "jerk": metrics.rms_jerk(traj, env.dt), "positions": traj,
             "step_ms": 1e3 * float(np.median(step_s)) if step_s else float("nan")}

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from arvla_action_expert.policy import ExpertPolicy
+from arvla_eval import streaming
 from arvla_perception.backbone import load_backbone
 from arvla_perception.config import PerceptionConfig
 from arvla_sim.env import SimEnv
@@ -28,25 +28,11 @@ MAX_SECONDS = {"pick_lift": 6.0, "push": 10.0, "cued_reach": 7.0}
 
 def rollout(policy: ExpertPolicy, env: SimEnv, backbone, seed: int, *, lag: int,
             frame_every: int, before_step=None) -> dict:
-    """One episode; ``before_step(policy, env, newest)`` (optional) runs before every policy
-    step, ``newest`` = (tokens, capture step) of the prefix in the slot."""
-    obs = env.reset(seed)
-    policy.reset()
-    pending: list[tuple[int, int, np.ndarray]] = []  # (arrival step, capture step, tokens)
-    started, newest = False, None
-    while not env.done():
-        t = env.step_index
-        if t % frame_every == 0:
-            pending.append((t + lag, t, backbone.encode(env.render(), env.task.instruction)))
-        while pending and pending[0][0] <= t:
-            _, capture, tokens = pending.pop(0)
-            policy.refresh_prefix(tokens, capture)
-            started, newest = True, (tokens, capture)
-        if before_step is not None and started:
-            before_step(policy, env, newest)
-        action = policy.step(obs["state"], t)[0] if started else obs["state"]  # hold until a prefix
-        obs = env.step(action)
-    return {"seed": seed, "success": env.success(), "failure": env.failure(), "steps": env.step_index}
+    """One episode, each target held for one period (``arvla_eval.streaming.rollout`` in
+    process); ``before_step(policy, env, newest)`` (optional) runs before every policy step,
+    ``newest`` = (tokens, capture step) of the prefix in the slot."""
+    return streaming.rollout(policy, env, backbone, seed, lag=lag, frame_every=frame_every,
+                             before_step=before_step)
 
 
 def main() -> None:

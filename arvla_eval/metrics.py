@@ -183,15 +183,21 @@ class TrajectoryMetrics:
     path_length: float  # sum of step displacement norms
 
 
+def _sparc_or_nan(speed: np.ndarray, dt: float) -> float:
+    """SPARC of a speed profile sampled every ``dt``; NaN for a motionless one (the smoothness
+    of no movement is undefined)."""
+    try:
+        return sparc(speed, 1.0 / dt)
+    except ValueError:
+        return float("nan")
+
+
 def trajectory_metrics(traj: np.ndarray, dt: float) -> TrajectoryMetrics:
     """All smoothness metrics of a (T, D) trajectory sampled every ``dt`` seconds (T >= 4)."""
     x = _as_trajectory(traj, min_len=4, what="trajectory_metrics")
     dt = _check_dt(dt)
     speed = speed_profile(x, dt)
-    try:
-        s = sparc(speed, 1.0 / dt)
-    except ValueError:
-        s = float("nan")  # motionless trajectory: smoothness of no movement is undefined
+    s = _sparc_or_nan(speed, dt)
     return TrajectoryMetrics(
         duration_s=(x.shape[0] - 1) * dt,
         rms_jerk=rms_jerk(x, dt),
@@ -346,10 +352,7 @@ def trajectory_metrics_stamped(times_s: np.ndarray | Sequence[float], positions:
     speed = np.linalg.norm(np.diff(x, axis=0), axis=1) / dt
     acc = np.linalg.norm(np.diff(x, n=2, axis=0), axis=1) / dt**2
     j = (np.diff(x, n=3, axis=0) / dt**3)[u.runs(4)]
-    try:
-        s = sparc(speed, 1.0 / dt)
-    except ValueError:
-        s = float("nan")  # motionless trajectory: smoothness of no movement is undefined
+    s = _sparc_or_nan(speed, dt)
     return TrajectoryMetrics(
         duration_s=(x.shape[0] - 1) * dt,
         rms_jerk=float(np.sqrt(np.mean(np.sum(j * j, axis=1)))),

@@ -31,13 +31,7 @@ needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="needs a CUDA device")
 STEPS = 30
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and spares a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _cfg(steps: int = STEPS) -> TrainConfig:

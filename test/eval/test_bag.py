@@ -320,19 +320,15 @@ KILLED_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("storage,mode", [("mcap", "stream"), ("mcap", "stall"), ("sqlite3", "stream")])
-def test_sigkilled_recording_keeps_everything_flushed(tmp_path, caplog, storage, mode):
-    """SIGKILL (nothing closes the bag): every message older than the flush period is read back.
-    ``stream``: the recorder writes (30 kB blobs + counters) until the kill; ``stall``: it writes
-    100 small counters and then nothing, so only the MCAP background flush can save them."""
-    path = tmp_path / "bag"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(path), storage, mode],
+def _sigkill_when_ready(child: list[str], *, settle_s: float = 0.0) -> list[str]:
+    """Run ``python -c child[0] child[1:]``; once it prints its READY line, wait ``settle_s`` and
+    SIGKILL it (nothing closes the bag). Returns the READY line's words."""
+    proc = subprocess.Popen([sys.executable, "-c", *child],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().split()
         assert line and line[0] == "READY", proc.stderr.read()
-        ready_count = int(line[1])
-        time.sleep(0.3)
+        time.sleep(settle_s)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -340,6 +336,17 @@ def test_sigkilled_recording_keeps_everything_flushed(tmp_path, caplog, storage,
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    return line
+
+
+@pytest.mark.parametrize("storage,mode", [("mcap", "stream"), ("mcap", "stall"), ("sqlite3", "stream")])
+def test_sigkilled_recording_keeps_everything_flushed(tmp_path, caplog, storage, mode):
+    """SIGKILL (nothing closes the bag): every message older than the flush period is read back.
+    ``stream``: the recorder writes (30 kB blobs + counters) until the kill; ``stall``: it writes
+    100 small counters and then nothing, so only the MCAP background flush can save them."""
+    path = tmp_path / "bag"
+    line = _sigkill_when_ready([KILLED_CHILD, str(path), storage, mode], settle_s=0.3)
+    ready_count = int(line[1])
     assert not (path / "metadata.yaml").exists()  # the recorder never closed
     with caplog.at_level(logging.WARNING, logger="arvla_data.bag"), BagReader(path) as reader:
         counts = [int(m.msg.data) for m in reader.messages(["/count"])]
@@ -390,16 +397,7 @@ def test_sigkilled_sqlite3_recording_rolls_back_to_its_last_commit(tmp_path, cap
     open ignores the journal; a random kill in the middle of a commit once read as "database
     disk image is malformed" that way -- a state this staged spill does not reproduce.)"""
     path = tmp_path / "bag"
-    proc = subprocess.Popen([sys.executable, "-c", SQLITE_KILLED_CHILD, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert _sigkill_when_ready([SQLITE_KILLED_CHILD, str(path)]) == ["READY"]
     journal = path / "bag.db3-journal"
     assert journal.stat().st_size > 0, "no hot journal: the test did not set up its case"
     with caplog.at_level(logging.WARNING, logger="arvla_data.bag"), BagReader(path) as reader:

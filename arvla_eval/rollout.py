@@ -28,6 +28,16 @@ the previous command -- the controller holds it -- or, before any command, the m
 position). The record also keeps every /joint_states sample of the episode at its own stamp
 (``joint_times`` / ``joint_positions``): smoothness is measured on those, not on the tick
 samples, whose age varies by up to a joint-state period with the ticks' timing.
+
+Lock-step (``sim_overrides={"lockstep": True, ...}``, see ``arvla_sim/node.py``): the sim
+advances one expert period per handshake, so an episode no longer depends on machine load. The
+graph then holds the sim at a boundary across its resets (the expert's memory reset and enable
+land before the episode's first clock, so step 0 is always the episode's first instant) and
+lets the sim itself stop the episode at the first tick at or after ``max_seconds`` (or success
++ ``settle_s``, or failure), instead of polling the wall clock; the record's success time is
+the sim's first successful controller tick. Defaults it fills in when the caller did not:
+``joint_states_rate_hz`` = ``lockstep_control_rate_hz`` (one joint state per handshake),
+``lockstep_prefix_topic: ""`` without a perception node, perception ``max_rate_hz: 0``.
 """
 
 from __future__ import annotations
@@ -52,6 +62,13 @@ log = logging.getLogger(__name__)
 
 class RolloutError(RuntimeError):
     """The graph could not be started or an episode could not be run; the message says why."""
+
+
+def _always() -> bool:
+    return True
+
+
+_FROM_TOPIC: Any = object()   # EpisodeMonitor.end: success time as /sim/success reported it
 
 
 def expert_parameters(joint_names: Sequence[str], lower: Sequence[float], upper: Sequence[float],
@@ -250,15 +267,30 @@ class EpisodeMonitor:
     def started(self) -> bool:
         return self._started
 
+    def wait_for_tick(self, stamp_ns: int, timeout_s: float) -> bool:
+        """Wait (wall time) until the expert's status stamped ``stamp_ns`` (or later) is recorded."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if self.ticks and self.ticks[-1].stamp_ns >= stamp_ns:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+
     def end(self, *, policy: str, task: str, seed: int, control_rate_hz: float,
-            failed: bool) -> EpisodeRecord:
-        """Stop recording; the episode's record (ticks up to the success tick)."""
+            failed: bool, success_ns: Any = _FROM_TOPIC) -> EpisodeRecord:
+        """Stop recording; the episode's record (ticks up to the success tick). ``success_ns``:
+        the success time (sim ns, None = no success) when the caller knows it better than
+        /sim/success's arrival (lock-step)."""
         with self._lock:
             self._recording = False
             ticks = list(self.ticks)
             jt = np.asarray(self.joint_t, np.int64)
             jq = np.asarray(self.joint_q, np.float64).reshape(-1, len(self.joint_names))
-            success_ns, t0 = self.success_ns, self.t0_ns
+            if success_ns is _FROM_TOPIC:
+                success_ns = self.success_ns
+            t0 = self.t0_ns
             frames = list(self.frames)
         if not ticks or t0 is None:
             raise RolloutError(f"task {task} seed {seed}: no expert tick was recorded (is the expert "
@@ -331,6 +363,13 @@ class RolloutGraph:
         self._expert_factory = expert_factory
         self.sim_overrides = dict(sim_overrides or {})
         self.perception_overrides = dict(perception_overrides or {})
+        self.lockstep = bool(self.sim_overrides.get("lockstep", False))
+        if self.lockstep:   # the lock-step defaults (module docstring)
+            self.sim_overrides.setdefault("joint_states_rate_hz",
+                                          float(self.sim_overrides.get("lockstep_control_rate_hz", 20.0)))
+            if not with_perception:
+                self.sim_overrides.setdefault("lockstep_prefix_topic", "")
+            self.perception_overrides.setdefault("max_rate_hz", 0.0)
         self.with_perception = with_perception
         self.keep_frames = keep_frames
         self.frame_every = frame_every
@@ -382,6 +421,8 @@ class RolloutGraph:
                 self.executor.add_node(self.perception)
             self.expert = self._expert_factory(self.context, self)
             self.executor.add_node(self.expert)
+            if self.lockstep:
+                self._check_lockstep_rate()
             self.monitor = EpisodeMonitor(self.context, joint_names=JOINT_NAMES,
                                           controller_name=self.sim.config.controller_name,
                                           image_topic=self.sim.config.image_topic,
@@ -423,12 +464,36 @@ class RolloutGraph:
         except ExternalShutdownException:
             pass
 
-    def _start_sim(self) -> None:
+    def _start_sim(self, clock_start_ns: int = 0) -> None:
         from arvla_sim.node import SimNode
 
         params = {"task": self.task, **self.sim_overrides}
-        self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params))
+        self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params),
+                           clock_start_ns=clock_start_ns)
+        if self.lockstep:
+            self.sim.set_lockstep_stop(_always)   # nothing moves before the first episode's resets
         self.sim_executor.add_node(self.sim)
+
+    def _check_lockstep_rate(self) -> None:
+        """The sim's handshake period must be the expert's tick period (else every other
+        handshake waits for a tick that never comes)."""
+        expert = self.expert
+        rate = getattr(getattr(expert, "config", None), "control_rate", None)
+        if rate is None and getattr(expert, "period_ns", None):
+            rate = 1e9 / expert.period_ns
+        sim_rate = self.sim.config.lockstep_control_rate_hz
+        if rate is not None and abs(float(rate) - sim_rate) > 1e-6 * sim_rate:
+            raise RolloutError(f"lock-step: the sim's lockstep_control_rate_hz {sim_rate:g} Hz is not the "
+                               f"expert's control rate {float(rate):g} Hz; pass lockstep_control_rate_hz "
+                               f"{float(rate):g} in sim_overrides")
+
+    def _hold_sim(self) -> None:
+        """Lock-step: stop the sim at a boundary (its handshake there complete) and wait for it."""
+        self.sim.set_lockstep_stop(_always)
+        timeout_s = 2.0 * self.sim.config.lockstep_timeout_s + 10.0
+        if not self.sim.lockstep_held.wait(timeout_s):
+            raise RolloutError(f"task {self.task}: the lock-step sim did not stop at a boundary within "
+                               f"{timeout_s:.0f} s wall time")
 
     def add_node(self, node: Any) -> None:
         """Spin another node with the graph; it is destroyed by ``close`` after the executor
@@ -447,10 +512,11 @@ class RolloutGraph:
         assert self._sim_thread is not None, "set_task before start()"
         self.sim_executor.shutdown(timeout_sec=5.0)
         self._sim_thread.join(timeout=5.0)
+        clock_ns = self.sim.now_ns
         self.sim.destroy_node()
         self.task = task
         self.sim_executor = SingleThreadedExecutor(context=self.context)
-        self._start_sim()
+        self._start_sim(clock_start_ns=clock_ns)   # the clock goes on: the expert's timer keeps its grid
         self._sim_thread = self._start_thread("sim", self.sim_executor)
         client = self._clients["reset_sim"]
         if not client.wait_for_service(timeout_sec=30.0):
@@ -498,6 +564,10 @@ class RolloutGraph:
         from rclpy.parameter import Parameter
         from std_srvs.srv import Trigger
 
+        if self.lockstep:
+            # Held from here until run_episode lets it go: the resets below all land before the
+            # episode's first clock message, whatever the load.
+            self._hold_sim()
         result = self.sim.set_parameters([Parameter("seed", value=int(seed))])[0]
         if not result.successful:
             raise RolloutError(f"cannot set the sim seed to {seed}: {result.reason}")
@@ -509,7 +579,8 @@ class RolloutGraph:
             from std_srvs.srv import SetBool
 
             self._call("enable", SetBool.Request(data=False))
-            time.sleep(0.05)  # a trajectory published just before is delivered (and replaced by the reset)
+            if not self.lockstep:  # (lock-step: the sim already has the last tick's trajectory)
+                time.sleep(0.05)  # a trajectory published just before is delivered (and replaced by the reset)
         if before_reset is not None:
             before_reset()
         answer = self._call("reset_sim", Trigger.Request())
@@ -538,6 +609,8 @@ class RolloutGraph:
         ``settle_s``: keep running this long (sim time) after success before ending (e.g. so a
         demonstration also shows "done, hold still"); the record still ends at the success tick.
         ``before_reset()`` / ``after_reset(start_ns)`` bracket the resets (bag recording).
+        Lock-step: the sim stops the episode itself, at the first tick at or after
+        ``max_seconds`` / success + ``settle_s`` / failure (module docstring).
         """
         assert self.monitor is not None
         self.monitor.begin()
@@ -545,6 +618,10 @@ class RolloutGraph:
         self.monitor.set_start(after_ns)
         if after_reset is not None:
             after_reset(after_ns)
+        if self.lockstep:
+            return self._run_lockstep(seed, after_ns, max_seconds=max_seconds, policy_name=policy_name,
+                                      control_rate_hz=control_rate_hz, wall_timeout_s=wall_timeout_s,
+                                      settle_s=settle_s)
         rtf = float(self.sim.config.real_time_factor) or 10.0
         wall_timeout_s = wall_timeout_s or (max_seconds / rtf) * 4.0 + 30.0
         deadline = time.monotonic() + wall_timeout_s
@@ -568,6 +645,45 @@ class RolloutGraph:
                 break
         return self.monitor.end(policy=policy_name, task=self.task, seed=seed,
                                 control_rate_hz=control_rate_hz, failed=failed)
+
+    def _run_lockstep(self, seed: int, start_ns: int, *, max_seconds: float, policy_name: str,
+                      control_rate_hz: float, wall_timeout_s: float | None, settle_s: float) -> EpisodeRecord:
+        """The episode of ``run_episode`` in lock-step: the sim decides, at each handled tick, whether
+        the episode is over (so it ends at the same tick whatever the load); then the record."""
+        assert self.monitor is not None
+        sim = self.sim
+        end_ns = start_ns + int(round(max_seconds * 1e9))
+        settle_ns = int(round(settle_s * 1e9))
+
+        def over() -> bool:   # on the sim's executor thread, at boundaries
+            tick = sim.lockstep_tick_ns
+            if tick < start_ns:      # the episode's first tick is not handled yet
+                return False
+            if sim.failure():
+                return True
+            first = sim.first_success_ns
+            return tick >= end_ns or (first is not None and tick >= first + settle_ns)
+
+        wall_timeout_s = wall_timeout_s or max_seconds * 10.0 + 60.0
+        timeouts = sim.lockstep_timeouts
+        sim.set_lockstep_stop(over)
+        if not sim.lockstep_held.wait(wall_timeout_s):
+            log.warning("task %s seed %d: wall-clock guard hit after %.0f s (lock-step sim at %.2f s of %g): "
+                        "the record stops where the sim is", self.task, seed, wall_timeout_s,
+                        (sim.now_ns - start_ns) * 1e-9, max_seconds)
+            self._hold_sim()
+        last_ns = sim.lockstep_tick_ns
+        if not self.monitor.started and not self.monitor.wait_for_tick(start_ns, 10.0):
+            raise RolloutError(f"task {self.task} seed {seed}: the expert never ticked in lock-step "
+                               f"({sim.lockstep_timeouts} handshakes timed out)")
+        if not self.monitor.wait_for_tick(last_ns, 10.0):   # its status reached the sim, not yet us
+            log.warning("task %s seed %d: the status of the last tick (%.3f s) did not reach the monitor",
+                        self.task, seed, (last_ns - start_ns) * 1e-9)
+        if sim.lockstep_timeouts > timeouts:
+            log.warning("task %s seed %d: %d lock-step handshakes timed out: this episode depends on timing",
+                        self.task, seed, sim.lockstep_timeouts - timeouts)
+        return self.monitor.end(policy=policy_name, task=self.task, seed=seed, control_rate_hz=control_rate_hz,
+                                failed=sim.failure(), success_ns=sim.first_success_ns)
 
 
 def ar_expert_factory(policy: Any, expert_overrides: Mapping[str, Any] | None = None

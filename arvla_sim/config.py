@@ -4,6 +4,12 @@ The node declares one parameter per field (its default, and the ``help`` text as
 description), reads them once and builds ``SimNodeConfig`` through ``arvla_base.config.from_dict``,
 so a bad value fails at start with an error naming the parameter. ``config/sim.yaml`` lists
 every field (a test keeps the two in sync).
+
+``lockstep``: the sim advances one control period of the action expert only once the expert's
+tick at the current instant has been handled (its ``ExpertStatus``), and the prefix of a camera
+frame captured at t is awaited before the clock shows t + ``lockstep_perception_steps`` periods
+(and not handed to perception before the tick one period earlier): results no longer depend on
+machine load (``arvla_sim/node.py`` describes the protocol and what it relies on).
 """
 
 from __future__ import annotations
@@ -56,6 +62,33 @@ class SimNodeConfig:
                                                       "instruction, published at every reset; '' = off.")
     reset_service: str = _p("/sim/reset", "std_srvs/Trigger: start the next episode (robot home, objects "
                                           "placed by the seed, trajectory dropped).")
+    lockstep: bool = _p(False, "Lock-step mode (deterministic closed loop, independent of machine load): /clock "
+                               "and /joint_states are published once per control period of the expert "
+                               "(lockstep_control_rate_hz), and the sim advances to the next period only "
+                               "when the expert's ExpertStatus for the current instant has arrived "
+                               "(lockstep_status_topic); camera frames are handed to perception with a "
+                               "latency of lockstep_perception_steps periods. real_time_factor then "
+                               "only caps the speed (0 = as fast as the handshakes go). Needs "
+                               "joint_states_rate_hz and camera_rate_hz to divide lockstep_control_rate_hz.")
+    lockstep_control_rate_hz: float = _p(20.0, "Lock-step: the action expert's tick rate (its control_rate); "
+                                               "one handshake per period. A whole number of controller "
+                                               "periods; the expert's timer must tick on this grid.")
+    lockstep_perception_steps: int = _p(2, "Lock-step: perception latency in control periods. A frame "
+                                           "captured at t (header.stamp t) is handed to perception after the "
+                                           "expert's tick at t + (steps - 1) periods and its VLPrefix awaited "
+                                           "before the clock reaches t + steps periods: the expert first uses "
+                                           "it at exactly that tick (staleness = steps). 0 = the prefix of "
+                                           "the frame at t is there for the tick at t.")
+    lockstep_timeout_s: float = _p(10.0, "Lock-step: wall seconds to wait for a handshake (status or prefix) "
+                                         "before advancing anyway; each such advance is counted "
+                                         "(SimNode.lockstep_timeouts) and logged as a warning: the run is then "
+                                         "no longer deterministic.")
+    lockstep_status_topic: str = _p("/arvla/expert_status", "Lock-step: arvla_msgs/ExpertStatus published by "
+                                                            "the expert every tick, header.stamp = the tick's "
+                                                            "time; '' = do not wait for an expert.")
+    lockstep_prefix_topic: str = _p("/arvla/vl_prefix", "Lock-step: arvla_msgs/VLPrefix published by perception, "
+                                                        "header.stamp = the frame's capture stamp; '' = do not "
+                                                        "wait for prefixes (frames are still delayed).")
 
     def __post_init__(self) -> None:
         require(self.task in TASKS, "task", self.task, f"must be one of {sorted(TASKS)}")
@@ -80,7 +113,36 @@ class SimNodeConfig:
                     "controller ticks")
         for key in ("joint_states_topic", "image_topic", "success_topic", "reset_service"):
             require(bool(getattr(self, key)), key, getattr(self, key), "must not be empty")
+        require(self.lockstep_control_rate_hz > 0, "lockstep_control_rate_hz", self.lockstep_control_rate_hz,
+                "must be > 0")
+        require(self.lockstep_perception_steps >= 0, "lockstep_perception_steps", self.lockstep_perception_steps,
+                "must be >= 0")
+        require(self.lockstep_timeout_s > 0, "lockstep_timeout_s", self.lockstep_timeout_s, "must be > 0")
+        if self.lockstep:
+            self._check_lockstep()
         self.env_config()   # image size / noise validated by SimEnvConfig
+
+    def _check_lockstep(self) -> None:
+        """Every event of the lock-step protocol happens on the expert's grid."""
+        rate = self.lockstep_control_rate_hz
+        tick = self.every(self.controller_rate_hz)
+        require(rate <= self.controller_rate_hz and _divides_physics(rate) and self.every(rate) % tick == 0,
+                "lockstep_control_rate_hz", rate,
+                f"must be a whole number of controller periods (controller_rate_hz {self.controller_rate_hz:g})")
+        period = self.every(rate)
+        require(self.every(self.joint_states_rate_hz) % period == 0, "joint_states_rate_hz",
+                self.joint_states_rate_hz,
+                f"must divide lockstep_control_rate_hz ({rate:g}) in lock-step: at most one joint state per "
+                "handshake (more would queue up in the expert's subscription, and which one its tick reads "
+                "would depend on load)")
+        require(self.camera_rate_hz == 0 or self.every(self.camera_rate_hz) % period == 0, "camera_rate_hz",
+                self.camera_rate_hz, f"must be 0 or divide lockstep_control_rate_hz ({rate:g}) in lock-step: "
+                "frames are captured on handshakes")
+
+    @property
+    def lockstep_period_ns(self) -> int:
+        """One control period of the expert (lock-step), in ns of sim time."""
+        return self.every(self.lockstep_control_rate_hz) * int(round(PHYSICS_DT * 1e9))
 
     def env_config(self) -> SimEnvConfig:
         return SimEnvConfig(task=self.task, control_rate_hz=self.controller_rate_hz,

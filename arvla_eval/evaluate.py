@@ -42,15 +42,23 @@ import time
 from typing import Any, Sequence
 
 from arvla_base.config import ConfigError, from_dict, load_config, load_yaml, to_dict
-from arvla_base.paths import config_file
 from arvla_base.policy import StepPolicy
+from arvla_eval.demo_artefacts import demo_layout
 
-__all__ = ["EvalSetup", "fit_chunk_dims", "load_node_params", "make_policies",
+__all__ = ["EvalSetup", "demo_layout", "fit_chunk_dims", "load_node_params", "make_policies",
            "run_evaluation"]
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("ar", "chunk", "chunk_te")
+# How the episodes run (every table names its mode):
+MODES = {
+    "inprocess": "in process, deterministic (no ROS; the node's command path emulated, "
+                 "perception lag {lag} steps)",
+    "realtime": "ROS graph, real time (sim paced by the wall clock: load-sensitive)",
+    "lockstep": "ROS graph, lock-step, deterministic (the sim waits for each expert tick; "
+                "perception lag {lag} steps)",
+}
 QUICK = {"seeds": 2, "max_seconds": 6.0, "baseline_steps": 150}
 
 
@@ -72,6 +80,12 @@ class EvalSetup:
     max_seconds_per_task: dict[str, float] = dataclasses.field(default_factory=dict)  # overrides
     keep_frames: bool = False
     progress: bool = True
+    mode: str = "realtime"               # one of MODES
+    lag_steps: int = 2                   # in process: perception delay, control steps
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode: {self.mode!r} must be one of {list(MODES)}")
 
 
 def load_node_params(path: str | pathlib.Path | None) -> dict[str, Any]:
@@ -114,36 +128,6 @@ def episode_source(dirs: Sequence[pathlib.Path]) -> Any:
     if len(dirs) == 1:
         return NpzEpisodeDir(dirs[0])
     return InMemoryEpisodes([ep for d in dirs for ep in NpzEpisodeDir(d)])
-
-
-def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
-    """What ``arvla demo`` left in ``art`` (None if it is not the demo's layout)."""
-    collect = sorted(p for p in (art / "collect").glob("*-*") if (p / "DONE.json").is_file()
-                     and (p / "episodes").is_dir()) if (art / "collect").is_dir() else []
-    if not collect:
-        return None
-    trained = sorted((p for p in (art / "train").glob("*") if (p / "DONE.json").is_file()
-                      and (p / "stage2" / "config.json").is_file()),
-                     key=lambda p: p.stat().st_mtime) if (art / "train").is_dir() else []
-    tasks = []
-    for p in collect:
-        task = p.name.rsplit("-", 1)[0]
-        if task not in tasks:
-            tasks.append(task)
-    out: dict[str, Any] = {"episodes": [p / "episodes" for p in collect], "tasks": tasks,
-                           "expert": trained[-1] / "stage2" if trained else None}
-    try:  # the demo's own node parameters, so every policy runs in the demo's setting
-        demo = load_yaml(config_file("demo.yaml"))["demo"]
-        out["sim"] = dict(demo.get("sim") or {})
-        out["perception"] = dict(demo.get("perception") or {})
-        out["expert_node"] = dict(demo.get("expert") or {})
-        ev = demo.get("eval") or {}
-        out["seed0"], out["seeds"] = ev.get("seed0"), ev.get("episodes")
-        out["max_seconds"] = ev.get("max_seconds")
-        out["real_time_factor"] = ev.get("real_time_factor")
-    except (OSError, KeyError, ConfigError):
-        pass
-    return out
 
 
 def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
@@ -199,21 +183,28 @@ def node_params_for(policy: StepPolicy, params: dict[str, Any]) -> dict[str, Any
     return {**params, "ensemble_steps": 1} if "ensemble_steps" in params else dict(params)
 
 
-def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
-    """Run every policy on every task and seed; save records and the report. Returns
-    (records, report.md path)."""
-    from arvla_eval.records import save_records
-    from arvla_eval.report import rows_markdown, report_rows, write_report
+def seed_text(seeds: Sequence[int]) -> str:
+    """'100000..100049 (50)' for a contiguous range, else the list."""
+    if seeds and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})"
+    return str(list(seeds))
+
+
+def _run_graph(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """Every policy through the ROS graph (real time or lock-step), one graph per policy."""
     from arvla_eval.rollout import RolloutGraph, ar_expert_factory, default_domain_id, run_episodes
 
-    policies = make_policies(setup)
     records: list[Any] = []
     timing: list[str] = []
+    sim_params = dict(setup.sim_params)
+    if setup.mode == "lockstep":  # the sim waits for every tick and prefix: as fast as they come
+        sim_params.update(lockstep=True, real_time_factor=0.0,
+                          lockstep_perception_steps=setup.lag_steps)
     for name, policy in policies.items():
         t0 = time.monotonic()
         with RolloutGraph(task=setup.tasks[0],
                           expert_factory=ar_expert_factory(policy, node_params_for(policy, setup.expert_params)),
-                          sim_overrides=setup.sim_params,
+                          sim_overrides=sim_params,
                           perception_overrides=setup.perception_params,
                           keep_frames=setup.keep_frames, domain_id=default_domain_id()) as graph:
             for task in setup.tasks:
@@ -223,28 +214,45 @@ def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
                                         keep_frames=setup.keep_frames, progress=setup.progress,
                                         graph=graph)
         timing.append(f"{name}: {time.monotonic() - t0:.0f} s wall")
+    return records, timing
+
+
+def _run_inprocess(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    from arvla_eval.inprocess import InProcessSetup, run_inprocess
+
+    t0 = time.monotonic()
+    records = run_inprocess(policies, InProcessSetup(
+        tasks=setup.tasks, seeds=setup.seeds, max_seconds_per_task={
+            t: setup.max_seconds_per_task.get(t, setup.max_seconds) for t in setup.tasks},
+        sim_params=setup.sim_params, perception_params=setup.perception_params,
+        expert_params=setup.expert_params, lag_steps=setup.lag_steps, progress=setup.progress))
+    return records, [f"{time.monotonic() - t0:.0f} s wall"]
+
+
+def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:
+    """Run every policy on every task and seed; save records and the report. Returns
+    (records, report.md path)."""
+    from arvla_eval.records import save_records
+    from arvla_eval.report import rows_markdown, report_rows, write_report
+
+    policies = make_policies(setup)
+    mode = MODES[setup.mode].format(lag=setup.lag_steps)
+    print(f"arvla eval: {mode}; {len(setup.tasks)} tasks x {len(setup.seeds)} seeds "
+          f"{seed_text(setup.seeds)} x {len(policies)} policies", flush=True)
+    run = _run_inprocess if setup.mode == "inprocess" else _run_graph
+    records, timing = run(setup, policies)
     setup.out.mkdir(parents=True, exist_ok=True)
     save_records(setup.out / "records.npz", records)
-    notes = (f"Expert checkpoint: {setup.expert}. Chunked baseline: {setup.chunk} (trained on "
-             f"{setup.episodes}). Seeds {setup.seeds}, at most {setup.max_seconds:g} s sim time "
-             f"per episode. Same node parameters for every policy: {setup.expert_params or '{}'}"
+    notes = (f"Mode: {mode}. Expert checkpoint: {setup.expert}. Chunked baseline: {setup.chunk} "
+             f"(trained on {setup.episodes}). Seeds {seed_text(setup.seeds)}, at most "
+             f"{setup.max_seconds:g} s sim time per episode"
+             f"{f' ({setup.max_seconds_per_task})' if setup.max_seconds_per_task else ''}. "
+             f"Same node parameters for every policy: {setup.expert_params or '{}'}"
              f"{' (ensemble_steps: the AR expert only)' if 'ensemble_steps' in setup.expert_params else ''}."
              f" Wall time: {', '.join(timing)}.")
-    md = write_report(records, setup.out / "report", title="AR expert vs chunked baselines",
-                      notes=notes)
+    md = write_report(records, setup.out / "report",
+                      title=f"AR expert vs chunked baselines ({setup.mode})", notes=notes)
+    print(f"mode: {mode}")
     print(rows_markdown(report_rows(records)))
     print(f"\nrecords: {setup.out / 'records.npz'}\nreport: {md} (+ report.html)")
     return records, md
-
-
-# --------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-

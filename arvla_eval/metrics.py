@@ -378,6 +378,17 @@ class RateSummary:
     ci_high: float
 
 
+def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
+    """Mean of the finite ``values`` and the half-width of its 95 % interval (normal
+    approximation, 1.96 x the standard error; NaN half-width for fewer than 2 values)."""
+    vals = np.asarray([v for v in values if math.isfinite(v)], np.float64)
+    if vals.size == 0:
+        return math.nan, math.nan
+    if vals.size < 2:
+        return float(vals.mean()), math.nan
+    return float(vals.mean()), float(1.959963984540054 * vals.std(ddof=1) / math.sqrt(vals.size))
+
+
 def success_rate(outcomes: Iterable[bool], *, z: float = 1.959963984540054) -> RateSummary:
     """Fraction of successful episodes and its Wilson interval (z = 1.96 -> 95 %)."""
     values = [bool(o) for o in outcomes]

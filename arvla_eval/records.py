@@ -213,6 +213,7 @@ class PolicySummary:
     success: metrics.RateSummary
     time_to_success: metrics.TimeToSuccess
     rms_jerk: float                   # mean over episodes, of the measured joint trajectory
+    rms_jerk_ci95: float              # half-width of its 95 % interval (NaN below 2 episodes)
     sparc: float                      # mean over episodes (closer to 0 = smoother); NaN if none moved
     command_jerk: float               # mean over episodes, RMS jerk of the commanded targets
     staleness: metrics.StalenessSummary | None   # over ticks that had a prefix
@@ -274,7 +275,9 @@ def summarize(records: Sequence[EpisodeRecord]) -> list[PolicySummary]:
             policy=policy, task=task,
             success=metrics.success_rate(outcomes),
             time_to_success=metrics.time_to_success(outcomes, [r.time_to_success for r in recs]),
-            rms_jerk=_nanmean(s[0] for s in smooth), sparc=_nanmean(s[1] for s in smooth),
+            rms_jerk=_nanmean(s[0] for s in smooth),
+            rms_jerk_ci95=metrics.mean_ci95(s[0] for s in smooth)[1],
+            sparc=_nanmean(s[1] for s in smooth),
             command_jerk=_nanmean(s[2] for s in smooth),
             staleness=metrics.staleness_summary(stale.astype(np.int64)) if stale.size else None,
             step_latency=metrics.latency_summary(lat) if lat.size else None))
@@ -283,7 +286,7 @@ def summarize(records: Sequence[EpisodeRecord]) -> list[PolicySummary]:
 
 def summary_table(summaries: Sequence[PolicySummary]) -> str:
     """A Markdown table of ``summaries`` (one row per policy and task)."""
-    rows = ["| policy | task | success | 95% CI | time to success (s) | RMS jerk (rad/s³) | SPARC "
+    rows = ["| policy | task | success | 95% CI | time to success (s) | RMS jerk ± 95% CI (rad/s³) | SPARC "
             "| RMS jerk of commands (rad/s³) | staleness p50/p95 (steps) "
             "| step latency p50/p95 (ms) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -297,6 +300,7 @@ def summary_table(summaries: Sequence[PolicySummary]) -> str:
                if s.step_latency else "–")
         rows.append(f"| {s.policy} | {s.task} | {s.success.successes}/{s.success.n} "
                     f"({s.success.rate:.0%}) | {s.success.ci_low:.2f}–{s.success.ci_high:.2f} "
-                    f"| {f(s.time_to_success.mean_s)} | {f(s.rms_jerk, '.1f')} | {f(s.sparc)} "
+                    f"| {f(s.time_to_success.mean_s)} | {f(s.rms_jerk, '.1f')} ± {f(s.rms_jerk_ci95, '.1f')} "
+                    f"| {f(s.sparc)} "
                     f"| {f(s.command_jerk, '.1f')} | {st} | {lat} |")
     return "\n".join(rows)

@@ -51,6 +51,7 @@ class ReportRow:
     ci_high: float
     time_to_success_s: float      # mean over successful episodes
     rms_jerk: float               # mean over episodes, measured joints, rad/s^3
+    rms_jerk_ci95: float          # half-width of the mean's 95 % interval
     sparc: float                  # mean over episodes (closer to 0 = smoother)
     command_jerk: float           # mean over episodes, RMS jerk of the commanded targets, rad/s^3
     peak_velocity: float          # mean over episodes of the per-episode peak, rad/s
@@ -93,7 +94,8 @@ def report_rows(records: Sequence[EpisodeRecord]) -> list[ReportRow]:
         rows.append(ReportRow(
             policy=s.policy, task=s.task, n=s.success.n, successes=s.success.successes,
             success_rate=s.success.rate, ci_low=s.success.ci_low, ci_high=s.success.ci_high,
-            time_to_success_s=s.time_to_success.mean_s, rms_jerk=s.rms_jerk, sparc=s.sparc,
+            time_to_success_s=s.time_to_success.mean_s, rms_jerk=s.rms_jerk,
+            rms_jerk_ci95=s.rms_jerk_ci95, sparc=s.sparc,
             command_jerk=s.command_jerk,
             peak_velocity=_mean([p[0] for p in peaks]),
             peak_acceleration=_mean([p[1] for p in peaks]),
@@ -104,7 +106,7 @@ def report_rows(records: Sequence[EpisodeRecord]) -> list[ReportRow]:
     return rows
 
 
-_HEADER = ["policy", "task", "success", "95% CI", "time to success (s)", "RMS jerk (rad/s³)",
+_HEADER = ["policy", "task", "success", "95% CI", "time to success (s)", "RMS jerk ± 95% CI (rad/s³)",
            "SPARC", "peak vel (rad/s)", "peak acc (rad/s²)", "RMS jerk of commands (rad/s³)",
            "staleness p50/p95 (steps)", "step latency p50/p99 (ms)"]
 
@@ -116,7 +118,8 @@ def _fmt(x: float, spec: str) -> str:
 def _cells(r: ReportRow) -> list[str]:
     return [r.policy, r.task, f"{r.successes}/{r.n} ({r.success_rate:.0%})",
             f"{r.ci_low:.2f}–{r.ci_high:.2f}", _fmt(r.time_to_success_s, ".2f"),
-            _fmt(r.rms_jerk, ".1f"), _fmt(r.sparc, ".2f"), _fmt(r.peak_velocity, ".2f"),
+            f"{_fmt(r.rms_jerk, '.1f')} ± {_fmt(r.rms_jerk_ci95, '.1f')}", _fmt(r.sparc, ".2f"),
+            _fmt(r.peak_velocity, ".2f"),
             _fmt(r.peak_acceleration, ".1f"), _fmt(r.command_jerk, ".1f"),
             f"{_fmt(r.staleness_p50, '.0f')}/{_fmt(r.staleness_p95, '.0f')}",
             f"{_fmt(r.latency_p50_ms, '.2f')}/{_fmt(r.latency_p99_ms, '.2f')}"]

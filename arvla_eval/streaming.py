@@ -47,7 +47,14 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
     ``timing`` None: per-step hold (in process); else the trajectory path with that
     trajectory_timing ('arrival' | 'tick' | 'seamless'), ``latency`` and ``limits``.
     ``before_step(policy, env, newest)`` (optional) runs before every policy step, ``newest`` =
-    (tokens, capture step) of the prefix in the slot."""
+    (tokens, capture step) of the prefix in the slot.
+
+    Returns the episode's outcome (seed, success, failure, steps, jerk of the tick samples,
+    step_ms) and what a closed-loop record keeps, times in ns from the first tick: per tick
+    ``tick_ns``, ``positions`` (measured), ``commands`` (first commanded point) and
+    ``command_ns`` (the time it targets), ``staleness`` (steps, -1 = no prefix yet),
+    ``latency_s``; every follower sample ``joint_ns`` / ``joint_positions`` (the sim node's
+    /joint_states: after each controller update, at 100 Hz; per step in process)."""
     if timing is not None and limits is None:
         raise ValueError(f"timing {timing!r} needs the joint limits the node would use")
     obs = env.reset(seed)
@@ -60,8 +67,12 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
     started, newest = False, None
     sent: tuple[int, TrajectoryPlan] | None = None
     positions = [np.asarray(obs["state"], np.float64)]
+    joint_ns, joint_q = [0], [positions[0]]
+    commands: list[np.ndarray] = []
+    command_ns: list[int] = []
+    staleness: list[int] = []
     step_s: list[float] = []
-    now_ns = 1_000_000_000  # sim time of the first tick (never 0: a zero stamp means "on arrival")
+    t_start = now_ns = 1_000_000_000  # sim time of the first tick (never 0: a zero stamp means "on arrival")
     while not env.done():
         t = env.step_index
         if t % frame_every == 0:
@@ -70,18 +81,26 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
             _, capture, tokens = pending.pop(0)
             policy.refresh_prefix(tokens, capture)
             started, newest = True, (tokens, capture)
+        staleness.append(t - newest[1] if newest is not None else -1)
         if before_step is not None and started:
             before_step(policy, env, newest)
         state = np.asarray(obs["state"], np.float64)
         if timing is None:
+            t0 = time.perf_counter()
             action = policy.step(state, t)[0] if started else state
+            step_s.append(time.perf_counter() - t0)
+            commands.append(np.asarray(action, np.float64))
+            command_ns.append(now_ns + period_ns - t_start)
             obs = env.step(action)
+            now_ns += period_ns
             positions.append(np.asarray(obs["state"], np.float64))
+            joint_ns.append(now_ns - t_start)
+            joint_q.append(positions[-1])
             continue
         # --- the node's tick at now_ns, then the message reaches the follower after the latency
         arrive_ns = now_ns
+        t0 = time.perf_counter()
         if started:
-            t0 = time.perf_counter()
             targets = policy.step(state, t, lookahead)
             step_s.append(time.perf_counter() - t0)
             keep = seamless_start(sent, now_ns, state, period_ns, limits) if timing == "seamless" else None
@@ -89,7 +108,11 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
             arrive_ns = now_ns + (latency(step_s[-1]) if latency else 0)
         else:
             plan = hold_plan(state, period_ns, limits)
+            step_s.append(time.perf_counter() - t0)
         stamp = 0 if timing == "arrival" else now_ns
+        commands.append(np.asarray(plan.positions[0], np.float64))
+        # the time the first point targets (stamp 0 = "on arrival": a period on, as the monitor reads it)
+        command_ns.append((now_ns + int(plan.times_ns[0]) if stamp else now_ns + period_ns) - t_start)
         points = [TrajPoint(list(p), int(tk), list(v)) for p, tk, v in
                   zip(plan.positions, plan.times_ns, plan.velocities)]
         delivered = False
@@ -101,6 +124,8 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
             q_cmd, _ = follower.sample(t_sub)
             env.command(q_cmd)
             env.step_physics(sub_steps)
+            joint_ns.append(t_sub + sub_ns - t_start)
+            joint_q.append(env.world.positions().astype(np.float64))
         sent = (stamp, plan)
         if not delivered:  # later than the whole period: it lands at the next tick's start
             follower.set_trajectory(env.joint_names, points, stamp_ns=stamp, now_ns=now_ns + period_ns)
@@ -109,6 +134,12 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
         obs = env.observe()
         positions.append(np.asarray(obs["state"], np.float64))
     traj = np.stack(positions)
+    n = len(commands)
     return {"seed": seed, "success": env.success(), "failure": env.failure(), "steps": env.step_index,
             "jerk": metrics.rms_jerk(traj, env.dt), "positions": traj,
-            "step_ms": 1e3 * float(np.median(step_s)) if step_s else float("nan")}
+            "step_ms": 1e3 * float(np.median(step_s)) if step_s else float("nan"),
+            "tick_ns": np.arange(n, dtype=np.int64) * period_ns,
+            "tick_positions": traj[:n], "commands": np.stack(commands) if n else np.zeros((0, traj.shape[1])),
+            "command_ns": np.asarray(command_ns, np.int64), "staleness": np.asarray(staleness, np.int64),
+            "latency_s": np.asarray(step_s, np.float64),
+            "joint_ns": np.asarray(joint_ns, np.int64), "joint_positions": np.stack(joint_q)}

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 from arvla_base.config import ConfigError
 from arvla_base.paths import config_file
-from arvla_eval.evaluate import (POLICIES, QUICK, EvalSetup, demo_layout, load_node_params,
-                                 run_evaluation)
+from arvla_eval.evaluate import (MODES, POLICIES, QUICK, EvalSetup, demo_layout,
+                                 load_node_params, run_evaluation)
 
 
 def _report_main(argv: list[str]) -> int:
@@ -50,6 +50,23 @@ def _node_params(sim: dict[str, Any], perception: dict[str, Any], expert: dict[s
     return sim, {**demo.get("perception", {}), **perception}, {**demo.get("expert_node", {}), **expert}
 
 
+def _seed_range(text: str | None, seed0: int, default_n: int) -> list[int]:
+    """``--seeds``: a count N (seeds seed0 .. seed0+N-1) or a range A:B (A .. B-1)."""
+    if text is None:
+        return list(range(seed0, seed0 + default_n))
+    try:
+        if ":" in text:
+            a, b = (int(x) for x in text.split(":", 1))
+            seeds = list(range(a, b))
+        else:
+            seeds = list(range(seed0, seed0 + int(text)))
+    except ValueError:
+        raise ConfigError(f"--seeds: {text!r} is neither a count N nor a range A:B") from None
+    if not seeds:
+        raise ConfigError(f"--seeds: {text!r} selects no seed")
+    return seeds
+
+
 def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
     art = pathlib.Path(args.artefacts) if args.artefacts else None
 
@@ -70,7 +87,7 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
         if demo.get("seed0") is not None and args.seed0 is None:
             args.seed0 = int(demo["seed0"])
         if demo.get("seeds") and args.seeds is None and not args.quick:
-            args.seeds = int(demo["seeds"])
+            args.seeds = str(demo["seeds"])
         if not args.task:
             args.task = demo["tasks"]
         args.chunk_config = args.chunk_config or str(config_file("chunk_demo.yaml"))
@@ -86,7 +103,7 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
     if chunk is None or out is None:
         raise ConfigError("give --artefacts DIR, or --chunk and --out")
     quick = args.quick
-    seeds_n = args.seeds if args.seeds is not None else (QUICK["seeds"] if quick else 10)
+    seeds = _seed_range(args.seeds, args.seed0, QUICK["seeds"] if quick else 10)
     max_seconds = args.max_seconds if args.max_seconds is not None else (
         QUICK["max_seconds"] if quick else 20.0)
     sim_params, perception_params, expert_params = _node_params(
@@ -101,7 +118,7 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
         max_seconds_per_task=max_seconds_per_task,
         episodes=episodes, expert=expert, chunk=chunk, chunk_config=pathlib.Path(args.chunk_config),
         out=out, tasks=args.task or ["pick_lift"],
-        seeds=list(range(args.seed0, args.seed0 + seeds_n)), max_seconds=max_seconds,
+        seeds=seeds, max_seconds=max_seconds, mode=args.mode, lag_steps=args.lag_steps,
         policies=[p.strip() for p in args.policies.split(",") if p.strip()],
         sim_params=sim_params, perception_params=perception_params, expert_params=expert_params,
         baseline_steps=args.baseline_steps if args.baseline_steps is not None else (
@@ -131,7 +148,14 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--out", help="output directory (records.npz, report/)")
     ap.add_argument("--task", action="append", help="sim task (repeat for several); "
                     "default pick_lift")
-    ap.add_argument("--seeds", type=int, help="episodes per task and policy (default 10)")
+    ap.add_argument("--seeds", help="held-out seeds per task and policy: a count N (from --seed0) "
+                    "or a range A:B (A..B-1); default 10")
+    ap.add_argument("--mode", choices=sorted(MODES), default="realtime",
+                    help="how episodes run: " + "; ".join(f"{k}: {v.format(lag='--lag-steps')}"
+                                                         for k, v in MODES.items()))
+    ap.add_argument("--lag-steps", type=int, default=2,
+                    help="inprocess and lockstep modes: perception delay in control steps (at real "
+                         "time the graph's is 2-3)")
     ap.add_argument("--seed0", type=int, help="first seed (held-out range; default 1000, or the "
                     "demo's evaluation seeds)")
     ap.add_argument("--max-seconds", type=float, help="sim seconds per episode (default 20)")

@@ -35,11 +35,12 @@ import time
 from typing import Any, Sequence
 
 from arvla_base.config import ConfigError, from_dict, load_yaml, require, to_dict
+from arvla_base.paths import config_file, package_share_dir
+from arvla_eval.demo_artefacts import collect_dir, eval_dir, mark_done, read_done, train_dir
 
 log = logging.getLogger("arvla.demo")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "config" / "demo.yaml"
+DEFAULT_CONFIG = config_file("demo.yaml")
 CACHE_VERSION = "demo-v7"     # bump when stage code changes what a cached artefact means
 
 
@@ -140,7 +141,7 @@ def _hash(*parts: Any) -> str:
 
 def _repo_path(p: str) -> pathlib.Path:
     path = pathlib.Path(p)
-    return path if path.is_absolute() else ROOT / path
+    return path if path.is_absolute() else package_share_dir() / path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,21 +168,6 @@ class Stage:
         print(f"[demo] {self.name} {state} in {dt:.1f} s", flush=True)
 
 
-def _done(marker: pathlib.Path) -> dict[str, Any] | None:
-    if marker.is_file():
-        try:
-            return json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            return None
-    return None
-
-
-def _mark(marker: pathlib.Path, info: dict[str, Any]) -> None:
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    tmp.replace(marker)
-
-
 def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool, progress: bool,
                   domain_id: int | None) -> pathlib.Path:
     from arvla_eval.collect_ros import CollectConfig, collect_ros
@@ -195,9 +181,8 @@ def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool,
                          noise_std=c.noise_std, noisy_fraction=c.noisy_fraction,
                          prefixes=c.prefixes)
     key = _hash("collect", to_dict(ccfg))
-    d = out / "collect" / f"{task}-{key}"
-    marker = d / "DONE.json"
-    info = _done(marker)
+    d = collect_dir(out, task, key)
+    info = read_done(d)
     with Stage(f"collect {task}", f"{len(seeds)} scripted demonstrations through ROS -> {d}"):
         if info is not None and not force:
             print(f"[demo]   cached: {info['episodes']} episodes, scripted success "
@@ -211,7 +196,7 @@ def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool,
         if not result.episodes:
             raise RuntimeError(f"collect {task}: no usable demonstration out of {len(seeds)} "
                                f"(scripted success {wins}/{len(seeds)})")
-        _mark(marker, {"episodes": len(result.episodes), "successes": wins, "n": len(seeds)})
+        mark_done(d, {"episodes": len(result.episodes), "successes": wins, "n": len(seeds)})
         print(f"[demo]   {len(result.episodes)} episodes, scripted success {wins}/{len(seeds)}")
     return d
 
@@ -273,9 +258,8 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
     perception = token_settings(cfg.perception)
     key = _hash("train", to_dict(tcfg), t.stage1_steps, t.stage2_steps, [p.name for p in collect_dirs],
                 perception)
-    d = out / "train" / key
-    marker = d / "DONE.json"
-    info = _done(marker)
+    d = train_dir(out, key)
+    info = read_done(d)
     with Stage("train", f"AR expert ({config_path.name}), stage 1 {t.stage1_steps} + stage 2 "
                         f"{t.stage2_steps} steps -> {d}"):
         if info is not None and not force:
@@ -304,7 +288,7 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
             info[f"stage{stage}_s"] = time.monotonic() - t0
             print(f"[demo]   stage {stage}: loss {first:.4f} -> {last:.4f} in "
                   f"{time.monotonic() - t0:.1f} s")
-        _mark(marker, info)
+        mark_done(d, info)
     return d / "stage2"
 
 
@@ -319,11 +303,10 @@ def stage_eval(cfg: DemoConfig, out: pathlib.Path, checkpoint: pathlib.Path, *, 
     seeds = list(range(e.seed0, e.seed0 + e.episodes))
     key = _hash("eval", str(checkpoint.parent.name), to_dict(e), cfg.tasks, cfg.sim, cfg.perception,
                 cfg.expert)
-    d = out / "eval" / key
-    marker = d / "DONE.json"
+    d = eval_dir(out, key)
     path = d / "records.npz"
     with Stage("evaluate", f"{len(seeds)} closed-loop episodes per task through ROS -> {d}"):
-        if _done(marker) is not None and not force:
+        if read_done(d) is not None and not force:
             print("[demo]   cached")
             return path
         d.mkdir(parents=True, exist_ok=True)
@@ -343,7 +326,7 @@ def stage_eval(cfg: DemoConfig, out: pathlib.Path, checkpoint: pathlib.Path, *, 
                 print(f"[demo]   {task}: AR expert success {wins}/{len(recs)} "
                       f"({time.monotonic() - t0:.1f} s)")
         save_records(path, records)
-        _mark(marker, {"episodes": len(records)})
+        mark_done(d, {"episodes": len(records)})
     return path
 
 

@@ -117,24 +117,23 @@ def _make_scripted_node_class() -> type:
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from arvla_base.rosutil import ns_to_stamp
-    from arvla_sim.experts import DartNoise, make_expert
+    from arvla_sim.experts import DartNoise
     from arvla_sim.robot import JOINT_NAMES
 
     class ScriptedExpertNode(Node):
         """The scripted IK expert behind the expert's topics (see the module docstring).
 
         Idle until ``/arvla/reset_memory`` starts an episode (step 0 = the next tick); the
-        privileged scene state comes from ``env`` (the sim node's ``SimEnv``).
+        privileged scene state comes from the sim node's ``demonstrator_view``.
         """
 
-        def __init__(self, env: Any, *, control_rate_hz: float = 20.0,
+        def __init__(self, sim: Any, *, control_rate_hz: float = 20.0,
                      controller_name: str = "arm_controller", **kwargs: Any) -> None:
             super().__init__("arvla_scripted_expert", **kwargs)
-            self.env = env
-            self.expert = make_expert(env)
+            self.sim = sim
             # The sim's env runs at the controller rate (100 Hz); the expert moves its waypoints
             # per control tick, so it must know the tick is ours.
-            self.expert.dt = 1.0 / control_rate_hz
+            self.expert = sim.scripted_expert(control_rate_hz)
             self.period_ns = int(round(1e9 / control_rate_hz))
             self._lock = threading.Lock()
             self._q: np.ndarray | None = None
@@ -175,9 +174,8 @@ def _make_scripted_node_class() -> type:
             if step is None or q is None or now_ns == 0:
                 return
             start = time.perf_counter()
-            world = self.env.world
-            obs = {"state": q, "step": step, "time": world.time,
-                   "privileged": self.env.task.privileged(world)}
+            sim_time, privileged = self.sim.demonstrator_view()
+            obs = {"state": q, "step": step, "time": sim_time, "privileged": privileged}
             action = np.asarray(self.expert.act(obs), np.float64)
             with self._lock:
                 executed = self.dart.perturb(action)
@@ -211,13 +209,13 @@ def _make_scripted_node_class() -> type:
     return ScriptedExpertNode
 
 
-def ScriptedExpertNode(env: Any, **kwargs: Any) -> Any:  # noqa: N802 - a class, built lazily (rclpy)
+def ScriptedExpertNode(sim: Any, **kwargs: Any) -> Any:  # noqa: N802 - a class, built lazily (rclpy)
     """Build a ``ScriptedExpertNode`` (the class is created on first use so this module imports
     without rclpy)."""
     global _SCRIPTED_CLASS
     if _SCRIPTED_CLASS is None:
         _SCRIPTED_CLASS = _make_scripted_node_class()
-    return _SCRIPTED_CLASS(env, **kwargs)
+    return _SCRIPTED_CLASS(sim, **kwargs)
 
 
 _SCRIPTED_CLASS: type | None = None
@@ -332,7 +330,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
     rate = config.control_rate_hz
 
     def factory(context: Any, graph: RolloutGraph) -> Any:
-        return ScriptedExpertNode(graph.sim.env, control_rate_hz=rate,
+        return ScriptedExpertNode(graph.sim, control_rate_hz=rate,
                                   controller_name=graph.sim.config.controller_name, context=context,
                                   parameter_overrides=_parameters({"use_sim_time": True}))
 

@@ -2,6 +2,8 @@
 
     arvla eval --episodes DIR --expert CKPT --task pick_lift --seeds 10 --out runs/eval
     arvla eval --artefacts runs/demo --quick          # the demo's layout, CI-sized
+    arvla eval --artefacts runs/demo --mode inprocess --seeds 100000:100050   # 50 seeds, fast
+    arvla eval --artefacts runs/demo --mode lockstep --seeds 100000:100020    # ROS, deterministic
     arvla eval train-baseline --config config/chunk_tiny.yaml --data DIR --out runs/chunk
     arvla eval report runs/eval/records.npz --out runs/eval/report
 
@@ -10,6 +12,17 @@ Policies (``--policies``, default ``ar,chunk,chunk_te``):
 - ``ar``: the AR expert checkpoint (``ExpertPolicy``);
 - ``chunk``: the ACT-style chunked baseline (``chunk_policy.ChunkPolicy``) executing whole
   chunks open loop; ``chunk_te``: the same weights with temporal ensembling.
+
+Modes (``--mode``; every table and report names the one it used):
+
+- ``realtime`` (default): the ROS graph with the sim paced by the wall clock, as on a robot;
+  results move with machine load (perception lag, late ticks);
+- ``lockstep``: the same ROS graph, the sim advancing one control period only when the expert's
+  tick for it was handled and a frame's prefix arriving exactly ``--lag-steps`` periods after
+  capture (``arvla_sim`` parameter ``lockstep``): bit-identical under any load;
+- ``inprocess``: no ROS; ``arvla_eval.inprocess`` runs the node's command path (``build_plan``,
+  ``trajectory_timing``) into the sim's trajectory follower in one thread, deterministic and
+  the fastest, for >= 50 seeds per cell.
 
 The baseline is trained on the SAME episodes (hence the same perception tokens) when its
 checkpoint does not exist yet; its model dims are taken from the episodes. Every policy runs

@@ -249,6 +249,21 @@ class SimNode(Node):
         """The current episode can no longer succeed (e.g. the object fell off the table)."""
         return bool(self.env.failure())
 
+    def scripted_expert(self, control_rate_hz: float) -> Any:
+        """The task's scripted demonstrator (``arvla_sim.experts``), stepping its waypoints once
+        per control tick at ``control_rate_hz``; it acts on ``demonstrator_view``."""
+        from arvla_sim.experts import make_expert
+
+        expert = make_expert(self.env)
+        expert.dt = 1.0 / control_rate_hz
+        return expert
+
+    def demonstrator_view(self) -> tuple[float, dict[str, Any]]:
+        """(episode time in s, the task's privileged scene state: object poses, goal). For
+        scripted demonstrators only; a policy never sees it."""
+        world = self.env.world
+        return float(world.time), self.env.task.privileged(world)
+
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) position limits in JOINT_NAMES order (copies)."""
         world = self.env.world

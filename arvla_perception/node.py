@@ -45,7 +45,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from .backbone import Backbone, BackboneError, load_backbone
-from .config import FIELD_HELP, PerceptionConfig
+from .config import PerceptionConfig
 from .image import ImageEncodingError, image_msg_to_rgb
 from .pipeline import LatestSlot, PerceptionStats
 
@@ -102,7 +102,7 @@ class PerceptionNode(Node):
     # ------------------------------------------------------------------ parameters
     def _read_config(self) -> PerceptionConfig:
         """Declare one read-only parameter per config field, read them once, validate."""
-        values = declare_config_parameters(self, PerceptionConfig, FIELD_HELP)
+        values = declare_config_parameters(self, PerceptionConfig)
         try:
             return from_dict(PerceptionConfig, values)
         except ConfigError as err:

@@ -84,7 +84,7 @@ from arvla_msgs.msg import ExpertStatus, VLPrefix
 from arvla_base.config import ConfigError, from_dict
 from arvla_base.params import declare_config_parameters
 from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
-from arvla_sim.config import FIELD_HELP, NODE_NAME, SimNodeConfig
+from arvla_sim.config import NODE_NAME, SimNodeConfig
 from arvla_sim.env import SimEnv
 from arvla_sim.jtc import JointTrajectoryFollower, TrajPoint
 from arvla_sim.robot import JOINT_NAMES, PHYSICS_DT, SimError
@@ -189,7 +189,7 @@ class SimNode(Node):
     # ------------------------------------------------------------------ parameters
     def _read_config(self) -> SimNodeConfig:
         """Declare one parameter per config field (all read-only but ``seed``), read once, validate."""
-        values = declare_config_parameters(self, SimNodeConfig, FIELD_HELP, writable=frozenset({"seed"}))
+        values = declare_config_parameters(self, SimNodeConfig, writable=frozenset({"seed"}))
         try:
             return from_dict(SimNodeConfig, values)
         except ConfigError as err:

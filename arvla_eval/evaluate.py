@@ -94,7 +94,8 @@ class EvalSetup:
     keep_frames: bool = False
     progress: bool = True
     mode: str = "realtime"               # one of MODES
-    lag_steps: int = 2                   # in process: perception delay, control steps
+    lag_steps: int = 2                   # inprocess / lockstep: perception delay, control steps
+    workers: int = 1                     # inprocess: processes the episodes are spread over
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -238,7 +239,8 @@ def _run_inprocess(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any
         tasks=setup.tasks, seeds=setup.seeds, max_seconds_per_task={
             t: setup.max_seconds_per_task.get(t, setup.max_seconds) for t in setup.tasks},
         sim_params=setup.sim_params, perception_params=setup.perception_params,
-        expert_params=setup.expert_params, lag_steps=setup.lag_steps, progress=setup.progress))
+        expert_params=setup.expert_params, lag_steps=setup.lag_steps, progress=setup.progress),
+        workers=setup.workers)
     return records, [f"{time.monotonic() - t0:.0f} s wall"]
 
 

@@ -106,53 +106,109 @@ def _configure(policy: StepPolicy, expert_params: Mapping[str, Any]) -> None:
                           "multi-token predictions to ensemble")
 
 
-def run_inprocess(policies: Mapping[str, StepPolicy], setup: InProcessSetup) -> list[EpisodeRecord]:
-    """Every policy on every task and seed (same seeds for all), in process; the records."""
+class _Runner:
+    """Runs single episodes: the backbone loaded once, one SimEnv per task kept open."""
+
+    def __init__(self, policies: Mapping[str, StepPolicy], setup: InProcessSetup) -> None:
+        from arvla_perception.backbone import load_backbone
+
+        self.policies, self.setup = dict(policies), setup
+        self.pcfg = perception_config(setup.perception_params)
+        self.backbone = load_backbone(self.pcfg)
+        for name, policy in self.policies.items():
+            if policy.model_id and self.backbone.model_id != policy.model_id:
+                raise ConfigError(f"policy {name!r} was trained on prefixes of model_id "
+                                  f"{policy.model_id!r}, the perception settings make "
+                                  f"{self.backbone.model_id!r}: give the checkpoint's perception "
+                                  "parameters")
+            _configure(policy, setup.expert_params)
+        params = setup.expert_params
+        self.rate = float(params.get("control_rate", 20.0))
+        camera_hz = float(setup.sim_params.get("camera_rate_hz", 10.0))
+        self.frame_every = max(1, int(round(self.rate / camera_hz))) if camera_hz > 0 else 1
+        self.timing = str(params.get("trajectory_timing", "seamless"))
+        self.lookahead = int(params.get("lookahead_steps", 3))
+        self.envs: dict[str, Any] = {}
+
+    def env(self, task: str) -> Any:
+        from arvla_sim.env import SimEnv
+
+        if task not in self.envs:
+            sim = self.setup.sim_params
+            self.envs[task] = SimEnv(task=task, control_rate_hz=self.rate,
+                                     image_height=int(sim.get("image_height", self.pcfg.image_size)),
+                                     image_width=int(sim.get("image_width", self.pcfg.image_size)),
+                                     home_noise=float(sim.get("home_noise", 0.02)),
+                                     max_duration_s=float(self.setup.max_seconds_per_task.get(task, 0.0)))
+        return self.envs[task]
+
+    def episode(self, job: tuple[str, str, int]) -> EpisodeRecord:
+        from arvla_eval.streaming import rollout
+
+        name, task, seed = job
+        env = self.env(task)
+        limits = sim_limits(env.joint_names, env.world.lower, env.world.upper)
+        out = rollout(self.policies[name], env, self.backbone, seed,
+                      timing=None if self.timing == "hold" else self.timing, limits=limits,
+                      lookahead=self.lookahead, lag=self.setup.lag_steps, frame_every=self.frame_every)
+        return episode_record(out, policy=name, task=task, control_rate_hz=self.rate,
+                              joint_names=env.joint_names)
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()
+
+
+_WORKER: _Runner | None = None
+
+
+def _init_worker(policies: Mapping[str, StepPolicy], setup: InProcessSetup) -> None:
+    import torch
+
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = _Runner(policies, setup)
+
+
+def _worker_episode(job: tuple[str, str, int]) -> EpisodeRecord:
+    assert _WORKER is not None
+    return _WORKER.episode(job)
+
+
+def run_inprocess(policies: Mapping[str, StepPolicy], setup: InProcessSetup, *,
+                  workers: int = 1) -> list[EpisodeRecord]:
+    """Every policy on every task and seed (same seeds for all), without ROS; the records in
+    (policy, task, seed) order. ``workers`` > 1: episodes spread over that many processes
+    (each loads the backbone once); every episode is computed alone, so the records are the
+    same for any ``workers``."""
     from tqdm import tqdm
 
-    from arvla_eval.streaming import rollout
-    from arvla_perception.backbone import load_backbone
-    from arvla_sim.env import SimEnv
-
-    pcfg = perception_config(setup.perception_params)
-    backbone = load_backbone(pcfg)
-    for name, policy in policies.items():
-        if policy.model_id and backbone.model_id != policy.model_id:
-            raise ConfigError(f"policy {name!r} was trained on prefixes of model_id "
-                              f"{policy.model_id!r}, the perception settings make "
-                              f"{backbone.model_id!r}: give the checkpoint's perception parameters")
-    sim = setup.sim_params
-    rate = float(setup.expert_params.get("control_rate", 20.0))
-    camera_hz = float(sim.get("camera_rate_hz", 10.0))
-    frame_every = max(1, int(round(rate / camera_hz))) if camera_hz > 0 else 1
-    timing = str(setup.expert_params.get("trajectory_timing", "seamless"))
-    lookahead = int(setup.expert_params.get("lookahead_steps", 3))
+    if workers < 1:
+        raise ConfigError(f"workers: {workers} must be >= 1")
+    jobs = [(name, task, seed) for name in policies for task in setup.tasks for seed in setup.seeds]
+    bar = tqdm(total=len(jobs), desc="in process", unit="ep", disable=not setup.progress)
     records: list[EpisodeRecord] = []
-    for name, policy in policies.items():
-        _configure(policy, setup.expert_params)
-        t0 = time.monotonic()
-        for task in setup.tasks:
-            env = SimEnv(task=task, control_rate_hz=rate,
-                         image_height=int(sim.get("image_height", pcfg.image_size)),
-                         image_width=int(sim.get("image_width", pcfg.image_size)),
-                         home_noise=float(sim.get("home_noise", 0.02)),
-                         max_duration_s=float(setup.max_seconds_per_task.get(task, 0.0)))
-            try:
-                limits = sim_limits(env.joint_names, env.world.lower, env.world.upper)
-                bar = tqdm(setup.seeds, desc=f"{name} {task}", unit="ep", disable=not setup.progress,
-                           leave=False)
-                wins = 0
-                for seed in bar:
-                    out = rollout(policy, env, backbone, seed,
-                                  timing=None if timing == "hold" else timing,
-                                  limits=limits, lookahead=lookahead, lag=setup.lag_steps,
-                                  frame_every=frame_every)
-                    records.append(episode_record(out, policy=name, task=task, control_rate_hz=rate,
-                                                  joint_names=env.joint_names))
-                    wins += records[-1].success
-                    bar.set_postfix(success=f"{wins}/{bar.n + 1}")
-            finally:
-                env.close()
-        log.info("in process: %s, %d tasks x %d seeds in %.0f s", name, len(setup.tasks),
-                 len(setup.seeds), time.monotonic() - t0)
+    t0 = time.monotonic()
+    if workers == 1:
+        runner = _Runner(policies, setup)
+        try:
+            for job in jobs:
+                records.append(runner.episode(job))
+                bar.update()
+        finally:
+            runner.close()
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers, _init_worker, (dict(policies), setup)) as pool:
+            for rec in pool.imap(_worker_episode, jobs):
+                records.append(rec)
+                bar.update()
+    bar.close()
+    for name in policies:
+        recs = [r for r in records if r.policy == name]
+        log.info("in process: %s, %d/%d successes over %d tasks x %d seeds (%d workers, %.0f s "
+                 "so far)", name, sum(r.success for r in recs), len(recs), len(setup.tasks),
+                 len(setup.seeds), workers, time.monotonic() - t0)
     return records

@@ -119,6 +119,7 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
         episodes=episodes, expert=expert, chunk=chunk, chunk_config=pathlib.Path(args.chunk_config),
         out=out, tasks=args.task or ["pick_lift"],
         seeds=seeds, max_seconds=max_seconds, mode=args.mode, lag_steps=args.lag_steps,
+        workers=args.workers,
         policies=[p.strip() for p in args.policies.split(",") if p.strip()],
         sim_params=sim_params, perception_params=perception_params, expert_params=expert_params,
         baseline_steps=args.baseline_steps if args.baseline_steps is not None else (
@@ -153,6 +154,9 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--mode", choices=sorted(MODES), default="realtime",
                     help="how episodes run: " + "; ".join(f"{k}: {v.format(lag='--lag-steps')}"
                                                          for k, v in MODES.items()))
+    ap.add_argument("--workers", type=int, default=1,
+                    help="inprocess mode: processes to spread the episodes over (one per core; the "
+                         "records do not depend on it)")
     ap.add_argument("--lag-steps", type=int, default=2,
                     help="inprocess and lockstep modes: perception delay in control steps (at real "
                          "time the graph's is 2-3)")

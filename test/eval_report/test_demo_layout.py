@@ -42,7 +42,7 @@ def _args(**kw) -> argparse.Namespace:
     base = dict(artefacts=None, episodes=None, expert=None, chunk=None, chunk_config="config/chunk_tiny.yaml",
                 baseline_steps=None, out=None, task=None, seeds=None, seed0=None, max_seconds=None,
                 policies="ar,chunk,chunk_te", sim_params=None, perception_params=None, expert_params=None,
-                frames=False, quick=False, no_progress=True, mode="realtime", lag_steps=2)
+                frames=False, quick=False, no_progress=True, mode="realtime", lag_steps=2, workers=1)
     base.update(kw)
     return argparse.Namespace(**base)
 

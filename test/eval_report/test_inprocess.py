@@ -43,13 +43,14 @@ def test_inprocess_eval_is_deterministic_and_reports_its_mode(tmp_path, capsys):
         out = tmp_path / f"eval{k}"
         rc = cli_main(["--chunk", str(ckpt), "--out", str(out), "--policies", "chunk,chunk_te",
                        "--mode", "inprocess", "--seeds", "1000:1002", "--max-seconds", "1.0",
-                       "--no-progress"])
+                       "--no-progress", "--workers", str(k + 1)])
         assert rc == 0, capsys.readouterr().err
         runs.append(load_records(out / "records.npz"))
     a, b = runs
     assert [(r.policy, r.seed) for r in a] == [("chunk", 1000), ("chunk", 1001),
                                                ("chunk_te", 1000), ("chunk_te", 1001)]
-    for ra, rb in zip(a, b):  # same checkpoint, same seed: the same episode, bit for bit
+    for ra, rb in zip(a, b):  # same checkpoint, same seed: the same episode, bit for bit,
+        #                       also when the episodes are spread over two processes
         assert np.array_equal(ra.joint_positions, rb.joint_positions)
         assert np.array_equal(ra.commands, rb.commands)
     for r in a:

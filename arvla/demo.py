@@ -83,9 +83,14 @@ class EvalStage:
     real_time_factor: float = 1.0
     max_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # per task; default: task limit
     gif_every: int = 1                 # keep every n-th camera frame for the GIF
+    mode: str = "lockstep"             # "lockstep" (deterministic, any load) or "realtime"
+    lag_steps: int = 2                 # lockstep: perception latency, control periods
 
     def __post_init__(self) -> None:
         require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")
+        require(self.mode in ("lockstep", "realtime"), "mode", self.mode,
+                "must be 'lockstep' or 'realtime'")
+        require(self.lag_steps >= 0, "lag_steps", self.lag_steps, "must be >= 0")
         require(self.real_time_factor > 0, "real_time_factor", self.real_time_factor, "must be > 0")
         require(self.gif_every >= 1, "gif_every", self.gif_every, "must be >= 1")
 
@@ -296,6 +301,7 @@ def stage_eval(cfg: DemoConfig, out: pathlib.Path, checkpoint: pathlib.Path, *, 
                progress: bool, domain_id: int | None) -> pathlib.Path:
     from arvla_action_expert.policy import ExpertPolicy
     from arvla_eval.records import save_records
+    from arvla_eval.evaluate import graph_sim_params
     from arvla_eval.rollout import RolloutGraph, ar_expert_factory, run_episodes
     from arvla_sim.tasks import make_task
 
@@ -305,13 +311,13 @@ def stage_eval(cfg: DemoConfig, out: pathlib.Path, checkpoint: pathlib.Path, *, 
                 cfg.expert)
     d = eval_dir(out, key)
     path = d / "records.npz"
-    with Stage("evaluate", f"{len(seeds)} closed-loop episodes per task through ROS -> {d}"):
+    with Stage("evaluate", f"{len(seeds)} closed-loop episodes per task through ROS ({e.mode}) -> {d}"):
         if read_done(d) is not None and not force:
             print("[demo]   cached")
             return path
         d.mkdir(parents=True, exist_ok=True)
         policy = ExpertPolicy.from_checkpoint(checkpoint)
-        sim = {**cfg.sim, "real_time_factor": e.real_time_factor}
+        sim = graph_sim_params(e.mode, {**cfg.sim, "real_time_factor": e.real_time_factor}, e.lag_steps)
         records = []
         with RolloutGraph(task=cfg.tasks[0], expert_factory=ar_expert_factory(policy, cfg.expert),
                           sim_overrides=sim, perception_overrides=cfg.perception, keep_frames=True,
@@ -376,7 +382,13 @@ def stage_report(cfg: DemoConfig, out: pathlib.Path, records: list[Any], *, titl
             write_report = None
         if write_report is not None:
             try:
-                path = write_report(records, report_dir, title=title)
+                e = cfg.eval
+                mode = ("ROS graph, lock-step: deterministic, independent of machine load; perception "
+                        f"lag {e.lag_steps} steps" if e.mode == "lockstep" else
+                        f"ROS graph, real time (real_time_factor {e.real_time_factor:g}): load-sensitive")
+                path = write_report(records, report_dir, title=f"{title}, {e.mode}",
+                                    notes=f"Evaluation mode: {mode}. Seeds {e.seed0}.."
+                                          f"{e.seed0 + e.episodes - 1} per task.")
             except Exception as err:  # noqa: BLE001 - the demo must end with a report
                 print(f"[demo]   arvla_eval.report failed ({type(err).__name__}: {err}); "
                       "writing the minimal report")

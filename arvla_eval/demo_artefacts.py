@@ -64,7 +64,7 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
     """What ``arvla demo`` left in ``art`` (None if it is not the demo's layout): every finished
     collection's ``episodes``, their ``tasks``, the newest finished stage-2 ``expert``, and the
     demo's own settings from config/demo.yaml (``sim``, ``perception``, ``expert_node``,
-    ``seed0``, ``seeds``, ``max_seconds``, ``real_time_factor``)."""
+    ``seed0``, ``seeds``, ``max_seconds``, ``real_time_factor``, ``mode``, ``lag_steps``)."""
     collect = sorted(p for p in (art / "collect").glob("*-*") if read_done(p) is not None
                      and (p / "episodes").is_dir()) if (art / "collect").is_dir() else []
     if not collect:
@@ -84,6 +84,7 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
         out["seed0"], out["seeds"] = ev.get("seed0"), ev.get("episodes")
         out["max_seconds"] = ev.get("max_seconds")
         out["real_time_factor"] = ev.get("real_time_factor")
+        out["mode"], out["lag_steps"] = ev.get("mode"), ev.get("lag_steps")
     except (OSError, KeyError, ConfigError):
         pass
     return out

@@ -204,16 +204,24 @@ def seed_text(seeds: Sequence[int]) -> str:
     return str(list(seeds))
 
 
+def graph_sim_params(mode: str, sim_params: dict[str, Any], lag_steps: int) -> dict[str, Any]:
+    """The sim node's parameters for a ROS-graph mode: lock-step adds the handshake (as fast as
+    the ticks and prefixes come, perception ``lag_steps`` periods late)."""
+    if mode not in ("realtime", "lockstep"):
+        raise ConfigError(f"mode: {mode!r} is not a ROS-graph mode (realtime, lockstep)")
+    if mode == "realtime":
+        return dict(sim_params)
+    return {**sim_params, "lockstep": True, "real_time_factor": 0.0,
+            "lockstep_perception_steps": lag_steps}
+
+
 def _run_graph(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any], list[str]]:
     """Every policy through the ROS graph (real time or lock-step), one graph per policy."""
     from arvla_eval.rollout import RolloutGraph, ar_expert_factory, default_domain_id, run_episodes
 
     records: list[Any] = []
     timing: list[str] = []
-    sim_params = dict(setup.sim_params)
-    if setup.mode == "lockstep":  # the sim waits for every tick and prefix: as fast as they come
-        sim_params.update(lockstep=True, real_time_factor=0.0,
-                          lockstep_perception_steps=setup.lag_steps)
+    sim_params = graph_sim_params(setup.mode, setup.sim_params, setup.lag_steps)
     for name, policy in policies.items():
         t0 = time.monotonic()
         with RolloutGraph(task=setup.tasks[0],

@@ -90,6 +90,10 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
             args.seeds = str(demo["seeds"])
         if not args.task:
             args.task = demo["tasks"]
+        if args.mode is None and demo.get("mode"):   # the demo's own evaluation mode
+            args.mode = str(demo["mode"])
+        if args.lag_steps is None and demo.get("lag_steps") is not None:
+            args.lag_steps = int(demo["lag_steps"])
         args.chunk_config = args.chunk_config or str(config_file("chunk_demo.yaml"))
     else:
         episodes = ([pathlib.Path(e) for e in args.episodes] if args.episodes
@@ -118,7 +122,8 @@ def _setup_from_args(args: argparse.Namespace) -> EvalSetup:
         max_seconds_per_task=max_seconds_per_task,
         episodes=episodes, expert=expert, chunk=chunk, chunk_config=pathlib.Path(args.chunk_config),
         out=out, tasks=args.task or ["pick_lift"],
-        seeds=seeds, max_seconds=max_seconds, mode=args.mode, lag_steps=args.lag_steps,
+        seeds=seeds, max_seconds=max_seconds, mode=args.mode or "realtime",
+        lag_steps=2 if args.lag_steps is None else args.lag_steps,
         workers=args.workers,
         policies=[p.strip() for p in args.policies.split(",") if p.strip()],
         sim_params=sim_params, perception_params=perception_params, expert_params=expert_params,
@@ -151,15 +156,16 @@ def cli_main(argv: list[str]) -> int:
                     "default pick_lift")
     ap.add_argument("--seeds", help="held-out seeds per task and policy: a count N (from --seed0) "
                     "or a range A:B (A..B-1); default 10")
-    ap.add_argument("--mode", choices=sorted(MODES), default="realtime",
-                    help="how episodes run: " + "; ".join(f"{k}: {v.format(lag='--lag-steps')}"
-                                                         for k, v in MODES.items()))
+    ap.add_argument("--mode", choices=sorted(MODES),
+                    help="how episodes run (default realtime; for --artefacts in the demo's layout "
+                         "the demo's eval.mode): " + "; ".join(
+                             f"{k}: {v.format(lag='--lag-steps')}" for k, v in MODES.items()))
     ap.add_argument("--workers", type=int, default=1,
                     help="inprocess mode: processes to spread the episodes over (one per core; the "
                          "records do not depend on it)")
-    ap.add_argument("--lag-steps", type=int, default=2,
-                    help="inprocess and lockstep modes: perception delay in control steps (at real "
-                         "time the graph's is 2-3)")
+    ap.add_argument("--lag-steps", type=int,
+                    help="inprocess and lockstep modes: perception delay in control steps (default 2, "
+                         "or the demo's eval.lag_steps; at real time the graph's is 2-3)")
     ap.add_argument("--seed0", type=int, help="first seed (held-out range; default 1000, or the "
                     "demo's evaluation seeds)")
     ap.add_argument("--max-seconds", type=float, help="sim seconds per episode (default 20)")

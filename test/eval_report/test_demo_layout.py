@@ -42,7 +42,7 @@ def _args(**kw) -> argparse.Namespace:
     base = dict(artefacts=None, episodes=None, expert=None, chunk=None, chunk_config="config/chunk_tiny.yaml",
                 baseline_steps=None, out=None, task=None, seeds=None, seed0=None, max_seconds=None,
                 policies="ar,chunk,chunk_te", sim_params=None, perception_params=None, expert_params=None,
-                frames=False, quick=False, no_progress=True, mode="realtime", lag_steps=2, workers=1)
+                frames=False, quick=False, no_progress=True, mode=None, lag_steps=None, workers=1)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -63,6 +63,7 @@ def test_demo_layout_is_found_and_combined(tmp_path):
     assert setup.max_seconds_per_task["cued_reach"] == 7.0
     assert setup.expert_params.get("max_staleness") == 15
     assert setup.sim_params.get("image_height") == 128
+    assert setup.mode == "lockstep" and setup.lag_steps == 2   # the demo's eval.mode
 
 
 def test_flat_layout_still_works(tmp_path):

@@ -240,16 +240,26 @@ def _run_graph(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any], l
 
 
 def _run_inprocess(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """Every policy in process, one after the other; each policy's records are saved as soon as
+    they are complete (``<out>/records_<policy>.npz``), so a later failure loses none of them."""
     from arvla_eval.inprocess import InProcessSetup, run_inprocess
+    from arvla_eval.records import save_records
 
-    t0 = time.monotonic()
-    records = run_inprocess(policies, InProcessSetup(
+    inproc = InProcessSetup(
         tasks=setup.tasks, seeds=setup.seeds, max_seconds_per_task={
             t: setup.max_seconds_per_task.get(t, setup.max_seconds) for t in setup.tasks},
         sim_params=setup.sim_params, perception_params=setup.perception_params,
-        expert_params=setup.expert_params, lag_steps=setup.lag_steps, progress=setup.progress),
-        workers=setup.workers)
-    return records, [f"{time.monotonic() - t0:.0f} s wall"]
+        expert_params=setup.expert_params, lag_steps=setup.lag_steps, progress=setup.progress)
+    records: list[Any] = []
+    timing: list[str] = []
+    setup.out.mkdir(parents=True, exist_ok=True)
+    for name, policy in policies.items():
+        t0 = time.monotonic()
+        recs = run_inprocess({name: policy}, inproc, workers=setup.workers)
+        save_records(setup.out / f"records_{name}.npz", recs)
+        records += recs
+        timing.append(f"{name}: {time.monotonic() - t0:.0f} s wall")
+    return records, timing
 
 
 def run_evaluation(setup: EvalSetup) -> tuple[list[Any], pathlib.Path]:

@@ -97,13 +97,11 @@ def episode_record(out: Mapping[str, Any], *, policy: str, task: str, control_ra
 
 
 def _configure(policy: StepPolicy, expert_params: Mapping[str, Any]) -> None:
-    """What the expert node does with its parameters to the policy (``ensemble_steps``)."""
-    steps = int(expert_params.get("ensemble_steps", 1))
+    """What the expert node does with its parameters to the policy: ``ensemble_steps`` goes
+    only to a policy that ensembles (as ``evaluate.node_params_for`` gives it to the node); the
+    chunked baselines have their own execution modes."""
     if policy.capabilities.ensembles:
-        policy.ensemble_steps = steps  # type: ignore[attr-defined]
-    elif steps > 1:
-        raise ConfigError(f"ensemble_steps: {steps}, but a {type(policy).__name__} has no "
-                          "multi-token predictions to ensemble")
+        policy.ensemble_steps = int(expert_params.get("ensemble_steps", 1))  # type: ignore[attr-defined]
 
 
 class _Runner:

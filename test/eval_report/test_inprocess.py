@@ -38,12 +38,15 @@ def _chunk_checkpoint(tmp_path):
 
 def test_inprocess_eval_is_deterministic_and_reports_its_mode(tmp_path, capsys):
     ckpt = _chunk_checkpoint(tmp_path)
+    # the demo's AR-only node parameter goes to the AR expert only, as through the graph
+    (tmp_path / "expert.yaml").write_text("ensemble_steps: 4\n")
     runs = []
     for k in range(2):
         out = tmp_path / f"eval{k}"
         rc = cli_main(["--chunk", str(ckpt), "--out", str(out), "--policies", "chunk,chunk_te",
                        "--mode", "inprocess", "--seeds", "1000:1002", "--max-seconds", "1.0",
-                       "--no-progress", "--workers", str(k + 1)])
+                       "--no-progress", "--workers", str(k + 1),
+                       "--expert-params", str(tmp_path / "expert.yaml")])
         assert rc == 0, capsys.readouterr().err
         runs.append(load_records(out / "records.npz"))
     a, b = runs
@@ -66,6 +69,8 @@ def test_inprocess_eval_is_deterministic_and_reports_its_mode(tmp_path, capsys):
     report = (tmp_path / "eval0" / "report" / "report.md").read_text()
     assert "(inprocess)" in report and "Mode: in process, deterministic" in report
     assert " ± " in report  # jerk with its interval
+    # each policy's records saved as soon as it finished
+    assert [r.policy for r in load_records(tmp_path / "eval0" / "records_chunk_te.npz")] == ["chunk_te"] * 2
 
 
 def test_inprocess_eval_refuses_a_bad_timing(tmp_path, capsys):

@@ -161,12 +161,14 @@ class _Runner:
 _WORKER: _Runner | None = None
 
 
-def _init_worker(policies: Mapping[str, StepPolicy], setup: InProcessSetup) -> None:
+def _init_worker(policies: bytes, setup: InProcessSetup) -> None:
+    import pickle
+
     import torch
 
     global _WORKER
     torch.set_num_threads(1)
-    _WORKER = _Runner(policies, setup)
+    _WORKER = _Runner(pickle.loads(policies), setup)
 
 
 def _worker_episode(job: tuple[str, str, int]) -> EpisodeRecord:
@@ -199,7 +201,12 @@ def run_inprocess(policies: Mapping[str, StepPolicy], setup: InProcessSetup, *,
     else:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(workers, _init_worker, (dict(policies), setup)) as pool:
+        import pickle
+
+        # Plain pickle bytes, not the policy objects: multiprocessing would hand torch tensors
+        # over in shared memory, and every worker would then write the SAME KV cache.
+        private = pickle.dumps(dict(policies))
+        with mp.get_context("spawn").Pool(workers, _init_worker, (private, setup)) as pool:
             for rec in pool.imap(_worker_episode, jobs):
                 records.append(rec)
                 bar.update()

@@ -80,3 +80,26 @@ def test_inprocess_eval_refuses_a_bad_timing(tmp_path, capsys):
                    "--mode", "inprocess", "--seeds", "1", "--expert-params",
                    str(tmp_path / "expert.yaml"), "--no-progress"])
     assert rc == 2 and "trajectory_timing" in capsys.readouterr().err
+
+
+def test_ar_expert_episodes_are_the_same_spread_over_workers():
+    """Each worker gets its own copy of the policy (its KV cache included): the AR expert's
+    episodes over 2 workers equal those of one process, bit for bit."""
+    from arvla_action_expert.model import ExpertConfig
+    from arvla_action_expert.policy import ExpertPolicy
+    from arvla_eval.inprocess import InProcessSetup, run_inprocess
+    from arvla_sim.robot import JOINT_NAMES
+
+    cfg = ExpertConfig(state_dim=8, action_dim=8, prefix_dim=1280, max_prefix_tokens=8, n_embd=32,
+                       n_layer=1, n_head=4, ffn=64, window=8, head="regression", delta_actions=True,
+                       predict_steps=4)
+    policy = ExpertPolicy.build_untrained(cfg, seed=2, joint_names=list(JOINT_NAMES))
+    setup = InProcessSetup(tasks=["pick_lift"], seeds=[1000, 1001, 1002],
+                           max_seconds_per_task={"pick_lift": 0.6},
+                           expert_params={"ensemble_steps": 2, "lookahead_steps": 3}, progress=False)
+    one = run_inprocess({"ar": policy}, setup)
+    two = run_inprocess({"ar": policy}, setup, workers=2)
+    assert [r.seed for r in two] == [1000, 1001, 1002]
+    for a, b in zip(one, two):
+        assert a.n_ticks == 12 and np.array_equal(a.joint_positions, b.joint_positions)
+        assert np.array_equal(a.commands, b.commands)

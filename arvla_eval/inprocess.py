@@ -111,7 +111,10 @@ class _Runner:
         from arvla_perception.backbone import load_backbone
 
         self.policies, self.setup = dict(policies), setup
-        self.pcfg = perception_config(setup.perception_params)
+        # One torch thread per runner, perception included (its num_threads sets torch's
+        # process-wide count): the same arithmetic for any number of workers, and N workers x 2
+        # threads on N cores ran 6-8x slower, spinning. Parallelism comes from --workers.
+        self.pcfg = perception_config({**setup.perception_params, "num_threads": 1})
         self.backbone = load_backbone(self.pcfg)
         for name, policy in self.policies.items():
             if policy.model_id and self.backbone.model_id != policy.model_id:
@@ -164,10 +167,7 @@ _WORKER: _Runner | None = None
 def _init_worker(policies: bytes, setup: InProcessSetup) -> None:
     import pickle
 
-    import torch
-
     global _WORKER
-    torch.set_num_threads(1)
     _WORKER = _Runner(pickle.loads(policies), setup)
 
 

@@ -58,12 +58,6 @@ class RecordConfig:
     storage: str = "mcap"
     # How often the graph is scanned for new publishers, s.
     discovery_period_s: float = 0.2
-    # Subscription queue (KEEP_LAST depth) per topic: messages the recorder can fall behind by
-    # while the disk or the CPU stalls it (5 s of a 200 Hz topic) ...
-    queue_depth: int = 1000
-    # ... and for the large types (LARGE_TYPES: images, point clouds), bounding the memory a
-    # stall can take (100 x a 1 MB frame).
-    large_queue_depth: int = 100
 
     def __post_init__(self) -> None:
         require(bool(self.output), "output", self.output, "must name the bag directory")
@@ -72,8 +66,6 @@ class RecordConfig:
                 f"must be one of {list(STORAGE_FORMATS)}")
         require(self.discovery_period_s > 0, "discovery_period_s", self.discovery_period_s,
                 "must be > 0")
-        for key in ("queue_depth", "large_queue_depth"):
-            require(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
         bad = [t for t in self.topics if not t.startswith("/")]
         require(not bad, "topics", bad, "topic names must be absolute (start with '/')")
 
@@ -100,11 +92,6 @@ def _rosbags_qos(profile: Any) -> Any:
                QosReliability(int(profile.reliability)), QosDurability(int(profile.durability)),
                dur(profile.deadline), dur(profile.lifespan), QosLiveliness(int(profile.liveliness)),
                dur(profile.liveliness_lease_duration), bool(profile.avoid_ros_namespace_conventions))
-
-
-# Message types whose messages are large (~MB): a shorter recorder queue bounds their memory.
-LARGE_TYPES = frozenset({"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
-                         "sensor_msgs/msg/PointCloud2"})
 
 
 def adapted_qos(publisher_profiles: Sequence[Any], depth: int = 100) -> QoSProfile:
@@ -168,8 +155,7 @@ class RecorderNode(Node):
                 continue
             self._recorded[topic] = self.create_subscription(
                 cls, topic, lambda raw, topic=topic: self.on_message(topic, raw),
-                adapted_qos(profiles, depth=self.config.large_queue_depth if msgtype in LARGE_TYPES
-                            else self.config.queue_depth), raw=True)
+                adapted_qos(profiles), raw=True)
             self.get_logger().info(f"recording {topic} [{msgtype}]")
 
     def on_message(self, topic: str, raw: bytes) -> None:

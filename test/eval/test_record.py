@@ -169,36 +169,3 @@ def test_record_config_errors():
         RecordConfig(output="x", topics=["joint_states"])
     with pytest.raises(ConfigError, match="duration_s"):
         RecordConfig(output="x", duration_s=-1)
-    with pytest.raises(ConfigError, match="queue_depth"):
-        RecordConfig(output="x", queue_depth=0)
-    with pytest.raises(ConfigError, match="large_queue_depth"):
-        RecordConfig(output="x", large_queue_depth=0)
-
-
-def test_recorder_queues_are_deep_for_small_messages_and_bounded_for_images(tmp_path, ros_context, executor):
-    """Small messages get a queue the recorder can fall seconds behind on; images a short one."""
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
-
-    from arvla_data.record import RecordConfig, RecorderNode
-
-    source = rclpy.create_node("depth_source", context=ros_context)
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    source.create_publisher(String, "/arvla/depth_counter", qos)
-    source.create_publisher(Image, "/arvla/depth_image", qos)
-    with BagRecorder(tmp_path / "bag") as bag:
-        node = RecorderNode(bag, RecordConfig(output=str(tmp_path / "bag"),
-                                              topics=["/arvla/depth_counter", "/arvla/depth_image"]),
-                            context=ros_context)
-        try:
-            executor.add_node(source)
-            executor.add_node(node)
-            assert spin_until(executor, lambda: len(node.subscribed) == 2, timeout_s=10.0)
-            depths = {t: node._recorded[t].qos_profile.depth for t in node.subscribed}
-            assert depths == {"/arvla/depth_counter": 1000, "/arvla/depth_image": 100}
-        finally:
-            for n in (node, source):
-                executor.remove_node(n)
-                n.destroy_node()

@@ -160,12 +160,9 @@ def test_recording_interrupted_keeps_everything_up_to_the_signal(tmp_path, ros_c
 
     source = rclpy.create_node("fault_recorder_source", context=ros_context)
     executor.add_node(source)
-    # A reliable KEEP_LAST writer drops what its reader has not acknowledged once its history is
-    # full: the counter's 1000 (5 s at 200 Hz) lets a recorder starved of CPU catch up.
-    counter = source.create_publisher(String, "/arvla/fault_counter",
-                                      QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-    camera = source.create_publisher(Image, "/arvla/fault_image",
-                                     QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    counter = source.create_publisher(String, "/arvla/fault_counter", reliable)
+    camera = source.create_publisher(Image, "/arvla/fault_image", reliable)
     img = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=bytes(480 * 640 * 3))  # ~1 MB
     path = tmp_path / "bag"
     proc = subprocess.Popen([sys.executable, "-m", "arvla.cli", "record", "-o", str(path), "--topics",

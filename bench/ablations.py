@@ -47,6 +47,8 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                "16 overlapping chunks)", {"model.predict_steps": 16}, {"ensemble_steps": 16}),
     "aux16": ("auxiliary chunk head (16 steps)", {"model.aux_chunk": 16}, {}),
     "long": ("2x the training steps", {"steps_x": 2}, {}),
+    "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "
+                   "2000)", {"steps": [1, 2000]}, {}),
 }
 
 
@@ -64,15 +66,19 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     tcfg = load_config(TrainConfig, REPO / demo.train.expert_config)
     data = to_dict(tcfg)
     steps_x = 1
+    steps = (demo.train.stage1_steps, demo.train.stage2_steps)
     for key, value in overrides.items():
         if key == "steps_x":
             steps_x = int(value)
+            continue
+        if key == "steps":
+            steps = (int(value[0]), int(value[1]))
             continue
         section, field = key.split(".")
         data[section][field] = value
     data["num_threads"] = torch.get_num_threads()
     tcfg = from_dict(TrainConfig, data)
-    steps = (demo.train.stage1_steps * steps_x, demo.train.stage2_steps * steps_x)
+    steps = (steps[0] * steps_x, steps[1] * steps_x)
     d = out / "train" / _key(to_dict(tcfg), steps, len(episodes))  # rows with the same training share it
     if (d / "DONE").is_file():
         return d / "stage2"

@@ -382,10 +382,10 @@ def stage_report(cfg: DemoConfig, out: pathlib.Path, records: list[Any], *, titl
             write_report = None
         if write_report is not None:
             try:
+                from arvla_eval.evaluate import MODES
+
                 e = cfg.eval
-                mode = ("ROS graph, lock-step: deterministic, independent of machine load; perception "
-                        f"lag {e.lag_steps} steps" if e.mode == "lockstep" else
-                        f"ROS graph, real time (real_time_factor {e.real_time_factor:g}): load-sensitive")
+                mode = MODES[e.mode].format(lag=e.lag_steps)
                 path = write_report(records, report_dir, title=f"{title}, {e.mode}",
                                     notes=f"Evaluation mode: {mode}. Seeds {e.seed0}.."
                                           f"{e.seed0 + e.episodes - 1} per task.")

@@ -255,7 +255,9 @@ def _run_inprocess(setup: EvalSetup, policies: dict[str, Any]) -> tuple[list[Any
     setup.out.mkdir(parents=True, exist_ok=True)
     for name, policy in policies.items():
         t0 = time.monotonic()
-        recs = run_inprocess({name: policy}, inproc, workers=setup.workers)
+        params = node_params_for(policy, setup.expert_params)  # what the node would get
+        recs = run_inprocess({name: policy}, dataclasses.replace(inproc, expert_params=params),
+                             workers=setup.workers)
         save_records(setup.out / f"records_{name}.npz", recs)
         records += recs
         timing.append(f"{name}: {time.monotonic() - t0:.0f} s wall")

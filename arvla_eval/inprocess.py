@@ -97,11 +97,15 @@ def episode_record(out: Mapping[str, Any], *, policy: str, task: str, control_ra
 
 
 def _configure(policy: StepPolicy, expert_params: Mapping[str, Any]) -> None:
-    """What the expert node does with its parameters to the policy: ``ensemble_steps`` goes
-    only to a policy that ensembles (as ``evaluate.node_params_for`` gives it to the node); the
-    chunked baselines have their own execution modes."""
+    """What the expert node does with its ``ensemble_steps`` parameter: given to a policy that
+    ensembles, refused above 1 for one that does not (give each policy its parameters through
+    ``evaluate.node_params_for``, as the graph does)."""
+    steps = int(expert_params.get("ensemble_steps", 1))
     if policy.capabilities.ensembles:
-        policy.ensemble_steps = int(expert_params.get("ensemble_steps", 1))  # type: ignore[attr-defined]
+        policy.ensemble_steps = steps  # type: ignore[attr-defined]
+    elif steps > 1:
+        raise ConfigError(f"ensemble_steps: {steps}, but a {type(policy).__name__} has no "
+                          "multi-token predictions to ensemble")
 
 
 class _Runner:
@@ -129,26 +133,26 @@ class _Runner:
         self.frame_every = max(1, int(round(self.rate / camera_hz))) if camera_hz > 0 else 1
         self.timing = str(params.get("trajectory_timing", "seamless"))
         self.lookahead = int(params.get("lookahead_steps", 3))
-        self.envs: dict[str, Any] = {}
+        self.envs: dict[str, tuple[Any, Any]] = {}   # task -> (SimEnv, its joint limits)
 
-    def env(self, task: str) -> Any:
+    def env(self, task: str) -> tuple[Any, Any]:
         from arvla_sim.env import SimEnv
 
         if task not in self.envs:
             sim = self.setup.sim_params
-            self.envs[task] = SimEnv(task=task, control_rate_hz=self.rate,
-                                     image_height=int(sim.get("image_height", self.pcfg.image_size)),
-                                     image_width=int(sim.get("image_width", self.pcfg.image_size)),
-                                     home_noise=float(sim.get("home_noise", 0.02)),
-                                     max_duration_s=float(self.setup.max_seconds_per_task.get(task, 0.0)))
+            env = SimEnv(task=task, control_rate_hz=self.rate,
+                         image_height=int(sim.get("image_height", self.pcfg.image_size)),
+                         image_width=int(sim.get("image_width", self.pcfg.image_size)),
+                         home_noise=float(sim.get("home_noise", 0.02)),
+                         max_duration_s=float(self.setup.max_seconds_per_task.get(task, 0.0)))
+            self.envs[task] = env, sim_limits(env.joint_names, env.world.lower, env.world.upper)
         return self.envs[task]
 
     def episode(self, job: tuple[str, str, int]) -> EpisodeRecord:
         from arvla_eval.streaming import rollout
 
         name, task, seed = job
-        env = self.env(task)
-        limits = sim_limits(env.joint_names, env.world.lower, env.world.upper)
+        env, limits = self.env(task)
         out = rollout(self.policies[name], env, self.backbone, seed,
                       timing=None if self.timing == "hold" else self.timing, limits=limits,
                       lookahead=self.lookahead, lag=self.setup.lag_steps, frame_every=self.frame_every)
@@ -156,7 +160,7 @@ class _Runner:
                               joint_names=env.joint_names)
 
     def close(self) -> None:
-        for env in self.envs.values():
+        for env, _ in self.envs.values():
             env.close()
         self.envs.clear()
 

@@ -103,3 +103,15 @@ def test_ar_expert_episodes_are_the_same_spread_over_workers():
     for a, b in zip(one, two):
         assert a.n_ticks == 12 and np.array_equal(a.joint_positions, b.joint_positions)
         assert np.array_equal(a.commands, b.commands)
+
+
+def test_ensemble_steps_reach_only_a_policy_that_ensembles(tmp_path):
+    """As the node: a chunked baseline refuses ensemble_steps > 1 (arvla eval hands each policy
+    its own parameters through node_params_for, so the demo's 4 reaches the AR expert only)."""
+    from arvla_eval.evaluate import node_params_for
+    from arvla_eval.inprocess import _configure
+
+    chunk = ChunkPolicy.from_checkpoint(_chunk_checkpoint(tmp_path))
+    with pytest.raises(ConfigError, match="ensemble_steps: 4"):
+        _configure(chunk, {"ensemble_steps": 4})
+    _configure(chunk, node_params_for(chunk, {"ensemble_steps": 4}))  # 1: accepted

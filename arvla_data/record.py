@@ -11,6 +11,16 @@ captured); the offered QoS profiles are stored in the bag for playback.
 
 Interruption: SIGINT/SIGTERM end the recording and the bag is closed properly, with every
 message received up to then (``BagRecorder.stop_on_signals``).
+
+Losses are never silent. A subscription is KEEP_LAST (depth 100, like rosbag2), so a recorder
+that falls more than a queue behind (an overloaded CPU, a slow disk) loses messages in transport:
+the publisher's history drops what was never acknowledged, or our own queue overwrites what we
+had not taken yet -- the latter without any middleware event. So every message's
+``publication_sequence_number`` (rmw message info) is checked per publisher: a jump is a loss.
+Where the rmw gives no sequence numbers, the middleware's *message lost* event is counted
+instead. Each loss is logged as it happens (a warning naming the topic and how many) and
+tallied in :attr:`RecordResult.lost`. Messages a publisher sent before we subscribed are not
+losses: the first sequence number seen from a publisher only sets where counting starts.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import signal
 import time
 from typing import Any, Callable, Sequence
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -115,6 +126,9 @@ class RecorderNode(Node):
         self.config = config
         self.wanted = list(dict.fromkeys(config.topics or DEFAULT_TOPICS))
         self._recorded: dict[str, Any] = {}
+        self.lost: dict[str, int] = {}  # topic -> messages lost in transport (see the module doc)
+        self._last_seq: dict[tuple[str, bytes], int] = {}  # (topic, publisher gid) -> last seq
+        self._no_seq: set[str] = set()  # topics whose messages carry no sequence numbers
         self.timer = self.create_timer(config.discovery_period_s, self.discover)
         self.discover()
 
@@ -153,19 +167,53 @@ class RecorderNode(Node):
                 self.get_logger().error(f"not recording {topic}: {err}")
                 self._recorded[topic] = None
                 continue
+            events = SubscriptionEventCallbacks(
+                message_lost=lambda info, topic=topic: self.on_message_lost(topic, info))
             self._recorded[topic] = self.create_subscription(
-                cls, topic, lambda raw, topic=topic: self.on_message(topic, raw),
-                adapted_qos(profiles), raw=True)
+                cls, topic, lambda raw, info, topic=topic: self.on_message(topic, raw, info),
+                adapted_qos(profiles), raw=True, event_callbacks=events)
             self.get_logger().info(f"recording {topic} [{msgtype}]")
 
-    def on_message(self, topic: str, raw: bytes) -> None:
+    def on_message(self, topic: str, raw: bytes, info: dict[str, Any] | None = None) -> None:
         # Receive time on the node's clock (sim time with use_sim_time), like ros2 bag record.
         self.bag.write_raw(topic, self.get_clock().now().nanoseconds, raw)
+        if info is not None:
+            self._check_sequence(topic, info)
+
+    def _check_sequence(self, topic: str, info: dict[str, Any]) -> None:
+        seq = info.get("publication_sequence_number")
+        gid = info.get("publisher_gid") or {}
+        if not seq:  # this rmw does not number messages: the message-lost event counts instead
+            self._no_seq.add(topic)
+            return
+        key = (topic, bytes(gid.get("data", b"")))
+        last = self._last_seq.get(key)
+        self._last_seq[key] = max(seq, last or 0)
+        if last is not None and seq > last + 1:
+            self._report_lost(topic, seq - last - 1, f"sequence numbers {last + 1}..{seq - 1} "
+                              "never arrived")
+
+    def on_message_lost(self, topic: str, info: Any) -> None:
+        """The middleware says messages of ``topic`` were dropped before we took them."""
+        n = int(info.total_count_change)
+        if n <= 0:
+            return
+        # Once a topic's messages are numbered, its sequence gaps count the losses (the same loss
+        # would otherwise be counted twice); before the first message, only the event can.
+        if topic in self._no_seq or not any(k[0] == topic for k in self._last_seq):
+            self._report_lost(topic, n, "the middleware reported them lost")
+
+    def _report_lost(self, topic: str, n: int, how: str) -> None:
+        self.lost[topic] = self.lost.get(topic, 0) + n
+        self.get_logger().warning(
+            f"lost {n} message(s) on {topic} in transport ({how}; the recorder fell more than a "
+            f"queue behind); {self.lost[topic]} lost on it so far")
 
 
 @dataclasses.dataclass(frozen=True)
 class RecordResult:
     counts: dict[str, int]  # messages written per topic
+    lost: dict[str, int]  # messages the middleware reported lost per topic (before the recorder)
     stopped_by: str  # "duration", "stop", "shutdown" or the signal's name
 
 
@@ -180,6 +228,7 @@ def record(config: RecordConfig, context: Any = None, *, use_sim_time: bool = Fa
     from arvla_data.bag import RecordingInterrupted
 
     stopped_by = "shutdown"
+    lost: dict[str, int] = {}
     with BagRecorder(config.output, storage=config.storage) as bag, bag.stop_on_signals():
         node = RecorderNode(bag, config, context=context, parameter_overrides=[
             Parameter("use_sim_time", value=use_sim_time)])
@@ -198,9 +247,10 @@ def record(config: RecordConfig, context: Any = None, *, use_sim_time: bool = Fa
         except RecordingInterrupted as err:
             stopped_by = signal.Signals(err.signum).name
         finally:
+            lost = dict(node.lost)
             executor.remove_node(node)
             node.destroy_node()
             executor.shutdown()
-    return RecordResult(bag.counts, stopped_by)
+    return RecordResult(bag.counts, lost, stopped_by)
 
 

@@ -55,6 +55,9 @@ def cli_main(argv: list[str]) -> int:
         if context.ok():
             rclpy.shutdown(context=context)
     summary = ", ".join(f"{t}: {n}" for t, n in sorted(result.counts.items())) or "no topics seen"
+    if result.lost:
+        summary += "; LOST in transport: " + ", ".join(
+            f"{t}: {n}" for t, n in sorted(result.lost.items()))
     print(f"arvla record: stopped ({result.stopped_by}); bag {config.output} closed; {summary}",
           flush=True)
     return 0

@@ -159,6 +159,40 @@ def test_record_command_stops_cleanly_on_sigint(tmp_path, ros_context, executor)
     assert reported == len(values)
 
 
+def test_recorder_reports_messages_lost_behind_its_queue(tmp_path, ros_context, executor):
+    """A recorder that does not take messages for a while loses all but its queue's worth (DDS
+    overwrites them without any event); the publisher's sequence numbers make that loss known."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from arvla_data.record import RecordConfig, RecorderNode
+
+    source = rclpy.create_node("arvla_test_burst", context=ros_context)
+    executor.add_node(source)
+    pub = source.create_publisher(String, "/arvla/burst",
+                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    path = tmp_path / "bag"
+    with BagRecorder(path) as bag:
+        rec = RecorderNode(bag, RecordConfig(output=str(path), topics=["/arvla/burst"],
+                                             discovery_period_s=0.05), context=ros_context)
+        executor.add_node(rec)
+        assert spin_until(executor, lambda: rec.subscribed == ["/arvla/burst"], 10.0)
+        assert spin_until(executor, lambda: pub.get_subscription_count() == 1, 10.0)
+        pub.publish(String(data="0"))
+        assert spin_until(executor, lambda: bag.counts["/arvla/burst"] == 1, 5.0)
+        assert rec.lost == {}
+        for k in range(1, 501):  # nobody spins: the recorder's queue (depth 100) overflows
+            pub.publish(String(data=str(k)))
+        spin_until(executor, lambda: bag.counts["/arvla/burst"] >= 101, 5.0)
+        spin_until(executor, lambda: False, 0.3)  # anything later
+        kept = bag.counts["/arvla/burst"]
+        lost = dict(rec.lost)
+    values = [int(m.msg.data) for m in read_messages(path, ["/arvla/burst"])]
+    assert values[0] == 0 and values[-1] == 500 and len(values) == kept < 501
+    assert lost == {"/arvla/burst": 501 - kept}, lost
+
+
 def test_record_config_errors():
     from arvla_base.config import ConfigError
     from arvla_data.record import RecordConfig

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -210,7 +211,15 @@ def test_recording_interrupted_keeps_everything_up_to_the_signal(tmp_path, ros_c
         assert bag.recovered is killed
         cut = bag.truncated_bytes
     assert got, "nothing recorded"
-    assert got == list(range(got[0], got[-1] + 1)), "gaps or reordering in the recording"
+    assert got == sorted(set(got)), "reordered or duplicated messages in the recording"
+    # A recorder starved of CPU can fall a queue (100 messages) behind; DDS then drops messages
+    # before they reach it. That is allowed, but never silently: every gap in the bag must have
+    # been reported by the recorder as it happened.
+    missing = got[-1] - got[0] + 1 - len(got)
+    reported = sum(int(m.group(1)) for m in re.finditer(
+        r"lost (\d+) message\(s\) on /arvla/fault_counter", err))
+    assert missing <= reported, (f"{missing} counter messages missing from the bag but the recorder "
+                                 f"reported {reported} lost:\n{err}")
     # everything sent well before the signal (0.5 s: delivery on a loaded CPU; plus the flush
     # period after a SIGKILL) is in the bag
     due = max(i for i, t in enumerate(sent_at) if t < signal_at - 0.5 - unflushed_s)
@@ -218,7 +227,8 @@ def test_recording_interrupted_keeps_everything_up_to_the_signal(tmp_path, ros_c
                             "before the signal")
     assert images >= 5
     print(f"{signal.Signals(signum).name}: {len(got)} counters ({got[0]}..{got[-1]}), {images} images, "
-          f"sent {len(sent_at)}; {cut} bytes of tail unreadable")
+          f"sent {len(sent_at)}; {missing} lost in transport (reported {reported}); "
+          f"{cut} bytes of tail unreadable")
 
 
 def test_checkpoint_cut_between_commit_and_rename_rolls_forward(tmp_path):

@@ -6,10 +6,11 @@ model it trains with, so one set of demonstrations serves any backbone):
 
 * ``states``  (T, 8) float32 -- joint positions in ``JOINT_NAMES`` order, observed BEFORE action t
 * ``actions`` (T, 8) float32 -- absolute joint targets the expert commanded at step t
+* ``executed`` (T, 8) float64 -- what the robot was sent (``actions`` + DART noise, if any)
 * ``images``  (F, H, W, 3) uint8 and ``frame_steps`` (F,) int64 -- camera frames captured at
   those steps (every ``frame_every``-th step, before the action of that step)
 * metadata: ``control_rate_hz``, ``model_id`` (""), ``joint_names``, ``task``, ``instruction``,
-  ``seed``, ``success``.
+  ``seed``, ``success``, ``success_step``.
 """
 
 from __future__ import annotations
@@ -24,21 +25,72 @@ from arvla_sim.env import SimEnv, SimEnvConfig
 from arvla_sim.experts import DartNoise, make_expert
 
 
+class ThroughController:
+    """Executes each command as the ROS demonstrator's message does: one point one control
+    period ahead, started on arrival (stamp 0) by the sim's joint_trajectory_controller
+    follower, which interpolates towards it at ``rate_hz`` -- instead of ``SimEnv.step``'s
+    target held for the period. Keeps every follower sample (the sim node's /joint_states) in
+    ``joint_ns`` / ``joint_positions`` (ns from the episode's first tick)."""
+
+    def __init__(self, env: SimEnv, rate_hz: float = 100.0) -> None:
+        from arvla_sim.robot import PHYSICS_DT
+
+        self.env = env
+        self.period_ns = int(round(env.dt * 1e9))
+        self.sub_ns = int(round(1e9 / rate_hz))
+        self.sub_steps = int(round((1.0 / rate_hz) / PHYSICS_DT))
+        if self.period_ns % self.sub_ns or self.sub_steps < 1:
+            raise ValueError(f"the follower rate {rate_hz} Hz must divide the control rate's "
+                             f"period ({self.period_ns} ns)")
+        self.follower: Any = None
+
+    def reset(self) -> None:
+        """Start of an episode (after ``env.reset``): the follower holds the measured posture."""
+        from arvla_sim.jtc import JointTrajectoryFollower
+
+        q = self.env.world.positions()
+        self.follower = JointTrajectoryFollower(self.env.joint_names, q)
+        self.now_ns = 0
+        self.joint_ns: list[int] = [0]
+        self.joint_positions: list[np.ndarray] = [q.astype(np.float64)]
+
+    def __call__(self, command: np.ndarray) -> dict[str, Any]:
+        from arvla_sim.jtc import TrajPoint
+
+        env, t0 = self.env, self.now_ns
+        self.follower.set_trajectory(env.joint_names, [TrajPoint(list(command), self.period_ns)],
+                                     stamp_ns=0, now_ns=t0)
+        for k in range(self.period_ns // self.sub_ns):
+            q_cmd, _ = self.follower.sample(t0 + k * self.sub_ns)
+            env.command(q_cmd)
+            env.step_physics(self.sub_steps)
+            self.joint_ns.append(t0 + (k + 1) * self.sub_ns)
+            self.joint_positions.append(env.world.positions().astype(np.float64))
+        self.now_ns = t0 + self.period_ns
+        env.step_index += 1
+        return env.observe()
+
+
 def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: bool = True,
-                    settle_steps: int = 5, expert: Any = None, noise_std: float = 0.0
-                    ) -> dict[str, Any]:
+                    settle_steps: int = 5, expert: Any = None, noise_std: float = 0.0,
+                    execute: ThroughController | None = None) -> dict[str, Any]:
     """Run the scripted expert for one seeded episode; ``settle_steps`` extra steps are recorded
     after success so a policy also sees "task done, hold still". ``noise_std`` > 0: DART
     demonstrations (``DartNoise``): the robot executes perturbed commands, ``actions`` keeps the
-    expert's clean ones."""
+    expert's clean ones. ``execute``: how a command reaches the robot (default ``env.step``:
+    held for the period; a ``ThroughController``: as through ROS); ``executed`` keeps them."""
     if frame_every < 1:
         raise ValueError(f"frame_every must be >= 1, got {frame_every}")
     expert = expert or make_expert(env)
     dart = DartNoise(noise_std, dt=env.dt)
     dart.reset(seed)
     obs = env.reset(seed)
+    if execute is not None:
+        execute.reset()
+    step = execute or env.step
+    executed = []
     states, actions, images, frame_steps = [], [], [], []
-    after = 0
+    after, success_step = 0, -1
     while env.step_index < env.max_steps:
         t = env.step_index
         if render and t % frame_every == 0:
@@ -47,17 +99,21 @@ def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: boo
         action = expert.act(obs)
         states.append(obs["state"])
         actions.append(action)
-        obs = env.step(dart.perturb(action))
+        executed.append(dart.perturb(action))
+        obs = step(executed[-1])
         if env.failure():
             break
         if env.success():
             after += 1
+            if after == 1:
+                success_step = env.step_index
             if after > settle_steps:
                 break
     h, w = env.config.image_height, env.config.image_width
     return {
         "states": np.asarray(states, dtype=np.float32),
         "actions": np.asarray(actions, dtype=np.float32),
+        "executed": np.asarray(executed, dtype=np.float64),
         "images": np.asarray(images, dtype=np.uint8).reshape(-1, h, w, 3),
         "frame_steps": np.asarray(frame_steps, dtype=np.int64),
         "control_rate_hz": float(env.config.control_rate_hz),
@@ -67,6 +123,7 @@ def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: boo
         "instruction": env.task.instruction,
         "seed": int(seed),
         "success": bool(env.success()),
+        "success_step": int(success_step),   # steps until the task first succeeded (-1: never)
     }
 
 

@@ -37,6 +37,13 @@ def _yaw_of_quat(q: np.ndarray) -> float:
     return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
 
+def _column_cross_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_i a[:, i] x b[:, i] (the orientation error of two rotation matrices, doubled): the
+    same products and order as ``np.cross`` per column, without its per-call overhead."""
+    c = a[[1, 2, 0]] * b[[2, 0, 1]] - a[[2, 0, 1]] * b[[1, 2, 0]]
+    return c[:, 0] + c[:, 1] + c[:, 2]
+
+
 class DlsIK:
     """Position + orientation IK for the 7 arm joints by damped least squares.
 
@@ -77,7 +84,7 @@ class DlsIK:
         for _ in range(iters):
             p, r = self.fk(q)
             err_p = pos - p
-            err_r = 0.5 * sum(np.cross(r[:, i], rot[:, i]) for i in range(3))
+            err_r = 0.5 * _column_cross_sum(r, rot)
             err = np.concatenate([err_p, err_r])
             if np.linalg.norm(err_p) < 1e-4 and np.linalg.norm(err_r) < 1e-3:
                 break

@@ -10,6 +10,10 @@ input that shapes them, so a second run with unchanged inputs skips straight to 
 1. collect  -- scripted-expert demonstrations through the ROS graph (``arvla_eval.collect_ros``):
                sim + live perception + a scripted expert node, one MCAP bag per episode,
                converted to training episodes with the recorded prefixes as frame tokens;
+               in lock-step (``collect.mode: lockstep``: the sim waits for each demonstrator
+               tick, exact timing) or at real time; or (``collect.mode: inprocess``) the same
+               demonstrator without ROS (``arvla_eval.collect_inprocess``, the same episodes
+               as lock-step, several worker processes);
 2. train    -- the AR expert, stage 1 (action-only) then stage 2 (prefix + sampled staleness),
                ``arvla_action_expert.train`` with ``config/expert_demo.yaml``; one expert for
                all tasks (the instruction token of the prefix tells them apart);
@@ -48,6 +52,9 @@ CACHE_VERSION = "demo-v7"     # bump when stage code changes what a cached artef
 # Configuration
 
 
+COLLECT_MODES = ("realtime", "lockstep", "inprocess")
+
+
 @dataclasses.dataclass
 class CollectStage:
     episodes: int = 20                 # demonstrations per task (seeds seed0 .. seed0 + n - 1)
@@ -58,9 +65,18 @@ class CollectStage:
     processes: int = 1                 # ROS graphs collecting side by side (tasks split between)
     noise_std: float = 0.0             # DART: rad of smooth noise on the executed arm commands
     noisy_fraction: float = 0.5        # share of demonstrations perturbed (labels stay clean)
+    mode: str = "realtime"             # like eval.mode: "realtime" / "lockstep" through the ROS
+    #                                    graph (collect_ros; lockstep: the sim waits for each tick
+    #                                    of the demonstrator node), or "inprocess": the same
+    #                                    demonstrator without ROS (collect_inprocess), `processes`
+    #                                    worker processes per task. lockstep and inprocess give
+    #                                    the same episodes (test_collect_inprocess.py)
 
     def __post_init__(self) -> None:
         require(self.episodes >= 1, "episodes", self.episodes, "must be >= 1")
+        require(self.mode in COLLECT_MODES, "mode", self.mode, f"must be one of {list(COLLECT_MODES)}")
+        require(self.mode != "inprocess" or self.prefixes == "offline", "prefixes", self.prefixes,
+                "must be 'offline' with mode 'inprocess' (frames are encoded after each episode)")
         require(self.real_time_factor > 0, "real_time_factor", self.real_time_factor, "must be > 0")
         require(self.processes >= 1, "processes", self.processes, "must be >= 1")
 
@@ -181,21 +197,35 @@ def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool,
     c = cfg.collect
     seeds = list(range(c.seed0, c.seed0 + c.episodes))
     sim = {**cfg.sim, "real_time_factor": c.real_time_factor}
+    if c.mode == "lockstep":   # the sim waits for each of the demonstrator node's ticks
+        from arvla_eval.evaluate import graph_sim_params
+
+        sim = graph_sim_params("lockstep", sim, cfg.eval.lag_steps)
+        if c.prefixes == "offline":
+            sim["lockstep_prefix_topic"] = ""   # no perception node to wait for
     ccfg = CollectConfig(task=task, seeds=seeds, control_rate_hz=cfg.control_rate_hz,
                          settle_s=c.settle_s, sim=sim, perception=cfg.perception, keep_bags=True,
                          noise_std=c.noise_std, noisy_fraction=c.noisy_fraction,
                          prefixes=c.prefixes)
-    key = _hash("collect", to_dict(ccfg))
+    inprocess = c.mode == "inprocess"
+    key = _hash("collect", to_dict(ccfg), "inprocess") if inprocess else _hash("collect", to_dict(ccfg))
     d = collect_dir(out, task, key)
     info = read_done(d)
-    with Stage(f"collect {task}", f"{len(seeds)} scripted demonstrations through ROS -> {d}"):
+    how = (f"in process ({c.processes} workers)" if inprocess
+           else f"through ROS ({c.mode.replace('realtime', 'real time')})")
+    with Stage(f"collect {task}", f"{len(seeds)} scripted demonstrations {how} -> {d}"):
         if info is not None and not force:
             print(f"[demo]   cached: {info['episodes']} episodes, scripted success "
                   f"{info['successes']}/{info['n']}")
             return d
         if d.exists():
             shutil.rmtree(d)
-        result = collect_ros(ccfg, d, progress=progress, domain_id=domain_id, log_level="warn")
+        if inprocess:
+            from arvla_eval.collect_inprocess import collect_inprocess
+
+            result = collect_inprocess(ccfg, d, progress=progress, workers=c.processes)
+        else:
+            result = collect_ros(ccfg, d, progress=progress, domain_id=domain_id, log_level="warn")
         save_records(d / "records.npz", result.records)
         wins = sum(r.success for r in result.records)
         if not result.episodes:
@@ -225,7 +255,7 @@ def collect_all(cfg: DemoConfig, out: pathlib.Path, *, force: bool, progress: bo
     the user collection stays in one process on that domain.
     """
     n = min(cfg.collect.processes, len(cfg.tasks))
-    if n <= 1 or domain_id is None:
+    if n <= 1 or domain_id is None or cfg.collect.mode == "inprocess":  # in process: workers per task
         return [pathlib.Path(p) for p in
                 _collect_tasks(cfg, out, list(cfg.tasks), force, progress, domain_id)]
     from arvla_sim.tasks import make_task

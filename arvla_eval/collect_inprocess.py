@@ -120,10 +120,13 @@ def _worker_run(job: tuple[int, float]) -> Demonstration:
 
 
 def collect_inprocess(config: CollectConfig, out_dir: str | pathlib.Path, *, progress: bool = True,
-                      workers: int = 1) -> CollectResult:
+                      workers: int = 1, resume: bool = False) -> CollectResult:
     """Collect ``config.seeds`` demonstrations of ``config.task`` into ``out_dir/episodes/``
     (``<task>_<seed>.npz``, as ``collect_ros``; no bags). ``workers`` > 1 spreads the seeds over
-    processes; the episodes are the same for any number of workers."""
+    processes; the episodes are the same for any number of workers. ``resume``: seeds already
+    demonstrated in ``out_dir`` (an episode file, or a ``.<task>_<seed>.unsuccessful`` marker) are
+    not run again (each seed keeps its DART noise, which depends on its index in ``seeds``);
+    the result then lists only the seeds run now."""
     from tqdm import tqdm
 
     from arvla_base.episode import save_episode
@@ -132,7 +135,12 @@ def collect_inprocess(config: CollectConfig, out_dir: str | pathlib.Path, *, pro
         raise ValueError(f"workers: {workers} must be >= 1")
     ep_dir = pathlib.Path(out_dir) / "episodes"
     ep_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, config.noise_for(i)) for i, seed in enumerate(config.seeds)]
+    def done(seed: int) -> bool:
+        name = f"{config.task}_{seed:06d}"
+        return (ep_dir / f"{name}.npz").is_file() or (ep_dir / f".{name}.unsuccessful").is_file()
+
+    jobs = [(seed, config.noise_for(i)) for i, seed in enumerate(config.seeds)
+            if not (resume and done(seed))]
     result = CollectResult([], [], [])
     bar = tqdm(total=len(jobs), desc=f"collect {config.task} (in process)", unit="ep",
                disable=not progress)
@@ -142,6 +150,8 @@ def collect_inprocess(config: CollectConfig, out_dir: str | pathlib.Path, *, pro
         result.records.append(demo.record)
         if demo.episode is not None:
             result.episodes.append(save_episode(ep_dir / f"{config.task}_{seed:06d}.npz", demo.episode))
+        else:  # so that a resumed collection does not run it again
+            (ep_dir / f".{config.task}_{seed:06d}.unsuccessful").write_text("scripted expert failed\n")
         bar.update()
         bar.set_postfix(success=f"{sum(r.success for r in result.records)}/{len(result.records)}")
 

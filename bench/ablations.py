@@ -12,6 +12,14 @@ those episodes (``chunk``, ``chunk_te``). Checkpoints and records are cached und
 a hash of the row's settings, so rows can be run in several processes (one per core, e.g.
 ``--rows a,b`` and ``--rows c,d``) and the table printed from the cache afterwards
 (``--table``). Prints success with 95 % Wilson intervals and RMS jerk with 95 % intervals.
+
+Demonstrations as a row: ``ROW@DATA`` trains row ROW (or the baselines ``chunk`` / ``chunk_te``,
+retrained with config/chunk_demo.yaml) on other demonstrations than the demo's ROS-collected
+ones: ``inprocN`` = N scripted demonstrations per task collected in process
+(``arvla_eval.collect_inprocess``: the same demonstrator, DART noise and settle as the demo,
+seeds 0..N-1, exact timing), cached under ``--out``/demos. ``demo@inproc50`` against ``demo``
+isolates the collection's timing noise; ``demo@inproc150`` against ``chunk@inproc150`` asks
+whether more data closes a gap.
 """
 
 from __future__ import annotations
@@ -52,12 +60,70 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
+def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str],
+                  out: pathlib.Path, workers: int) -> list[pathlib.Path]:
+    """The episode directories of demonstration set ``data`` ('ros' = the demo's own)."""
+    if data == "ros":
+        return list(layout["episodes"])
+    if not data.startswith("inproc") or not data[6:].isdigit():
+        raise SystemExit(f"unknown demonstrations {data!r}: 'ros' or 'inprocN' (N per task)")
+    from arvla_base.config import to_dict
+    from arvla_eval.collect_inprocess import collect_inprocess
+    from arvla_eval.collect_ros import CollectConfig
+
+    n, c, dirs = int(data[6:]), demo.collect, []
+    for task in layout["tasks"]:
+        seeds = list(range(c.seed0, c.seed0 + n))
+        ccfg = CollectConfig(task=task, seeds=seeds,
+                             control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
+                             sim=layout["sim"], perception=layout["perception"], prefixes="offline",
+                             noise_std=c.noise_std, noisy_fraction=c.noisy_fraction)
+        # one cache per setting (not per count): inproc50 is the first 50 seeds of inproc150
+        d = out / "demos" / f"{task}-{_key({**to_dict(ccfg), 'seeds': None})}"
+        t0 = time.monotonic()
+        res = collect_inprocess(ccfg, d, progress=True, workers=workers, resume=True)
+        if res.records:
+            print(f"[{data}] {task}: {len(res.records)} more seeds demonstrated, "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
+        first = d / f"first{n}"   # the episodes of seeds 0..n-1, as links
+        if not first.is_dir():
+            tmp = d / f".first{n}.tmp"
+            tmp.mkdir(exist_ok=True)
+            for s_ in seeds:
+                src = d / "episodes" / f"{task}_{s_:06d}.npz"
+                if src.is_file() and not (tmp / src.name).exists():
+                    (tmp / src.name).symlink_to(src.resolve())
+            tmp.rename(first)
+        print(f"[{data}] {task}: {len(list(first.glob('*.npz')))} successful demonstrations of "
+              f"{n}", flush=True)
+        dirs.append(first)
+    return dirs
+
+
+def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path) -> pathlib.Path:
+    """The demo's chunked baseline recipe (config/chunk_demo.yaml) trained on ``episode_dirs``."""
+    from arvla_baselines.chunk import ChunkTrainConfig, train_chunk_policy
+    from arvla_base.config import load_config, to_dict
+    from arvla_base.paths import config_file
+    from arvla_eval.evaluate import episode_source, fit_chunk_dims
+
+    source = episode_source(episode_dirs)
+    cfg = fit_chunk_dims(load_config(ChunkTrainConfig, config_file("chunk_demo.yaml")), source)
+    d = out / "chunk" / _key(to_dict(cfg), [str(p) for p in episode_dirs])
+    if not (d / "config.json").is_file():
+        t0 = time.monotonic()
+        train_chunk_policy(source, cfg, d, progress=False)
+        print(f"[chunk@{data}] trained on {len(source)} episodes, {time.monotonic() - t0:.0f} s",
+              flush=True)
+    return d
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[Any],
-              out: pathlib.Path, perception: dict[str, Any]) -> pathlib.Path:
+              out: pathlib.Path, perception: dict[str, Any], data: str = "ros") -> pathlib.Path:
     """The row's stage-2 checkpoint (trained here unless cached)."""
     from arvla_action_expert.data import InMemoryEpisodes
     from arvla_action_expert.train import TrainConfig, train
@@ -79,7 +145,7 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     data["num_threads"] = torch.get_num_threads()
     tcfg = from_dict(TrainConfig, data)
     steps = (steps[0] * steps_x, steps[1] * steps_x)
-    d = out / "train" / _key(to_dict(tcfg), steps, len(episodes))  # rows with the same training share it
+    d = out / "train" / _key(to_dict(tcfg), steps, len(episodes), data)  # rows with the same training share it
     if (d / "DONE").is_file():
         return d / "stage2"
     source = InMemoryEpisodes(episodes)
@@ -103,6 +169,8 @@ def main() -> int:
     ap.add_argument("--tasks", nargs="+")
     ap.add_argument("--out", default="runs/ablations")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes for in-process collection and evaluation")
     ap.add_argument("--table", action="store_true", help="only print the table of cached rows")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     args = ap.parse_args()
@@ -133,33 +201,40 @@ def main() -> int:
     out = pathlib.Path(args.out)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     for r in rows:
-        if r not in ROWS and r not in ("chunk", "chunk_te"):
+        base_row = r.split("@")[0]
+        if base_row not in ROWS and base_row not in ("chunk", "chunk_te"):
             print(f"--rows: unknown row {r!r} (--list shows them)", file=sys.stderr)
             return 2
-    episodes = [ep for d in layout["episodes"] for ep in NpzEpisodeDir(d)]
     perception = token_settings(layout["perception"])
     all_records = []
     for r in rows:
-        what, overrides, node = ROWS.get(r, (r, {}, {}))
+        base_row, _, data = r.partition("@")
+        data = data or "ros"
+        what, overrides, node = ROWS.get(base_row, (base_row, {}, {}))
         params = {**layout["expert_node"], **node}
         rec_path = out / "records" / f"{r}-{_key(overrides, params, a, b, tasks, str(layout['expert']))}.npz"
         if not rec_path.is_file() and not args.table:
-            if r in ("chunk", "chunk_te"):
-                base = ChunkPolicy.from_checkpoint(art / "chunk")
-                mode = "chunk" if r == "chunk" else "temporal_ensemble"
+            dirs = data_episodes(data, demo, layout, tasks, out, args.workers)
+            if base_row in ("chunk", "chunk_te"):
+                ckpt = (art / "chunk" if data == "ros" and (art / "chunk" / "config.json").is_file()
+                        else train_chunk_row(data, dirs, out))
+                base = ChunkPolicy.from_checkpoint(ckpt)
+                mode = "chunk" if base_row == "chunk" else "temporal_ensemble"
                 policy: Any = base.with_exec(dataclasses.replace(base.exec, mode=mode))
                 params = {k: v for k, v in params.items() if k != "ensemble_steps"}
-            elif not overrides:  # the demo's own expert, as `arvla demo` trained it
+            elif not overrides and data == "ros" and layout["expert"] is not None:
+                # the demo's own expert, as `arvla demo` trained it
                 policy = ExpertPolicy.from_checkpoint(layout["expert"])
             else:
+                episodes = [ep for d in dirs for ep in NpzEpisodeDir(d)]
                 policy = ExpertPolicy.from_checkpoint(train_row(r, overrides, demo, episodes, out,
-                                                                perception))
+                                                                perception, data))
             t0 = time.monotonic()
             recs = run_inprocess({r: policy}, InProcessSetup(
                 tasks=tasks, seeds=list(range(a, b)),
                 max_seconds_per_task={k: float(v) for k, v in (layout["max_seconds"] or {}).items()},
                 sim_params=layout["sim"], perception_params=layout["perception"],
-                expert_params=params, progress=False))
+                expert_params=params, progress=False), workers=args.workers)
             rec_path.parent.mkdir(parents=True, exist_ok=True)
             save_records(rec_path, recs)
             print(f"[{r}] evaluated {len(recs)} episodes in {time.monotonic() - t0:.0f} s", flush=True)
@@ -169,8 +244,10 @@ def main() -> int:
         print(f"\nIn process, deterministic (perception lag 2 steps), seeds {a}..{b - 1}:")
         print(rows_markdown(report_rows(all_records)))
         for r in rows:
-            if r in ROWS:
-                print(f"- {r}: {ROWS[r][0]}")
+            base_row, _, data = r.partition("@")
+            if base_row in ROWS or data:
+                what = ROWS[base_row][0] if base_row in ROWS else f"the baseline's {base_row}"
+                print(f"- {r}: {what}" + (f", trained on demonstrations {data}" if data else ""))
     return 0
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from arvla.demo import DemoConfig, load_demo_config, main
+from arvla.demo import CollectStage, DemoConfig, load_demo_config, main
 from arvla_base.config import ConfigError
 
 ROOT_CONFIG = "config/demo.yaml"
@@ -24,6 +24,10 @@ def test_config_loads_and_validates(repo_root):
         DemoConfig(tasks=["fly"])
     with pytest.raises(ConfigError, match="sim.real_time_factor"):
         DemoConfig(sim={"real_time_factor": 3.0})
+    with pytest.raises(ConfigError, match="mode: must be one of"):
+        CollectStage(mode="fast")
+    with pytest.raises(ConfigError, match="prefixes: must be .offline. with mode .inprocess."):
+        CollectStage(mode="inprocess", prefixes="live")
 
 
 @pytest.mark.slow

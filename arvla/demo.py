@@ -2,6 +2,7 @@
 
     arvla demo                 # 3 tasks, ~15 min on 2 cores
     arvla demo --quick         # 1 task, every stage, ~2 min (CI)
+    arvla demo --large         # the bigger recipe: 150 demonstrations per task, in process
     arvla demo --tasks cued_reach --out /tmp/demo --force
 
 Stages (each prints its timing; results are cached under ``--out``, keyed by a hash of every
@@ -139,18 +140,26 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_demo_config(path: str | os.PathLike[str], *, quick: bool) -> DemoConfig:
-    """``demo`` section of the YAML, with the ``quick`` section merged on top when asked."""
+VARIANTS = ("full", "quick", "large")   # the demo, `--quick` (CI), `--large` (the bigger recipe)
+
+
+def load_demo_config(path: str | os.PathLike[str], *, quick: bool = False,
+                     variant: str | None = None) -> DemoConfig:
+    """``demo`` section of the YAML, with the ``quick`` or ``large`` section merged on top for
+    those variants (``quick=True`` is ``variant="quick"``)."""
+    variant = variant or ("quick" if quick else "full")
+    if variant not in VARIANTS:
+        raise ConfigError(f"demo variant {variant!r}: must be one of {list(VARIANTS)}")
     data = load_yaml(path)
     if "demo" not in data:
         raise ConfigError(f"{path}: missing top-level section 'demo'")
     cfg = data["demo"]
-    if quick:
-        if "quick" not in data:
-            raise ConfigError(f"{path}: --quick needs a top-level section 'quick'")
-        cfg = _merge(cfg, data["quick"])
+    if variant != "full":
+        if variant not in data:
+            raise ConfigError(f"{path}: --{variant} needs a top-level section '{variant}'")
+        cfg = _merge(cfg, data[variant])
     try:
-        return from_dict(DemoConfig, cfg, prefix="quick." if quick else "demo.")
+        return from_dict(DemoConfig, cfg, prefix="demo." if variant == "full" else f"{variant}.")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
 
@@ -307,6 +316,12 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
             src = NpzEpisodeDir(cd / "episodes")
             episodes += [src[i] for i in range(len(src))]
         source = InMemoryEpisodes(episodes)
+        n_tokens = max((e.frame_tokens.shape[1] for e in episodes if e.frame_tokens.shape[0]), default=0)
+        if n_tokens > tcfg.model.max_prefix_tokens:  # a finer perception grid than the recipe's
+            print(f"[demo]   {n_tokens} prefix tokens per frame: model.max_prefix_tokens "
+                  f"{tcfg.model.max_prefix_tokens} -> {n_tokens}")
+            tcfg = dataclasses.replace(tcfg, model=dataclasses.replace(
+                tcfg.model, max_prefix_tokens=int(n_tokens)))
         steps = sum(e.length for e in episodes)
         print(f"[demo]   {len(episodes)} episodes, {steps} steps, "
               f"{sum(len(e.frame_steps) for e in episodes)} frames")
@@ -460,11 +475,15 @@ def run_demo(cfg: DemoConfig, out: pathlib.Path, *, force: bool = False, progres
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="arvla demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="CI variant: 1 task, few episodes/steps (< 3 min)")
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="CI variant: 1 task, few episodes/steps (< 3 min)")
+    size.add_argument("--large", action="store_true",
+                      help="the bigger recipe (section 'large' of the config: 150 demonstrations "
+                           "per task collected in process; ~25 min on 2 cores)")
     ap.add_argument("--out", default="artifacts/demo", help="artefact directory (default artifacts/demo)")
     ap.add_argument("--tasks", nargs="+", help="override the task list")
     ap.add_argument("--force", action="store_true", help="recompute every stage (ignore the cache)")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="demo YAML (sections demo, quick)")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="demo YAML (sections demo, quick, large)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     ap.add_argument("--baselines", action="store_true",
                     help="then `arvla eval --artefacts` on the result: the chunked baselines "
@@ -472,17 +491,18 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
-        cfg = load_demo_config(args.config, quick=args.quick)
+        variant = "quick" if args.quick else "large" if args.large else "full"
+        cfg = load_demo_config(args.config, variant=variant)
         if args.tasks:
             cfg = from_dict(DemoConfig, {**to_dict(cfg), "tasks": args.tasks}, prefix="--tasks ")
     except ConfigError as err:
         print(f"arvla demo: {err}", file=sys.stderr)
         return 2
-    out = pathlib.Path(args.out) / ("quick" if args.quick else "full")
+    out = pathlib.Path(args.out) / variant
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    print(f"[demo] {'quick' if args.quick else 'full'} run: tasks {cfg.tasks}, artefacts in {out}")
+    print(f"[demo] {variant} run: tasks {cfg.tasks}, artefacts in {out}")
     run_demo(cfg, out, force=args.force, progress=not args.no_progress,
-             title=f"arvla demo ({'quick' if args.quick else 'full'})")
+             title=f"arvla demo ({variant})")
     if args.baselines:
         from arvla.commands.eval import cli_main as eval_main
 

@@ -19,7 +19,8 @@ ones: ``inprocN`` = N scripted demonstrations per task collected in process
 (``arvla_eval.collect_inprocess``: the same demonstrator, DART noise and settle as the demo,
 seeds 0..N-1, exact timing), cached under ``--out``/demos. ``demo@inproc50`` against ``demo``
 isolates the collection's timing noise; ``demo@inproc150`` against ``chunk@inproc150`` asks
-whether more data closes a gap.
+whether more data closes a gap; ``inprocNgK`` encodes the frames on a K x K token grid (the
+demo: 2 x 2), for training and evaluation alike.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import re
 import sys
 import time
 from typing import Any
@@ -65,18 +67,17 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     """The episode directories of demonstration set ``data`` ('ros' = the demo's own)."""
     if data == "ros":
         return list(layout["episodes"])
-    if not data.startswith("inproc") or not data[6:].isdigit():
-        raise SystemExit(f"unknown demonstrations {data!r}: 'ros' or 'inprocN' (N per task)")
     from arvla_base.config import to_dict
     from arvla_eval.collect_inprocess import collect_inprocess
     from arvla_eval.collect_ros import CollectConfig
 
-    n, c, dirs = int(data[6:]), demo.collect, []
+    n, grid = parse_data(data)
+    c, dirs = demo.collect, []
     for task in layout["tasks"]:
         seeds = list(range(c.seed0, c.seed0 + n))
         ccfg = CollectConfig(task=task, seeds=seeds,
                              control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
-                             sim=layout["sim"], perception=layout["perception"], prefixes="offline",
+                             sim=layout["sim"], perception=data_perception(data, layout), prefixes="offline",
                              noise_std=c.noise_std, noisy_fraction=c.noisy_fraction)
         # one cache per setting (not per count): inproc50 is the first 50 seeds of inproc150
         d = out / "demos" / f"{task}-{_key({**to_dict(ccfg), 'seeds': None})}"
@@ -98,6 +99,23 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
               f"{n}", flush=True)
         dirs.append(first)
     return dirs
+
+
+def parse_data(data: str) -> tuple[int, int | None]:
+    """'inprocN' -> (N, None); 'inprocNgK' -> (N, K): perception on a K x K token grid."""
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?", data)
+    if m is None:
+        raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task) or "
+                         "'inprocNgK' (perception tokens on a K x K grid)")
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None
+
+
+def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
+    """The perception node parameters of demonstration set ``data`` (the demo's, or its grid)."""
+    if data == "ros" or parse_data(data)[1] is None:
+        return dict(layout["perception"])
+    k = parse_data(data)[1]
+    return {**layout["perception"], "token_grid": [k, k]}
 
 
 def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path) -> pathlib.Path:
@@ -205,7 +223,6 @@ def main() -> int:
         if base_row not in ROWS and base_row not in ("chunk", "chunk_te"):
             print(f"--rows: unknown row {r!r} (--list shows them)", file=sys.stderr)
             return 2
-    perception = token_settings(layout["perception"])
     all_records = []
     for r in rows:
         base_row, _, data = r.partition("@")
@@ -227,13 +244,18 @@ def main() -> int:
                 policy = ExpertPolicy.from_checkpoint(layout["expert"])
             else:
                 episodes = [ep for d in dirs for ep in NpzEpisodeDir(d)]
-                policy = ExpertPolicy.from_checkpoint(train_row(r, overrides, demo, episodes, out,
-                                                                perception, data))
+                # as many prefix tokens as the demonstrations' perception makes (the key of an
+                # unchanged count stays the same: the recipe's own value)
+                row_overrides = {**overrides,
+                                 "model.max_prefix_tokens": int(episodes[0].frame_tokens.shape[1])}
+                policy = ExpertPolicy.from_checkpoint(train_row(
+                    r, row_overrides, demo, episodes, out,
+                    token_settings(data_perception(data, layout)), data))
             t0 = time.monotonic()
             recs = run_inprocess({r: policy}, InProcessSetup(
                 tasks=tasks, seeds=list(range(a, b)),
                 max_seconds_per_task={k: float(v) for k, v in (layout["max_seconds"] or {}).items()},
-                sim_params=layout["sim"], perception_params=layout["perception"],
+                sim_params=layout["sim"], perception_params=data_perception(data, layout),
                 expert_params=params, progress=False), workers=args.workers)
             rec_path.parent.mkdir(parents=True, exist_ok=True)
             save_records(rec_path, recs)

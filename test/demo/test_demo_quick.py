@@ -20,6 +20,11 @@ def test_config_loads_and_validates(repo_root):
     assert full.tasks == ["pick_lift", "push", "cued_reach"]
     assert quick.tasks == ["pick_lift"] and quick.collect.episodes < full.collect.episodes
     assert quick.sim == full.sim     # quick changes sizes, not the robot
+    large = load_demo_config(repo_root / ROOT_CONFIG, variant="large")
+    assert large.tasks == full.tasks and large.collect.episodes > full.collect.episodes
+    assert large.collect.mode == "inprocess" and large.sim == full.sim and large.eval == full.eval
+    with pytest.raises(ConfigError, match="variant 'huge'"):
+        load_demo_config(repo_root / ROOT_CONFIG, variant="huge")
     with pytest.raises(ConfigError, match="tasks"):
         DemoConfig(tasks=["fly"])
     with pytest.raises(ConfigError, match="sim.real_time_factor"):

@@ -39,7 +39,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from arvla_base.config import ConfigError, from_dict, load_yaml, require, to_dict
+from arvla_base.config import ConfigError, deep_merge, from_dict, load_yaml, require, to_dict
 from arvla_base.paths import config_file, package_share_dir
 from arvla_eval.demo_artefacts import collect_dir, eval_dir, mark_done, read_done, train_dir
 
@@ -133,13 +133,6 @@ class DemoConfig:
             require(key not in self.sim, f"sim.{key}", self.sim.get(key), "is set per stage, not here")
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 VARIANTS = ("full", "quick", "large")   # the demo, `--quick` (CI), `--large` (the bigger recipe)
 
 
@@ -157,7 +150,7 @@ def load_demo_config(path: str | os.PathLike[str], *, quick: bool = False,
     if variant != "full":
         if variant not in data:
             raise ConfigError(f"{path}: --{variant} needs a top-level section '{variant}'")
-        cfg = _merge(cfg, data[variant])
+        cfg = deep_merge(cfg, data[variant])
     try:
         return from_dict(DemoConfig, cfg, prefix="demo." if variant == "full" else f"{variant}.")
     except ConfigError as err:

@@ -170,3 +170,11 @@ def require(cond: bool, key: str, value: Any, what: str) -> None:
     """Range-check helper for ``__post_init__``: ``require(x > 0, "width", x, "must be > 0")``."""
     if not cond:
         raise ConfigError(f"{key}: {what}, got {value!r}")
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: nested mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

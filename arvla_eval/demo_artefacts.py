@@ -19,7 +19,7 @@ import json
 import pathlib
 from typing import Any
 
-from arvla_base.config import ConfigError, load_yaml
+from arvla_base.config import ConfigError, deep_merge, load_yaml
 from arvla_base.fileio import atomic_write_text
 from arvla_base.paths import config_file
 
@@ -76,7 +76,10 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
     out: dict[str, Any] = {"episodes": [p / "episodes" for p in collect], "tasks": tasks,
                            "expert": trained[-1] / "stage2" if trained else None}
     try:  # the demo's own node parameters, so every policy runs in the demo's setting
-        demo = load_yaml(config_file("demo.yaml"))["demo"]
+        data = load_yaml(config_file("demo.yaml"))
+        demo = data["demo"]
+        if art.name in ("quick", "large") and isinstance(data.get(art.name), dict):
+            demo = deep_merge(demo, data[art.name])   # `arvla demo --quick / --large` artefacts
         out["sim"] = dict(demo.get("sim") or {})
         out["perception"] = dict(demo.get("perception") or {})
         out["expert_node"] = dict(demo.get("expert") or {})

@@ -66,6 +66,18 @@ def test_demo_layout_is_found_and_combined(tmp_path):
     assert setup.mode == "lockstep" and setup.lag_steps == 2   # the demo's eval.mode
 
 
+def test_large_demo_layout_takes_its_own_perception(tmp_path):
+    """`arvla demo --large` artefacts (artifacts/demo/large) are evaluated with the large
+    section's settings (its 4x4 perception grid), not the default demo's."""
+    full = demo_layout(_demo_tree(tmp_path / "full"))
+    large = demo_layout(_demo_tree(tmp_path / "large"))
+    assert full["perception"]["token_grid"] == [2, 2]
+    assert large["perception"]["token_grid"] == [4, 4]
+    assert large["perception"]["hidden_layer"] == full["perception"]["hidden_layer"]
+    setup = _setup_from_args(_args(artefacts=str(tmp_path / "large")))
+    assert setup.perception_params["token_grid"] == [4, 4]
+
+
 def test_flat_layout_still_works(tmp_path):
     setup = _setup_from_args(_args(artefacts=str(tmp_path), quick=True))
     assert setup.episodes == [tmp_path / "episodes"] and setup.expert == tmp_path / "expert"

@@ -472,7 +472,7 @@ def main(argv: list[str]) -> int:
     size.add_argument("--quick", action="store_true", help="CI variant: 1 task, few episodes/steps (< 3 min)")
     size.add_argument("--large", action="store_true",
                       help="the bigger recipe (section 'large' of the config: 150 demonstrations "
-                           "per task collected in process; ~25 min on 2 cores)")
+                           "per task collected in process, a 4x4 perception grid; ~30-35 min on 2 cores)")
     ap.add_argument("--out", default="artifacts/demo", help="artefact directory (default artifacts/demo)")
     ap.add_argument("--tasks", nargs="+", help="override the task list")
     ap.add_argument("--force", action="store_true", help="recompute every stage (ignore the cache)")

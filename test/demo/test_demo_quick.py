@@ -58,3 +58,29 @@ def test_demo_quick_end_to_end_and_cached(tmp_path, capsys, repo_root, monkeypat
     assert main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.count("cached") == 3, out
+
+
+@pytest.mark.slow
+def test_demo_large_path_collects_in_process_on_a_finer_grid(tmp_path, capsys, repo_root, monkeypatch):
+    """`arvla demo --large` end to end at CI size: the config's `large` section replaced by the
+    quick sizes plus the large recipe's collection mode and perception grid."""
+    import yaml
+
+    monkeypatch.chdir(repo_root)
+    data = yaml.safe_load((repo_root / ROOT_CONFIG).read_text())
+    large = data["large"]
+    data["large"] = {**data["quick"], "perception": large["perception"],
+                     "collect": {**data["quick"]["collect"], "mode": large["collect"]["mode"],
+                                 "processes": 1}}
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["--large", "--config", str(cfg), "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "in process (1 workers)" in out and "prefix tokens per frame" in out, out
+    for stage in ("collect pick_lift done", "train done", "evaluate done", "report done"):
+        assert stage in out, out
+    from arvla_action_expert.data import NpzEpisodeDir
+
+    (episodes,) = list((tmp_path / "large").glob("collect/pick_lift-*/episodes"))
+    ep = NpzEpisodeDir(episodes)[0]
+    assert ep.frame_tokens.shape[1:] == (17, 384) and ":g4x4" in ep.model_id

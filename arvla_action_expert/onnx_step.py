@@ -179,6 +179,7 @@ class OnnxStep:
 
                 qpath = os.path.join(tmp, "step_int8.onnx")
                 quantize_dynamic(path, qpath, weight_type=QuantType.QInt8, per_channel=True,
+                                 reduce_range=True,  # 7-bit weights: no u8s8 saturation on CPUs without VNNI
                                  nodes_to_exclude=no_quant,
                                  extra_options={"DefaultTensorType": TensorProto.FLOAT})
                 path = qpath

@@ -96,7 +96,15 @@ def test_inprocess_demonstrations_equal_lockstep_ros_ones(tmp_path):
     inproc = collect_inprocess(cfg, tmp_path / "inproc", progress=False)
     a, b = load_episode(ros.episodes[0]), load_episode(inproc.episodes[0])
     T = len(b["states"])
-    assert T == 30 and len(a["states"]) >= T
-    assert np.abs(a["states"][:T] - b["states"][:T]).max() < 1e-6   # bit-identical here
-    assert np.abs(a["actions"][:T] - b["actions"][:T]).max() < 1e-6
-    assert list(a["frame_steps"][:len(b["frame_steps"])]) == list(b["frame_steps"])
+    assert T == 30 and len(a["states"]) >= T - 1
+    # The bag's step 0 is the first tick after the reset the recorder saw; on a loaded machine
+    # that can be the demonstrator's second tick (seen on a clean-clone CI run): the ROS episode
+    # then starts one step later. Apart from that, the motion must be the same, bit for bit.
+    for shift in (0, 1):
+        n = min(len(a["states"]), T - shift)
+        if np.abs(a["states"][:n] - b["states"][shift:shift + n]).max() < 1e-6:
+            break
+    else:
+        raise AssertionError("the lock-step ROS demonstration differs from the in-process one")
+    assert np.abs(a["actions"][:n] - b["actions"][shift:shift + n]).max() < 1e-6
+    assert n >= T - 1

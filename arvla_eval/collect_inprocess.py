@@ -31,13 +31,11 @@ import numpy as np
 
 from arvla_eval.collect_ros import CollectConfig, CollectResult
 from arvla_eval.records import EpisodeRecord
+from arvla_eval.streaming import FOLLOWER_HZ
 
 __all__ = ["Demonstrator", "collect_inprocess"]
 
 log = logging.getLogger(__name__)
-
-FOLLOWER_HZ = 100.0    # the sim node's controller_rate_hz default
-
 
 @dataclasses.dataclass
 class Demonstration:

@@ -66,6 +66,9 @@ class CollectStage:
     processes: int = 1                 # ROS graphs collecting side by side (tasks split between)
     noise_std: float = 0.0             # DART: rad of smooth noise on the executed arm commands
     noisy_fraction: float = 0.5        # share of demonstrations perturbed (labels stay clean)
+    motion_profile: str = "trapezoid"  # the demonstrator's hand motion: "trapezoid" (bounded
+    #                                    acceleration) or "min_jerk" (quintic segments; smoother
+    #                                    demonstrations, arvla_sim.experts.WaypointExpert)
     mode: str = "realtime"             # like eval.mode: "realtime" / "lockstep" through the ROS
     #                                    graph (collect_ros; lockstep: the sim waits for each tick
     #                                    of the demonstrator node), or "inprocess": the same
@@ -80,6 +83,10 @@ class CollectStage:
                 "must be 'offline' with mode 'inprocess' (frames are encoded after each episode)")
         require(self.real_time_factor > 0, "real_time_factor", self.real_time_factor, "must be > 0")
         require(self.processes >= 1, "processes", self.processes, "must be >= 1")
+        from arvla_sim.experts import MOTION_PROFILES
+
+        require(self.motion_profile in MOTION_PROFILES, "motion_profile", self.motion_profile,
+                f"must be one of {list(MOTION_PROFILES)}")
 
 
 @dataclasses.dataclass
@@ -208,7 +215,7 @@ def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool,
     ccfg = CollectConfig(task=task, seeds=seeds, control_rate_hz=cfg.control_rate_hz,
                          settle_s=c.settle_s, sim=sim, perception=cfg.perception, keep_bags=True,
                          noise_std=c.noise_std, noisy_fraction=c.noisy_fraction,
-                         prefixes=c.prefixes)
+                         prefixes=c.prefixes, motion_profile=c.motion_profile)
     inprocess = c.mode == "inprocess"
     key = _hash("collect", to_dict(ccfg), "inprocess") if inprocess else _hash("collect", to_dict(ccfg))
     d = collect_dir(out, task, key)

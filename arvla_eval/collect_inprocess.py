@@ -50,6 +50,7 @@ class Demonstrator:
         from arvla_data.prefixes import OfflinePrefixes
         from arvla_sim.collect import ThroughController
         from arvla_sim.env import SimEnv
+        from arvla_sim.experts import make_expert
         from arvla_sim.tasks import make_task
 
         if config.prefixes != "offline":
@@ -69,6 +70,7 @@ class Demonstrator:
                           home_noise=float(sim.get("home_noise", 0.02)),
                           max_duration_s=float(config.max_seconds or task.max_duration_s))
         self.controller = ThroughController(self.env, FOLLOWER_HZ)
+        self.expert = make_expert(self.env, config.motion_profile)
         # one torch thread per process: parallelism comes from workers
         self.encoder = OfflinePrefixes({**config.perception, "num_threads": 1}, task.instruction)
 
@@ -80,7 +82,7 @@ class Demonstrator:
         cfg, env = self.config, self.env
         ep = collect_episode(env, seed, frame_every=self.frame_every, noise_std=noise_std,
                              settle_steps=int(round(cfg.settle_s * self.rate)),
-                             execute=self.controller)
+                             execute=self.controller, expert=self.expert)
         success = bool(ep["success"])
         T = len(ep["states"])
         ticks = np.arange(T) / self.rate

@@ -71,6 +71,8 @@ class CollectConfig:
     #                                        encode the bag's camera frames after each episode
     noise_std: float = 0.0                 # DART: rad of smooth noise on executed arm commands
     noisy_fraction: float = 0.5            # share of episodes perturbed (the rest are clean)
+    motion_profile: str = "trapezoid"      # the demonstrator's hand motion (arvla_sim.experts):
+    #                                        "trapezoid" or "min_jerk" (smoother demonstrations)
     sim: dict[str, Any] = dataclasses.field(default_factory=dict)         # SimNode parameters
     perception: dict[str, Any] = dataclasses.field(default_factory=dict)  # PerceptionNode parameters
 
@@ -87,6 +89,10 @@ class CollectConfig:
                 "must be 'live' or 'offline'")
         require(0 <= self.noisy_fraction <= 1, "noisy_fraction", self.noisy_fraction,
                 "must be in [0, 1]")
+        from arvla_sim.experts import MOTION_PROFILES
+
+        require(self.motion_profile in MOTION_PROFILES, "motion_profile", self.motion_profile,
+                f"must be one of {list(MOTION_PROFILES)}")
 
     def noise_for(self, index: int) -> float:
         """DART noise of the ``index``-th episode: evenly interleaved noisy / clean episodes."""
@@ -127,13 +133,13 @@ def _make_scripted_node_class() -> type:
         privileged scene state comes from the sim node's ``demonstrator_view``.
         """
 
-        def __init__(self, sim: Any, *, control_rate_hz: float = 20.0,
+        def __init__(self, sim: Any, *, control_rate_hz: float = 20.0, motion_profile: str = "trapezoid",
                      controller_name: str = "arm_controller", **kwargs: Any) -> None:
             super().__init__("arvla_scripted_expert", **kwargs)
             self.sim = sim
             # The sim's env runs at the controller rate (100 Hz); the expert moves its waypoints
             # per control tick, so it must know the tick is ours.
-            self.expert = sim.scripted_expert(control_rate_hz)
+            self.expert = sim.scripted_expert(control_rate_hz, motion_profile)
             self.period_ns = int(round(1e9 / control_rate_hz))
             self._lock = threading.Lock()
             self._q: np.ndarray | None = None
@@ -330,7 +336,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
     rate = config.control_rate_hz
 
     def factory(context: Any, graph: RolloutGraph) -> Any:
-        return ScriptedExpertNode(graph.sim, control_rate_hz=rate,
+        return ScriptedExpertNode(graph.sim, control_rate_hz=rate, motion_profile=config.motion_profile,
                                   controller_name=graph.sim.config.controller_name, context=context,
                                   parameter_overrides=_parameters({"use_sim_time": True}))
 

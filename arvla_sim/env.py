@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from arvla_base.config import require
+from arvla_sim.motion import quintic, quintic_at
 from arvla_sim.robot import HOME_Q, JOINT_NAMES, PHYSICS_DT, PandaWorld
 from arvla_sim.tasks import TASKS, Task, make_task
 
@@ -51,6 +52,7 @@ class SimEnv:
     """A task in the Panda world. ``reset(seed)`` must be called before ``step``."""
 
     joint_names = JOINT_NAMES
+    LOCK_GLIDE_S = 0.4   # the arm lock's glide to the start posture (Task.arm_locked)
 
     def __init__(self, config: SimEnvConfig | None = None, **overrides: Any):
         self.config = config or SimEnvConfig(**overrides)
@@ -60,6 +62,7 @@ class SimEnv:
         self.step_index = 0
         self.seed: int | None = None
         self.start_q = HOME_Q.copy()   # the posture of the last reset (held while locked)
+        self._lock_glide: tuple[float, np.ndarray] | None = None   # (start time, quintic)
 
     @property
     def dt(self) -> float:
@@ -78,6 +81,7 @@ class SimEnv:
         q[:7] += rng.uniform(-self.config.home_noise, self.config.home_noise, size=7)
         self.world.reset(q)
         self.start_q = q.copy()
+        self._lock_glide = None
         self.task.reset(self.world, rng)
         self.task.update(self.world)
         self.world.forward()
@@ -85,10 +89,22 @@ class SimEnv:
         return self.observe()
 
     def command(self, joint_targets: np.ndarray) -> None:
-        """Set the actuator targets (8,) -- or keep the start posture while the task locks the
-        arm (``Task.arm_locked``), whoever sends the command."""
-        locked = self.task.arm_locked(self.world)
-        self.world.set_targets(self.start_q if locked else joint_targets)
+        """Set the actuator targets (8,) -- or, while the task locks the arm
+        (``Task.arm_locked``), whoever sends the command, hold it at the start posture: the
+        targets glide there from the last target, at the arm's velocity, when the lock engages (a
+        quintic over ``LOCK_GLIDE_S``, like brakes; a jump of the targets would read as a
+        jerk spike of whichever policy brought the arm home) and stay."""
+        if not self.task.arm_locked(self.world):
+            self._lock_glide = None
+            self.world.set_targets(joint_targets)
+            return
+        if self._lock_glide is None:   # the brakes engage: from the arm's motion to the start posture
+            world = self.world
+            c = quintic(world.targets(), world.velocities(), np.zeros(len(self.start_q)),
+                        self.start_q, self.LOCK_GLIDE_S)
+            self._lock_glide = (world.time, c)
+        t0, c = self._lock_glide
+        self.world.set_targets(quintic_at(c, min(self.world.time - t0, self.LOCK_GLIDE_S))[0])
 
     def step_physics(self, n: int) -> None:
         """Advance ``n`` physics steps with the current targets, then update the task."""

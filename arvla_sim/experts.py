@@ -7,8 +7,9 @@ Jacobian (its own MjData, so planning never disturbs the simulation), seeded fro
 command for continuity. Output: 8 absolute joint targets (``JOINT_NAMES`` order) per control
 step -- exactly the action a learned policy is trained to produce.
 
-The commanded pose accelerates and brakes at a bounded rate (see ``WaypointExpert``), like a
-planned robot motion. The memory-task expert touches the cued pad while the cue is in view,
+The commanded pose moves like a planned robot motion (see ``WaypointExpert``): along a
+minimum-jerk (quintic) profile per waypoint (``motion_profile: min_jerk``), or accelerating and
+braking at a bounded rate (``trapezoid``: continuous velocity, steps in acceleration). The memory-task expert touches the cued pad while the cue is in view,
 returns to its start position, waits out the task's hold there, and only then plans the second
 leg from the held posture -- nothing of leg 1 survives in its state, only in its history.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from arvla_sim.motion import PEAK_ACCEL_FACTOR, PEAK_SPEED_FACTOR, quintic, quintic_at
 from arvla_sim.robot import GRIPPER_CLOSED, GRIPPER_OPEN, HOME_Q
 
 if TYPE_CHECKING:
@@ -32,9 +34,31 @@ def _rot_z(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+def _rotation(rotvec: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector (Rodrigues)."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = rotvec / angle
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * K + (1.0 - np.cos(angle)) * (K @ K)
+
+
+def _rotvec(rot: np.ndarray) -> np.ndarray:
+    """Rotation vector of a rotation matrix with angle < pi (the inverse of ``_rotation``)."""
+    angle = float(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)))
+    axis = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
+    if angle < 1e-12:
+        return 0.5 * axis
+    return axis * (angle / (2.0 * np.sin(angle)))
+
+
 def _yaw_of_quat(q: np.ndarray) -> float:
     w, x, y, z = q
     return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+MOTION_PROFILES = ("trapezoid", "min_jerk")
 
 
 def _column_cross_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -113,20 +137,37 @@ class Waypoint:
 class WaypointExpert:
     """Base class: follow a list of waypoints from ``plan(obs)``; subclasses make the plan.
 
-    The commanded pose moves like a robot's planned motion, not a step input: its speed ramps
-    up and down at ``max_accel`` (stopping exactly on each waypoint), the hand's yaw turns at
-    most ``max_yaw_rate`` and the fingers move at ``grip_speed``. ``max_accel = None`` is the
-    constant-speed profile (velocity jumps at every waypoint: ~2x the RMS jerk).
+    The commanded pose moves like a robot's planned motion, not a step input, stopping exactly
+    on each waypoint; the fingers move at ``grip_speed``. ``motion_profile``:
+
+    * ``"trapezoid"``: the hand's speed ramps up and down at ``max_accel`` and its yaw turns at
+      ``max_yaw_rate``: continuous velocity, but acceleration steps at every corner of the
+      profile (and the yaw rate steps). ``max_accel = None``: constant speed (velocity jumps
+      at every waypoint: ~2x the RMS jerk).
+    * ``"min_jerk"``: each waypoint is reached along a quintic from the current position,
+      velocity and acceleration (minimum jerk from rest), in ``min_jerk_stretch`` times the
+      time the segment's speed needs (peak speed ``1.875 / min_jerk_stretch`` times it) and no
+      faster than ``max_accel`` allows; the yaw turns along a quintic too, peaking at
+      ``peak_yaw_rate``. Acceleration is continuous and the wrist is not driven faster than its
+      actuator follows (a saturated joint lags, then stops hard), so the joints' jerk stays
+      bounded: the demonstrations a policy learns its smoothness from.
     """
 
     max_accel: float | None = 1.5    # m/s^2 of the commanded end-effector position
     max_yaw_rate: float = 2.0        # rad/s of the commanded hand yaw
     grip_speed: float = 0.15         # m/s of the commanded finger opening
+    min_jerk_stretch: float = 1.5    # min_jerk: segment time / (distance / speed)
+    orientation_fade_s: float = 1.0  # min_jerk: see _orientation
+    peak_yaw_rate: float = 0.8       # min_jerk: rad/s at the middle of a turn (the sim's wrist
+    #                                  actuator, 12 Nm against damping 10, saturates near 1.2 rad/s)
 
-    def __init__(self, env: "SimEnv"):
+    def __init__(self, env: "SimEnv", motion_profile: str = "trapezoid"):
+        if motion_profile not in MOTION_PROFILES:
+            raise ValueError(f"motion_profile must be one of {MOTION_PROFILES}, got {motion_profile!r}")
         self.env = env
         self.ik = DlsIK(env.world)
         self.dt = env.dt
+        self.motion_profile = motion_profile
 
     def reset(self, obs: dict[str, Any]) -> None:
         self.sync_to_state(obs)
@@ -140,8 +181,15 @@ class WaypointExpert:
     def sync_to_state(self, obs: dict[str, Any]) -> None:
         """Restart the commanded pose from the measured joints: arm joints, hand position, at rest."""
         self.q = obs["state"][:7].astype(np.float64).copy()
-        self.pos, _ = self.ik.fk(self.q)
+        self.pos, self._rot_measured = self.ik.fk(self.q)
         self.vel = np.zeros(3)
+        self.acc = np.zeros(3)
+        # min_jerk: the quintic of the waypoint in progress, of the turn in progress, and the
+        # measured hand orientation's offset from "down at yaw_cmd" (rotation vector), faded out
+        self._segment: tuple[Waypoint, np.ndarray, float, float] | None = None
+        self._yaw_segment: tuple[float, np.ndarray, float, float] | None = None
+        self._rot_offset: np.ndarray | None = None
+        self._rot_age = 0.0
 
     def plan(self, obs: dict[str, Any]) -> list[Waypoint]:
         raise NotImplementedError
@@ -154,6 +202,8 @@ class WaypointExpert:
             step = wp.speed * self.dt
             self.pos = wp.pos.copy() if dist <= step else self.pos + delta * (step / dist)
             return dist <= step
+        if self.motion_profile == "min_jerk":
+            return self._move_min_jerk(wp, dist)
         if dist < 1e-6:
             self.pos, self.vel = wp.pos.copy(), np.zeros(3)
             return True
@@ -168,6 +218,60 @@ class WaypointExpert:
             return True
         self.pos = self.pos + self.vel * self.dt
         return False
+
+    def _move_min_jerk(self, wp: Waypoint, dist: float) -> bool:
+        if self._segment is None or self._segment[0] is not wp:   # a new waypoint: plan its quintic
+            if dist < 1e-6 and not self.vel.any():
+                self.pos, self.acc = wp.pos.copy(), np.zeros(3)
+                return True
+            T = max(self.min_jerk_stretch * dist / wp.speed,
+                    float(np.sqrt(PEAK_ACCEL_FACTOR * dist / self.max_accel)),
+                    2.0 * self.dt)
+            self._segment = (wp, quintic(self.pos, self.vel, self.acc, wp.pos, T), T, 0.0)
+        _, c, T, t = self._segment
+        t = min(t + self.dt, T)
+        self._segment = (wp, c, T, t)
+        if t >= T:
+            self.pos, self.vel, self.acc = wp.pos.copy(), np.zeros(3), np.zeros(3)
+            return True
+        self.pos, self.vel, self.acc = quintic_at(c, t)
+        return False
+
+    def _turn(self) -> None:
+        """Advance the commanded yaw one step toward ``self.yaw``."""
+        dyaw = (self.yaw - self.yaw_cmd + np.pi) % (2 * np.pi) - np.pi
+        if self.motion_profile != "min_jerk":
+            self.yaw_cmd += float(np.clip(dyaw, -self.max_yaw_rate * self.dt, self.max_yaw_rate * self.dt))
+            return
+        seg = self._yaw_segment
+        if seg is None or seg[0] != self.yaw:          # a new target: a quintic from the current turn
+            if abs(dyaw) < 1e-9 and seg is None:
+                return
+            v0, a0 = (np.zeros(1), np.zeros(1)) if seg is None else quintic_at(seg[1], seg[3])[1:]
+            T = max(PEAK_SPEED_FACTOR * abs(dyaw) / self.peak_yaw_rate, 2.0 * self.dt)
+            seg = (self.yaw, quintic(np.array([self.yaw_cmd]), v0, a0, np.array([self.yaw_cmd + dyaw]), T),
+                   T, 0.0)
+        target, c, T, t = seg
+        t = min(t + self.dt, T)
+        self.yaw_cmd = float(quintic_at(c, t)[0][0])
+        self._yaw_segment = None if t >= T else (target, c, T, t)
+
+    def _orientation(self) -> np.ndarray:
+        """The commanded hand orientation: pointing down at ``yaw_cmd``. With ``min_jerk`` the
+        measured orientation the pose was last synchronised to (off "down" by the start
+        posture's noise) fades into it over ``orientation_fade_s`` along a quintic, rather
+        than being corrected in the first step (a joint jump)."""
+        want = _rot_z(self.yaw_cmd) @ self.ik.down
+        if self.motion_profile != "min_jerk":
+            return want
+        if self._rot_offset is None:
+            self._rot_offset = _rotvec(want.T @ self._rot_measured)
+            self._rot_age = 0.0
+        else:
+            self._rot_age += self.dt
+        tau = min(self._rot_age / self.orientation_fade_s, 1.0)
+        keep = 1.0 - tau**3 * (10.0 - 15.0 * tau + 6.0 * tau**2)
+        return want @ _rotation(keep * self._rot_offset)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """Joint targets (8,) for this control step."""
@@ -186,9 +290,8 @@ class WaypointExpert:
                 if self.settle >= wp.settle_s:
                     self.waypoints.pop(0)
                     self.settle = 0.0
-        dyaw = (self.yaw - self.yaw_cmd + np.pi) % (2 * np.pi) - np.pi
-        self.yaw_cmd += float(np.clip(dyaw, -self.max_yaw_rate * self.dt, self.max_yaw_rate * self.dt))
-        self.q = self.ik.solve(self.q, self.pos, _rot_z(self.yaw_cmd) @ self.ik.down)
+        self._turn()
+        self.q = self.ik.solve(self.q, self.pos, self._orientation())
         return np.concatenate([self.q, [self.grip]])
 
 
@@ -218,6 +321,10 @@ class PushExpert(WaypointExpert):
     """Closed loop: re-plans an approach behind the block whenever it drifts off the push line."""
 
     push_height = 0.065     # site height while pushing (fingertips ~1.5 cm above the table)
+    push_stretch = 0.03     # m pushed between re-plans (each stretch ends at rest)
+    # m/s of a push stretch: a min_jerk stretch takes 1.5x the time at the same speed (at 0.08
+    # m/s 4/20 clean demonstrations ran out of time), so it pushes faster on average
+    push_speed = {"trapezoid": 0.08, "min_jerk": 0.11}
 
     def reset(self, obs):
         super().reset(obs)
@@ -238,9 +345,9 @@ class PushExpert(WaypointExpert):
         aligned = self.pushing and lateral < 0.012 and float(rel @ u) > 0
         if aligned:
             # Push a short stretch along the current block->goal line, then re-plan.
-            nxt = pusher + u * min(0.03, dist)
+            nxt = pusher + u * min(self.push_stretch, dist)
             return [Waypoint(np.array([nxt[0], nxt[1], self.push_height]), GRIPPER_CLOSED,
-                             speed=0.08, settle_s=0.0)]
+                             speed=self.push_speed[self.motion_profile], settle_s=0.0)]
         self.pushing = True
         self.yaw = float(np.arctan2(u[1], u[0]))
         self.yaw = (self.yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
@@ -287,8 +394,9 @@ class CuedReachExpert(WaypointExpert):
                 Waypoint(self._above(goal), GRIPPER_OPEN, speed=0.4, settle_s=0.0),
                 Waypoint(pr["home_pos"].copy(), GRIPPER_OPEN, speed=0.4, settle_s=0.0)]
         if self._leg == 1:
-            if self.t < float(pr["release_at_s"][0]):   # home: wait out the hold
-                return [Waypoint(pr["home_pos"].copy(), self.grip, settle_s=0.0)]
+            if self.t < float(pr["release_at_s"][0]):   # home: wait out the hold, commanding
+                self.sync_to_state(obs)                   # the posture the arm is held in, so
+                return [Waypoint(self.pos.copy(), self.grip, settle_s=0.0)]   # the release is no jump
             return self.second_leg(obs, pr["other_pos"])
         return []
 
@@ -330,6 +438,6 @@ EXPERTS: dict[str, type[WaypointExpert]] = {
     "pick_lift": PickLiftExpert, "push": PushExpert, "cued_reach": CuedReachExpert}
 
 
-def make_expert(env: "SimEnv") -> WaypointExpert:
-    """The scripted expert for ``env``'s task."""
-    return EXPERTS[env.task.name](env)
+def make_expert(env: "SimEnv", motion_profile: str = "trapezoid") -> WaypointExpert:
+    """The scripted expert for ``env``'s task, moving with ``motion_profile`` (MOTION_PROFILES)."""
+    return EXPERTS[env.task.name](env, motion_profile)

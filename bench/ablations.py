@@ -71,14 +71,15 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     from arvla_eval.collect_inprocess import collect_inprocess
     from arvla_eval.collect_ros import CollectConfig
 
-    n, grid = parse_data(data)
+    n, _, profile = parse_data(data)
     c, dirs = demo.collect, []
     for task in layout["tasks"]:
         seeds = list(range(c.seed0, c.seed0 + n))
         ccfg = CollectConfig(task=task, seeds=seeds,
                              control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
                              sim=layout["sim"], perception=data_perception(data, layout), prefixes="offline",
-                             noise_std=c.noise_std, noisy_fraction=c.noisy_fraction)
+                             noise_std=c.noise_std, noisy_fraction=c.noisy_fraction,
+                             motion_profile=profile)
         # one cache per setting (not per count): inproc50 is the first 50 seeds of inproc150
         d = out / "demos" / f"{task}-{_key({**to_dict(ccfg), 'seeds': None})}"
         t0 = time.monotonic()
@@ -101,13 +102,17 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     return dirs
 
 
-def parse_data(data: str) -> tuple[int, int | None]:
-    """'inprocN' -> (N, None); 'inprocNgK' -> (N, K): perception on a K x K token grid."""
-    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?", data)
+def parse_data(data: str) -> tuple[int, int | None, str]:
+    """'inprocN' -> (N, None, 'trapezoid'); 'inprocNgK' -> (N, K, ...): perception on a K x K
+    token grid; a trailing 'mj' -> the demonstrator moves along minimum-jerk profiles
+    (``motion_profile: min_jerk``)."""
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mj)?", data)
     if m is None:
-        raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task) or "
-                         "'inprocNgK' (perception tokens on a K x K grid)")
-    return int(m.group(1)), int(m.group(2)) if m.group(2) else None
+        raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
+                         "'inprocNgK' (perception tokens on a K x K grid), either + 'mj' "
+                         "(minimum-jerk demonstrator)")
+    return (int(m.group(1)), int(m.group(2)) if m.group(2) else None,
+            "min_jerk" if m.group(3) else "trapezoid")
 
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def test_config_loads_and_validates(repo_root):
     large = load_demo_config(repo_root / ROOT_CONFIG, variant="large")
     assert large.tasks == full.tasks and large.collect.episodes > full.collect.episodes
     assert large.collect.mode == "inprocess" and large.sim == full.sim and large.eval == full.eval
+    assert large.collect.motion_profile == "min_jerk" and full.collect.motion_profile == "trapezoid"
     with pytest.raises(ConfigError, match="variant 'huge'"):
         load_demo_config(repo_root / ROOT_CONFIG, variant="huge")
     with pytest.raises(ConfigError, match="tasks"):
@@ -33,6 +34,8 @@ def test_config_loads_and_validates(repo_root):
         CollectStage(mode="fast")
     with pytest.raises(ConfigError, match="prefixes: must be .offline. with mode .inprocess."):
         CollectStage(mode="inprocess", prefixes="live")
+    with pytest.raises(ConfigError, match="motion_profile"):
+        CollectStage(motion_profile="bang_bang")
 
 
 @pytest.mark.slow

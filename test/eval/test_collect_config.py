@@ -23,3 +23,17 @@ def test_no_noise_by_default_and_bad_values_name_the_key():
         CollectConfig(noise_std=-0.1)
     with pytest.raises(ConfigError, match="noisy_fraction"):
         CollectConfig(noisy_fraction=1.5)
+
+
+def test_motion_profile_is_checked_and_reaches_the_demonstrator():
+    from arvla_eval.collect_inprocess import Demonstrator
+
+    with pytest.raises(ConfigError, match="motion_profile"):
+        CollectConfig(motion_profile="s_curve")
+    cfg = CollectConfig(task="push", prefixes="offline", motion_profile="min_jerk",
+                        sim={"image_height": 32, "image_width": 32})
+    demo = Demonstrator(cfg)
+    try:
+        assert demo.expert.motion_profile == "min_jerk"
+    finally:
+        demo.close()

@@ -57,11 +57,12 @@ def test_reset_is_deterministic_per_seed():
     assert not np.allclose(a["privileged"]["object_pos"], c["privileged"]["object_pos"])
 
 
+@pytest.mark.parametrize("profile", ["trapezoid", "min_jerk"])
 @pytest.mark.parametrize("task, seeds, min_rate", [
     ("pick_lift", range(8), 0.85), ("push", range(8), 0.85), ("cued_reach", range(10), 1.0)])
-def test_scripted_expert_solves_its_task(task, seeds, min_rate):
-    env = SimEnv(task=task)
-    expert = make_expert(env)
+def test_scripted_expert_solves_its_task(task, seeds, min_rate, profile):
+    env = SimEnv(task=task, image_height=32, image_width=32)
+    expert = make_expert(env, profile)
     wins = 0
     for seed in seeds:
         obs = env.reset(seed)
@@ -147,7 +148,7 @@ def test_memory_task_hold_outlasts_a_chunk_and_locks_the_arm_whatever_is_command
     side = 1.0 if obs["privileged"]["other_pos"][1] > 0 else -1.0
     push = np.concatenate([env.start_q[:7], [obs["state"][7]]]).astype(np.float32)
     push[0] += 0.3 * side                      # joint 1 swings the arm toward the other pad
-    for _ in range(int(0.3 * env.config.control_rate_hz)):   # settle into the hold
+    for _ in range(int((env.LOCK_GLIDE_S + 0.3) * env.config.control_rate_hz)):   # settle into the hold
         obs = env.step(push)
     while env.world.time < env.task.release_at_s - 1e-9:
         obs = env.step(push)
@@ -156,6 +157,63 @@ def test_memory_task_hold_outlasts_a_chunk_and_locks_the_arm_whatever_is_command
     for _ in range(10):
         obs = env.step(push)
     assert (obs["state"][0] - env.start_q[0]) * side > 0.1
+
+
+def test_memory_task_lock_glides_the_targets_to_the_start_posture():
+    """The lock engages like brakes: the joint targets leave the last command at the arm's
+    velocity and reach the start posture along a quintic in LOCK_GLIDE_S, with no jump (a jump
+    of 6 cm worth of targets read as a jerk spike of whichever policy came home); then hold."""
+    env = SimEnv(task="cued_reach", image_height=32, image_width=32)
+    expert = make_expert(env)
+    obs = env.reset(3)
+    while not env.task.arm_locked(env.world):
+        obs = env.step(expert.act(obs))
+    jump = np.abs(env.world.targets() - env.start_q).max()     # the last command's distance
+    assert jump > 0.02, "the lock engaged away from the start posture: nothing to glide"
+    targets = [env.world.targets()]
+    while env.world.time < env.task.release_at_s - env.dt:
+        env.command(np.zeros(8))                  # any command: ignored while locked
+        env.step_physics(1)
+        targets.append(env.world.targets())
+    targets = np.asarray(targets)
+    step = np.abs(np.diff(targets, axis=0)).max()
+    assert step < 0.1 * jump, f"targets jump by {step:.4f} rad per physics step"
+    np.testing.assert_allclose(targets[-1], env.start_q, atol=1e-9)
+    assert np.abs(env.world.positions()[:7] - env.start_q[:7]).max() < 2e-3
+
+
+def test_min_jerk_demonstrator_commands_the_held_posture_so_the_release_is_smooth():
+    """During the hold the demonstrator commands the posture the arm is held in, so the
+    release does not jump the targets; its leg 2 then starts from rest."""
+    env = SimEnv(task="cued_reach", image_height=32, image_width=32)
+    expert = make_expert(env, "min_jerk")
+    obs = env.reset(5)
+    while env.world.time < env.task.release_at_s - 1e-9:
+        assert not env.done()
+        cmd = expert.act(obs)
+        obs = env.step(cmd)
+    # the command the sim takes over at the release: the held posture (to IK accuracy)
+    assert np.abs(cmd[:7] - obs["state"][:7]).max() < 5e-3, np.abs(cmd[:7] - obs["state"][:7])
+
+
+def test_quintic_segments_meet_their_boundary_conditions():
+    from arvla_sim.motion import PEAK_ACCEL_FACTOR, PEAK_SPEED_FACTOR, quintic, quintic_at
+
+    p0, v0, a0, p1, T = np.array([0.1, -0.2]), np.array([0.5, 0.0]), np.array([-1.0, 2.0]), np.array([0.3, 0.4]), 0.8
+    c = quintic(p0, v0, a0, p1, T)
+    for got, want in zip(quintic_at(c, 0.0), (p0, v0, a0)):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    for got, want in zip(quintic_at(c, T), (p1, 0 * p1, 0 * p1)):
+        np.testing.assert_allclose(got, want, atol=1e-9)
+    # rest to rest: the minimum-jerk move's peak speed and acceleration
+    c = quintic(np.zeros(1), np.zeros(1), np.zeros(1), np.ones(1), 2.0)
+    t = np.linspace(0, 2.0, 20001)
+    v = np.array([quintic_at(c, x)[1][0] for x in t])
+    a = np.array([quintic_at(c, x)[2][0] for x in t])
+    assert v.max() == pytest.approx(PEAK_SPEED_FACTOR / 2.0, rel=1e-6)
+    assert np.abs(a).max() == pytest.approx(PEAK_ACCEL_FACTOR / 4.0, rel=1e-4)
+    with pytest.raises(ValueError, match="duration"):
+        quintic(p0, v0, a0, p1, 0.0)
 
 
 def test_memory_task_demonstrator_succeeds_under_dart_noise():
@@ -283,6 +341,42 @@ def test_demonstrator_motion_has_bounded_acceleration_and_less_jerk():
             assert dv.max() <= 2.5 * accel * env.dt, f"velocity jump {dv.max():.3f} m/s"
             assert np.abs(np.diff(grip)).max() <= expert.grip_speed * env.dt + 1e-9
     assert jerk[WaypointExpert.max_accel] < 0.9 * jerk[None], jerk
+
+
+@pytest.mark.parametrize("task", ["pick_lift", "cued_reach"])
+def test_min_jerk_demonstrator_is_smooth_and_smoother_than_the_trapezoid(task):
+    """min_jerk: the commanded hand position has continuous acceleration (no steps at the
+    corners of a trapezoid), the wrist turns no faster than peak_yaw_rate, and the robot's
+    executed joint jerk (through the controller follower, as in collection) drops well below
+    the trapezoid profile's."""
+    from arvla_eval import metrics
+    from arvla_sim.collect import ThroughController, collect_episode
+
+    env = SimEnv(task=task, image_height=32, image_width=32)
+    jerk = {}
+    for profile in ("trapezoid", "min_jerk"):
+        expert = make_expert(env, profile)
+        runs = []
+        for seed in (100000, 100001, 100002):
+            tc = ThroughController(env)
+            ep = collect_episode(env, seed, render=False, execute=tc, expert=expert)
+            assert ep["success"], (profile, seed)
+            runs.append(metrics.rms_jerk_stamped(np.asarray(tc.joint_ns) * 1e-9,
+                                                 np.asarray(tc.joint_positions), env.dt))
+        jerk[profile] = float(np.mean(runs))
+        if profile == "min_jerk":    # the commanded pose of the last episode, replayed
+            obs = env.reset(100002)
+            expert.reset(obs)
+            pos, yaw = [], []
+            while not env.done():
+                obs = env.step(expert.act(obs))
+                pos.append(expert.pos.copy())
+                yaw.append(expert.yaw_cmd)
+            acc = np.diff(np.asarray(pos), n=2, axis=0) / env.dt**2
+            assert np.linalg.norm(np.diff(acc, axis=0), axis=1).max() / env.dt < 60.0   # m/s^3
+            assert np.abs(np.diff(yaw)).max() / env.dt <= expert.peak_yaw_rate * 1.01
+    print(task, jerk)
+    assert jerk["min_jerk"] < 0.75 * jerk["trapezoid"], jerk
 
 
 def test_the_embedded_robot_limits_live_in_one_place(repo_root):

@@ -9,9 +9,10 @@ step -- exactly the action a learned policy is trained to produce.
 
 The commanded pose moves like a planned robot motion (see ``WaypointExpert``): along a
 minimum-jerk (quintic) profile per waypoint (``motion_profile: min_jerk``), or accelerating and
-braking at a bounded rate (``trapezoid``: continuous velocity, steps in acceleration). The memory-task expert touches the cued pad while the cue is in view,
-returns to its start position, waits out the task's hold there, and only then plans the second
-leg from the held posture -- nothing of leg 1 survives in its state, only in its history.
+braking at a bounded rate (``trapezoid``: continuous velocity, steps in acceleration).
+The memory-task expert touches the cued pad while the cue is in view, returns to its start
+position, waits out the task's hold there commanding the held posture, and only then plans the
+second leg from it -- nothing of leg 1 survives in its state, only in its history.
 """
 
 from __future__ import annotations

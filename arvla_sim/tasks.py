@@ -12,8 +12,9 @@ Tasks:
   pads; a green cue lamp shines above one of them for the first ``cue_duration_s`` seconds only.
   The arm must touch the cued pad, come back to its start position, and then touch the OTHER
   pad. Back home, the task holds the arm at its start posture for ``hold_s`` (``arm_locked``:
-  commands are not executed, like brakes), longer than an action chunk (0.8 s at 20 Hz) plus
-  perception lag. After the hold, image and proprioception no longer depend on the goal (the
+  commands are not executed, like brakes: ``SimEnv.command`` glides the targets from the last
+  command to the start posture in ``SimEnv.LOCK_GLIDE_S``), longer than an action chunk (0.8 s
+  at 20 Hz) plus perception lag. After the hold, image and proprioception no longer depend on the goal (the
   scene is mirror symmetric, the cue is gone, the posture is the start posture): only a memory
   of the first leg -- the paper's proprio/action history -- tells which pad is left, and a
   memoryless policy is at chance (50 %). Touching the cued pad again fails, as does a wrong

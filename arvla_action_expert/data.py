@@ -200,6 +200,11 @@ class SampleBuilder:
         self.states = [torch.from_numpy(self.state_norm.normalize(e.states)) for e in self.episodes]
         self.targets = [torch.from_numpy(self.target_norm.normalize(t)) for t in raw_targets]
         self.tokens = [torch.from_numpy(e.frame_tokens) for e in self.episodes]
+        # the states in target-normalised units, for re-anchoring delta targets at another
+        # step (model.plan_anchor "current"); only where states and targets share their dims
+        same = self.delta and self.states[0].shape[1] == self.targets[0].shape[1]
+        self.anchors = ([torch.from_numpy((e.states / self.target_norm.std).astype(np.float32))
+                         for e in self.episodes] if same else None)
 
     def _raw_target(self, ep: Episode) -> np.ndarray:
         return ep.actions - ep.states if self.delta else ep.actions
@@ -233,8 +238,11 @@ class SampleBuilder:
         target = self.targets[e][idx] * valid[:, None]
         prev_idx = (pos - 1).clamp(0, T - 1)
         prev = self.targets[e][prev_idx] * ((pos - 1) >= 0)[:, None]
-        return {"states": states, "target": target, "prev": prev, "positions": pos,
-                "valid": valid}
+        out = {"states": states, "target": target, "prev": prev, "positions": pos,
+               "valid": valid}
+        if self.anchors is not None:
+            out["anchor"] = self.anchors[e][idx] * valid[:, None]
+        return out
 
     def stage1_batch(self, batch_size: int, length: int, g: torch.Generator
                      ) -> dict[str, torch.Tensor]:

@@ -221,6 +221,10 @@ class ExpertConfig:
     aux_chunk: int = 0               # >0: ACT-style auxiliary head predicting this many actions
     aux_loss_weight: float = 0.1     # weight of the auxiliary chunk loss
     predict_steps: int = 1           # K: each step token is trained on its next K targets
+    plan_anchor: Literal["own", "current"] = "own"   # delta actions, K > 1: token t's target
+    #                                  for step t+k is action[t+k] - state[t+k] ("own": every
+    #                                  step's own delta) or action[t+k] - state[t] ("current":
+    #                                  where the arm is to be in k steps, seen from now)
     detach_prefix: bool = False      # stop the action loss from training the prefix encoder
     rope_base: float = 10000.0
 
@@ -238,6 +242,11 @@ class ExpertConfig:
         require(self.aux_chunk >= 0, "aux_chunk", self.aux_chunk, "must be >= 0")
         require(self.aux_loss_weight >= 0, "aux_loss_weight", self.aux_loss_weight, "must be >= 0")
         require(self.predict_steps >= 1, "predict_steps", self.predict_steps, "must be >= 1")
+        require(self.plan_anchor in ("own", "current"), "plan_anchor", self.plan_anchor,
+                "must be 'own' or 'current'")
+        if self.plan_anchor == "current" and not self.delta_actions:
+            raise ConfigError("plan_anchor: 'current' re-anchors delta targets; it needs "
+                              "delta_actions: true (absolute targets have no anchor)")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
         if self.delta_actions and self.state_dim != self.action_dim:
             raise ConfigError(f"delta_actions: needs state_dim == action_dim, got "
@@ -448,23 +457,39 @@ class ARExpert(nn.Module):
         return vals.reshape(idx.shape)
 
     def loss(self, out: torch.Tensor, target: torch.Tensor,
-             weight: torch.Tensor | None = None) -> torch.Tensor:
+             weight: torch.Tensor | None = None, anchor: torch.Tensor | None = None
+             ) -> torch.Tensor:
         """Action loss averaged with weights (B, T) (e.g. 0 for unused tokens).
 
         Binned: cross-entropy against the nearest bin centre per dim; regression: L1. With
         predict_steps K > 1, token t is also scored on targets t+1 .. t+K-1 of its window, where
-        both steps count; every (token, k) pair weighs the same.
+        both steps count; every (token, k) pair weighs the same. With ``plan_anchor: current``
+        (regression) the target for t+k is re-anchored at token t's state: ``anchor`` (B, T, A)
+        is the state in target-normalised units (state / target std), so target[t+k] +
+        anchor[t+k] - anchor[t] is (action[t+k] - state[t]) normalised; each k > 0 is divided by
+        its mean |target| in the batch (at least 1), so far steps, which move more, do not
+        outweigh the executed k = 0.
         """
         if weight is None:
             weight = torch.ones(target.shape[:2], dtype=target.dtype, device=target.device)
         K = self.config.predict_steps
         if K == 1:
             return (self._per_token(out, target) * weight).sum() / weight.sum().clamp_min(1e-8)
+        current = self.config.plan_anchor == "current"
+        if current and (anchor is None or self.config.head != "regression"):
+            raise ValueError("plan_anchor 'current' needs the batch's 'anchor' and a regression head")
         T = target.shape[1]
         num, den = out.new_zeros(()), out.new_zeros(())
         for k in range(min(K, T)):
             w = weight[:, :T - k] * weight[:, k:]  # (B, T-k)
-            num = num + (self._per_token(out[:, :T - k, k], target[:, k:]) * w).sum()
+            tk = target[:, k:]
+            if current and k > 0:
+                tk = tk + anchor[:, k:] - anchor[:, :T - k]
+                scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach()
+                per = self._per_token(out[:, :T - k, k], tk) / scale.clamp_min(1.0)
+            else:
+                per = self._per_token(out[:, :T - k, k], tk)
+            num = num + (per * w).sum()
             den = den + w.sum()
         return num / den.clamp_min(1e-8)
 

@@ -210,6 +210,11 @@ class ExpertPolicy(PolicyBase):
         K = self.config.predict_steps
         if not 1 <= int(n) <= K:
             raise ValueError(f"ensemble_steps must be in [1, predict_steps={K}], got {n}")
+        if int(n) > 1 and self.config.plan_anchor == "current":
+            raise ValueError(f"ensemble_steps must be 1 for this checkpoint, got {n}: its "
+                             "multi-token predictions are anchored at the state of the token "
+                             "that made them (plan_anchor 'current'), not at the step they "
+                             "are for, so they cannot be averaged as they are")
         self._ensemble = int(n)
         if self._static is not None:
             self._static.ensemble.fill_(int(n))

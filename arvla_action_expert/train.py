@@ -235,7 +235,7 @@ def batch_forward(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.T
 def batch_loss(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor, *,
                forward: torch.nn.Module | None = None) -> torch.Tensor:
     out, aux = batch_forward(model, batch, mask, forward=forward)
-    loss = model.loss(out, batch["target"], batch["weight"])
+    loss = model.loss(out, batch["target"], batch["weight"], batch.get("anchor"))
     if aux is not None and "aux_target" in batch:
         err = (aux[:, 0] - batch["aux_target"]).abs().mean(-1)  # (B, aux_chunk)
         w = batch["aux_valid"]

@@ -47,6 +47,7 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "window4": ("window 4: 3 steps of history per layer", {"model.window": 4}, {}),
     "hist8": ("8 history steps in training sequences", {"data.history": 8}, {}),
     "hdrop05": ("history_drop 0.5 (proprio/action history tokens dropped)", {"data.history_drop": 0.5}, {}),
+    "hdrop08": ("history_drop 0.8", {"data.history_drop": 0.8}, {}),
     "fdrop0": ("every camera frame arrives in training (frame_drop 0; the demo drops half, "
                "so it trains on staler prefixes than the graph delivers)", {"data.frame_drop": 0.0}, {}),
     "prev_action": ("conditioned on the previous commanded action", {"model.use_prev_action": True}, {}),
@@ -55,6 +56,12 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "predict16": ("multi-token prediction over 16 steps", {"model.predict_steps": 16}, {}),
     "p16e16": ("predictions over 16 steps, the mean of the last 16 executed (like chunk_te's "
                "16 overlapping chunks)", {"model.predict_steps": 16}, {"ensemble_steps": 16}),
+    "anchor16": ("predictions over 16 steps anchored at the current state (plan_anchor "
+                 "'current': token t is trained on action[t+k] - state[t], where the arm is to be "
+                 "in k steps, not on each step's own delta), executing each token's own step",
+                 {"model.predict_steps": 16, "model.plan_anchor": "current"}, {"ensemble_steps": 1}),
+    "anchor8": ("as anchor16 over the recipe's 8 steps",
+                {"model.plan_anchor": "current"}, {"ensemble_steps": 1}),
     "aux16": ("auxiliary chunk head (16 steps)", {"model.aux_chunk": 16}, {}),
     "long": ("2x the training steps", {"steps_x": 2}, {}),
     "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",

@@ -1,0 +1,78 @@
+"""``plan_anchor: current``: multi-token targets re-anchored at the predicting token's state
+(token t trained on action[t+k] - state[t]), so a token carries where the arm is to be, not k
+copies of the current tracking lag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from arvla_base.config import ConfigError
+from arvla_base.episode import Episode
+from arvla_action_expert.data import InMemoryEpisodes, SampleBuilder
+from arvla_action_expert.model import ARExpert
+from core_helpers import tiny_config as tiny
+
+
+def _episodes(T: int = 12, D: int = 2, seed: int = 0) -> InMemoryEpisodes:
+    rng = np.random.default_rng(seed)
+    return InMemoryEpisodes([Episode(states=rng.normal(size=(T, D)), actions=rng.normal(size=(T, D)),
+                                     frame_tokens=np.zeros((0, 1, 4)), frame_steps=np.zeros(0),
+                                     name=f"e{i}") for i in range(2)])
+
+
+def test_anchored_targets_are_the_normalised_motion_from_the_token_state():
+    src = _episodes()
+    b = SampleBuilder(src, delta_actions=True)
+    it = b._window(0, 0, 12)
+    ep = src[0]
+    t, k = 3, 5
+    got = it["target"][t + k] + it["anchor"][t + k] - it["anchor"][t]
+    want = b.target_norm.normalize((ep.actions[t + k] - ep.states[t])[None])[0]
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    # absolute targets have no anchor
+    assert "anchor" not in SampleBuilder(src, delta_actions=False)._window(0, 0, 12)
+
+
+def test_current_anchor_loss_rescores_the_future_steps_only():
+    torch.manual_seed(0)
+    K, B, T, A = 3, 2, 6, 2
+    out, target = torch.randn(B, T, K, A), torch.randn(B, T, A)
+    anchor = torch.randn(B, T, A) * 5
+    weight = torch.ones(B, T)
+    weight[0, :2] = 0
+    own = ARExpert(tiny(predict_steps=K, state_dim=2, delta_actions=True))
+    cur = ARExpert(tiny(predict_steps=K, state_dim=2, delta_actions=True, plan_anchor="current"))
+    num = den = 0.0
+    for k in range(K):
+        w = weight[:, :T - k] * weight[:, k:]
+        tk = target[:, k:] + (anchor[:, k:] - anchor[:, :T - k] if k else 0)
+        scale = max(float((tk.abs().mean(-1) * w).sum() / w.sum()), 1.0) if k else 1.0
+        num += float(((out[:, :T - k, k] - tk).abs().mean(-1) / scale * w).sum())
+        den += float(w.sum())
+    assert cur.loss(out, target, weight, anchor).item() == pytest.approx(num / den, rel=1e-5)
+    # "own" ignores the anchor: every step's own delta
+    assert own.loss(out, target, weight, anchor).item() == pytest.approx(
+        own.loss(out, target, weight).item())
+    with pytest.raises(ValueError, match="anchor"):
+        cur.loss(out, target, weight)
+
+
+def test_config_checks_name_the_key():
+    with pytest.raises(ConfigError, match="plan_anchor"):
+        tiny(plan_anchor="later")
+    with pytest.raises(ConfigError, match="plan_anchor.*delta_actions"):
+        tiny(plan_anchor="current", state_dim=2, delta_actions=False)
+
+
+def test_a_current_anchor_policy_executes_only_its_own_step():
+    from arvla_action_expert.normalize import Normalizer
+    from arvla_action_expert.policy import ExpertPolicy
+
+    c = tiny(predict_steps=4, state_dim=2, delta_actions=True, plan_anchor="current")
+    policy = ExpertPolicy(ARExpert(c), state_norm=Normalizer.identity(2),
+                          target_norm=Normalizer.identity(2), control_rate_hz=20.0)
+    policy.ensemble_steps = 1
+    with pytest.raises(ValueError, match="ensemble_steps must be 1.*plan_anchor"):
+        policy.ensemble_steps = 2

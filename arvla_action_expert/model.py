@@ -247,6 +247,9 @@ class ExpertConfig:
         if self.plan_anchor == "current" and not self.delta_actions:
             raise ConfigError("plan_anchor: 'current' re-anchors delta targets; it needs "
                               "delta_actions: true (absolute targets have no anchor)")
+        if self.plan_anchor == "current" and self.head != "regression":
+            raise ConfigError("plan_anchor: 'current' trains re-anchored targets by regression; "
+                              f"it needs head: regression, got head: {self.head!r}")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
         if self.delta_actions and self.state_dim != self.action_dim:
             raise ConfigError(f"delta_actions: needs state_dim == action_dim, got "

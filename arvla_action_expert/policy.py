@@ -205,16 +205,13 @@ class ExpertPolicy(PolicyBase):
     def ensemble_steps(self, n: int) -> None:
         """Execute, for step t, the mean of the predictions for t made at steps t-n+1 .. t
         (multi-token prediction: token s predicts s .. s+K-1). 1 = the token's own prediction
-        only (plain AR); at most the model's predict_steps K. Every prediction is a target
-        relative to the state at t (delta actions) or absolute, so they average as they are."""
+        only (plain AR); at most the model's predict_steps K. Every prediction is averaged as
+        a target relative to the state at t (delta actions) or absolute; a model trained with
+        ``plan_anchor: current`` predicts relative to the state of the token that made the
+        prediction, and is moved onto the state at t first (``_anchored``)."""
         K = self.config.predict_steps
         if not 1 <= int(n) <= K:
             raise ValueError(f"ensemble_steps must be in [1, predict_steps={K}], got {n}")
-        if int(n) > 1 and self.config.plan_anchor == "current":
-            raise ValueError(f"ensemble_steps must be 1 for this checkpoint, got {n}: its "
-                             "multi-token predictions are anchored at the state of the token "
-                             "that made them (plan_anchor 'current'), not at the step they "
-                             "are for, so they cannot be averaged as they are")
         self._ensemble = int(n)
         if self._static is not None:
             self._static.ensemble.fill_(int(n))
@@ -306,22 +303,35 @@ class ExpertPolicy(PolicyBase):
             self.cache.abort_step()
             raise
         self.cache.end_step()  # refuses (and undoes) a token with non-finite keys/values
-        target_n = self._blend(step_index, plan.reshape(-1, c.action_dim), commit=commit)
+        target_n = self._blend(step_index, plan.reshape(-1, c.action_dim), commit=commit,
+                               anchor=self._anchor(state))
         target = self.target_norm.denormalize(target_n)
         action = target + state if c.delta_actions else target
         return action, target_n.astype(np.float32)
 
-    def _blend(self, step_index: int, plan: np.ndarray, *, commit: bool) -> np.ndarray:
+    def _anchor(self, state: np.ndarray) -> np.ndarray | None:
+        """``state`` in target-normalised units (state / target std): what moves a plan anchored
+        at one state (``plan_anchor: current``) onto another; None for other models."""
+        if self.config.plan_anchor != "current":
+            return None
+        return (np.asarray(state, np.float64) / self.target_norm.std).astype(np.float32)
+
+    def _blend(self, step_index: int, plan: np.ndarray, *, commit: bool,
+               anchor: np.ndarray | None = None) -> np.ndarray:
         """The normalised target executed at ``step_index``: this token's own prediction
         ``plan[0]`` averaged with what the previous ``ensemble_steps - 1`` committed tokens
-        predicted for this step (see ``ensemble_steps``). A committed plan is remembered."""
+        predicted for this step (see ``ensemble_steps``). A committed plan is remembered, with
+        ``anchor`` (``_anchor`` of this token's state) added, so that an older token s's
+        prediction for this step reads ``plan_s[k] + anchor_s - anchor_now``: relative to the
+        state now, as ``plan[0]`` is."""
         n = self._ensemble
         if n == 1:
             return plan[0]
-        rows = [plan[0]] + [self._plans[s][step_index - s]
+        now = 0.0 if anchor is None else anchor
+        rows = [plan[0]] + [self._plans[s][step_index - s] - now
                             for s in range(step_index - n + 1, step_index) if s in self._plans]
         if commit:
-            self._plans[step_index] = plan
+            self._plans[step_index] = plan + now
             for s in [s for s in self._plans if not step_index - n < s <= step_index]:
                 del self._plans[s]
         return np.mean(rows, axis=0)
@@ -427,19 +437,27 @@ class StaticStep:
 
     def _blend(self, step: torch.Tensor, plan: torch.Tensor, *, commit: bool) -> torch.Tensor:
         """``ExpertPolicy._blend`` on the device: this token's plan[0] averaged with the rows
-        for ``step`` of the plans of the previous ``ensemble - 1`` committed steps."""
+        for ``step`` of the plans of the previous ``ensemble - 1`` committed steps (moved onto
+        this row's state for ``plan_anchor: current``, as there)."""
         K = self.config.predict_steps
         s = step - self.lags  # (K-1,) steps whose plan may cover ``step``, oldest first
         at = torch.remainder(s, K)
         valid = (self.plan_steps[at] == s) & (self.lags < self.ensemble)  # (K-1,)
-        rows = torch.where(valid[:, None], self.plans[at, self.lags], 0.0)  # (K-1, A)
+        rows = self.plans[at, self.lags]  # (K-1, A)
+        if self.config.plan_anchor == "current":
+            now = (self.state / self.target_std).float()   # ExpertPolicy._anchor
+            rows = rows - now
+            plan_kept = plan + now
+        else:
+            plan_kept = plan
+        rows = torch.where(valid[:, None], rows, 0.0)
         acc = plan[0]
         for d in range(K - 1):  # one add per row, oldest first: the sum np.mean forms
             acc = acc + rows[d]
         target_n = acc / (valid.sum() + 1).to(acc.dtype)
         if commit:  # remembered only when blending, as ExpertPolicy._blend does
             here = torch.remainder(step, K)
-            self.plans.index_copy_(0, here, plan[None])
+            self.plans.index_copy_(0, here, plan_kept[None])
             self.plan_steps.index_copy_(0, here, torch.where(self.ensemble > 1, step, _NO_STEP))
         return target_n
 

@@ -60,6 +60,9 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                  "'current': token t is trained on action[t+k] - state[t], where the arm is to be "
                  "in k steps, not on each step's own delta), executing each token's own step",
                  {"model.predict_steps": 16, "model.plan_anchor": "current"}, {"ensemble_steps": 1}),
+    "anchor16e4": ("anchor16, executing the mean of the last 4 tokens' predictions (each moved "
+                   "onto the state now)", {"model.predict_steps": 16, "model.plan_anchor": "current"},
+                   {"ensemble_steps": 4}),
     "anchor8": ("as anchor16 over the recipe's 8 steps",
                 {"model.plan_anchor": "current"}, {"ensemble_steps": 1}),
     "aux16": ("auxiliary chunk head (16 steps)", {"model.aux_chunk": 16}, {}),

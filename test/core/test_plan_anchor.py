@@ -66,13 +66,23 @@ def test_config_checks_name_the_key():
         tiny(plan_anchor="current", state_dim=2, delta_actions=False)
 
 
-def test_a_current_anchor_policy_executes_only_its_own_step():
+def test_ensembling_moves_older_plans_onto_the_state_now():
+    """Token s predicted action[t] - state[s]; blended at step t it must read action[t] -
+    state[t]: a model whose every prediction is the same absolute point commands that point
+    whatever the ensemble."""
     from arvla_action_expert.normalize import Normalizer
     from arvla_action_expert.policy import ExpertPolicy
 
     c = tiny(predict_steps=4, state_dim=2, delta_actions=True, plan_anchor="current")
-    policy = ExpertPolicy(ARExpert(c), state_norm=Normalizer.identity(2),
-                          target_norm=Normalizer.identity(2), control_rate_hz=20.0)
-    policy.ensemble_steps = 1
-    with pytest.raises(ValueError, match="ensemble_steps must be 1.*plan_anchor"):
-        policy.ensemble_steps = 2
+    norm = Normalizer(mean=np.zeros(2, np.float32), std=np.array([0.5, 2.0], np.float32))
+    policy = ExpertPolicy(ARExpert(c), state_norm=norm, target_norm=norm, control_rate_hz=20.0)
+    policy.ensemble_steps = 4
+    goal = np.array([1.0, -3.0])
+    states = {s: np.array([0.1 * s, 0.3 - 0.2 * s]) for s in range(6)}
+    for s, state in states.items():
+        # what a model that always aims at ``goal`` predicts at token s, for steps s .. s+3
+        plan = np.stack([(goal - state) / norm.std] * 4).astype(np.float32)
+        got = policy._blend(s, plan, commit=True, anchor=policy._anchor(state))
+        np.testing.assert_allclose(norm.denormalize(got) + state, goal, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="plan_anchor.*regression"):
+        tiny(plan_anchor="current", state_dim=2, delta_actions=True, head="binned")

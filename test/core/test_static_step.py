@@ -108,6 +108,15 @@ def test_static_step_equals_the_cache_path_bit_for_bit(head, use_prev, delta, pr
     assert torch.equal(static.cache.k, eager.cache.k)  # committed memory identical too
 
 
+@pytest.mark.parametrize("ensemble", [1, 3])
+def test_static_step_equals_the_cache_path_for_plans_anchored_at_their_token(ensemble):
+    """plan_anchor 'current': each older plan is moved onto the row's state before blending,
+    on the device exactly as on the host."""
+    c = _config(head="regression", delta_actions=True, predict_steps=4, plan_anchor="current")
+    eager, static = _pair(c, ensemble=ensemble)
+    np.testing.assert_array_equal(_episode(static), _episode(eager))
+
+
 def test_lookahead_counts_and_state_dims_that_differ():
     """Any lookahead from 1 to the maximum; a model whose state and action dims differ runs
     lookahead 1 only (as the cache path)."""

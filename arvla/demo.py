@@ -94,10 +94,14 @@ class TrainStage:
     expert_config: str = "config/expert_demo.yaml"   # TrainConfig YAML (relative: to the repo)
     stage1_steps: int = 1500
     stage2_steps: int = 2500
+    history_drop: float | None = None   # overrides expert_config's data.history_drop (None: keep)
 
     def __post_init__(self) -> None:
         require(self.stage1_steps >= 1, "stage1_steps", self.stage1_steps, "must be >= 1")
         require(self.stage2_steps >= 1, "stage2_steps", self.stage2_steps, "must be >= 1")
+        if self.history_drop is not None:
+            require(0 <= self.history_drop <= 1, "history_drop", self.history_drop,
+                    "must be in [0, 1] (or null: the expert config's)")
 
 
 @dataclasses.dataclass
@@ -298,6 +302,9 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
     t = cfg.train
     config_path = _repo_path(t.expert_config)
     tcfg = load_config(TrainConfig, config_path)
+    if t.history_drop is not None:
+        tcfg = dataclasses.replace(tcfg, data=dataclasses.replace(tcfg.data,
+                                                                  history_drop=t.history_drop))
     # the prefixes' perception settings go into the checkpoint: bring-up starts the same perception
     perception = token_settings(cfg.perception)
     key = _hash("train", to_dict(tcfg), t.stage1_steps, t.stage2_steps, [p.name for p in collect_dirs],

@@ -63,10 +63,15 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "anchor16e4": ("anchor16, executing the mean of the last 4 tokens' predictions (each moved "
                    "onto the state now)", {"model.predict_steps": 16, "model.plan_anchor": "current"},
                    {"ensemble_steps": 4}),
+    "anchor16h": ("anchor16e4 with history_drop 0.5 (hdrop05)",
+                  {"model.predict_steps": 16, "model.plan_anchor": "current",
+                   "data.history_drop": 0.5}, {"ensemble_steps": 4}),
     "anchor8": ("as anchor16 over the recipe's 8 steps",
                 {"model.plan_anchor": "current"}, {"ensemble_steps": 1}),
     "aux16": ("auxiliary chunk head (16 steps)", {"model.aux_chunk": 16}, {}),
     "long": ("2x the training steps", {"steps_x": 2}, {}),
+    "longh": ("hdrop05 trained 2x the steps (stage 1 1200 + stage 2 2800)",
+              {"data.history_drop": 0.5, "steps_x": 2}, {}),
     "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",
               {"seed": 1}, {}),
     "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "

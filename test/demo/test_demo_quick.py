@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from arvla.demo import CollectStage, DemoConfig, load_demo_config, main
+from arvla.demo import CollectStage, DemoConfig, TrainStage, load_demo_config, main
 from arvla_base.config import ConfigError
 
 ROOT_CONFIG = "config/demo.yaml"
@@ -26,6 +26,9 @@ def test_config_loads_and_validates(repo_root):
     assert large.eval.seed0 == full.eval.seed0 and large.eval.mode == full.eval.mode
     assert large.eval.max_seconds["cued_reach"] == 9.0   # the task's own limit
     assert large.collect.motion_profile == "min_jerk" and full.collect.motion_profile == "trapezoid"
+    assert large.train.history_drop == 0.5 and full.train.history_drop is None
+    with pytest.raises(ConfigError, match="history_drop"):
+        TrainStage(history_drop=1.5)
     with pytest.raises(ConfigError, match="variant 'huge'"):
         load_demo_config(repo_root / ROOT_CONFIG, variant="huge")
     with pytest.raises(ConfigError, match="tasks"):
@@ -76,7 +79,8 @@ def test_demo_large_path_collects_in_process_on_a_finer_grid(tmp_path, capsys, r
     large = data["large"]
     data["large"] = {**data["quick"], "perception": large["perception"],
                      "collect": {**data["quick"]["collect"], "mode": large["collect"]["mode"],
-                                 "processes": 1}}
+                                 "processes": 1},
+                     "train": {**data["quick"]["train"], "history_drop": large["train"]["history_drop"]}}
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(yaml.safe_dump(data))
     assert main(["--large", "--config", str(cfg), "--out", str(tmp_path), "--no-progress"]) == 0
@@ -89,3 +93,5 @@ def test_demo_large_path_collects_in_process_on_a_finer_grid(tmp_path, capsys, r
     (episodes,) = list((tmp_path / "large").glob("collect/pick_lift-*/episodes"))
     ep = NpzEpisodeDir(episodes)[0]
     assert ep.frame_tokens.shape[1:] == (17, 384) and ":g4x4" in ep.model_id
+    (ckpt,) = list((tmp_path / "large").glob("train/*/stage2/config.json"))
+    assert json.loads(ckpt.read_text())["train"]["data"]["history_drop"] == 0.5   # the large recipe's

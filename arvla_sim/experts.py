@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from arvla_sim.motion import PEAK_ACCEL_FACTOR, PEAK_SPEED_FACTOR, quintic, quintic_at
+from arvla_sim.motion import (PEAK_ACCEL_FACTOR, PEAK_SPEED_FACTOR, min_jerk_fraction, quintic,
+                              quintic_at)
 from arvla_sim.robot import GRIPPER_CLOSED, GRIPPER_OPEN, HOME_Q
 
 if TYPE_CHECKING:
@@ -267,8 +268,7 @@ class WaypointExpert:
             self._rot_age = 0.0
         else:
             self._rot_age += self.dt
-        tau = min(self._rot_age / self.orientation_fade_s, 1.0)
-        keep = 1.0 - tau**3 * (10.0 - 15.0 * tau + 6.0 * tau**2)
+        keep = 1.0 - min_jerk_fraction(self._rot_age / self.orientation_fade_s)
         return want @ _rotation(keep * self._rot_offset)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:

@@ -26,6 +26,14 @@ def quintic(p0: np.ndarray, v0: np.ndarray, a0: np.ndarray, p1: np.ndarray, T: f
                      (12 * h - 6 * v0 * T - a0 * T**2) / (2 * T**5)])
 
 
+def min_jerk_fraction(tau: float) -> float:
+    """Fraction of a rest-to-rest minimum-jerk move done at normalised time ``tau`` (clipped to
+    [0, 1]): 10 tau^3 - 15 tau^4 + 6 tau^5, the quintic of ``quintic`` from rest over distance 1
+    in time 1."""
+    tau = min(max(float(tau), 0.0), 1.0)
+    return tau**3 * (10.0 - 15.0 * tau + 6.0 * tau**2)
+
+
 def quintic_at(c: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(position, velocity, acceleration) of the quintic with coefficients ``c`` at time ``t``."""
     p = c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * c[5]))))

@@ -214,6 +214,12 @@ def test_quintic_segments_meet_their_boundary_conditions():
     assert np.abs(a).max() == pytest.approx(PEAK_ACCEL_FACTOR / 4.0, rel=1e-4)
     with pytest.raises(ValueError, match="duration"):
         quintic(p0, v0, a0, p1, 0.0)
+    # the normalised fraction is that move's position (clipped outside [0, 1])
+    from arvla_sim.motion import min_jerk_fraction
+
+    for x in (0.0, 0.3, 1.1, 1.7, 2.0):
+        assert min_jerk_fraction(x / 2.0) == pytest.approx(quintic_at(c, x)[0][0], abs=1e-12)
+    assert min_jerk_fraction(-0.5) == 0.0 and min_jerk_fraction(3.0) == 1.0
 
 
 def test_memory_task_demonstrator_succeeds_under_dart_noise():

@@ -181,7 +181,13 @@ class SampleBuilder:
     """Normalises episodes once, then cuts stage-1/stage-2 batches out of them."""
 
     def __init__(self, episodes: EpisodeSource, *, delta_actions: bool,
-                 state_norm: Normalizer | None = None, target_norm: Normalizer | None = None):
+                 state_norm: Normalizer | None = None, target_norm: Normalizer | None = None,
+                 anchors: bool = False):
+        """``anchors``: every window also carries ``"anchor"``, its states in target-normalised
+        units (state / target std), which re-anchor delta targets at another step (a model with
+        ``plan_anchor: current``); needs ``delta_actions``."""
+        if anchors and not delta_actions:
+            raise ValueError("SampleBuilder: anchors re-anchor delta targets; need delta_actions")
         self.episodes = [episodes[i] for i in range(len(episodes))]
         if not self.episodes:
             raise EpisodeError("no episodes")
@@ -200,11 +206,8 @@ class SampleBuilder:
         self.states = [torch.from_numpy(self.state_norm.normalize(e.states)) for e in self.episodes]
         self.targets = [torch.from_numpy(self.target_norm.normalize(t)) for t in raw_targets]
         self.tokens = [torch.from_numpy(e.frame_tokens) for e in self.episodes]
-        # the states in target-normalised units, for re-anchoring delta targets at another
-        # step (model.plan_anchor "current"); only where states and targets share their dims
-        same = self.delta and self.states[0].shape[1] == self.targets[0].shape[1]
         self.anchors = ([torch.from_numpy((e.states / self.target_norm.std).astype(np.float32))
-                         for e in self.episodes] if same else None)
+                         for e in self.episodes] if anchors else None)
 
     def _raw_target(self, ep: Episode) -> np.ndarray:
         return ep.actions - ep.states if self.delta else ep.actions

@@ -478,21 +478,19 @@ class ARExpert(nn.Module):
         K = self.config.predict_steps
         if K == 1:
             return (self._per_token(out, target) * weight).sum() / weight.sum().clamp_min(1e-8)
-        current = self.config.plan_anchor == "current"
-        if current and (anchor is None or self.config.head != "regression"):
-            raise ValueError("plan_anchor 'current' needs the batch's 'anchor' and a regression head")
+        current = self.config.plan_anchor == "current"   # the config ensures a regression head
+        if current and anchor is None:
+            raise ValueError("plan_anchor 'current' needs the batch's 'anchor' "
+                             "(SampleBuilder(..., anchors=True))")
         T = target.shape[1]
         num, den = out.new_zeros(()), out.new_zeros(())
         for k in range(min(K, T)):
             w = weight[:, :T - k] * weight[:, k:]  # (B, T-k)
-            tk = target[:, k:]
+            tk, scale = target[:, k:], 1.0
             if current and k > 0:
                 tk = tk + anchor[:, k:] - anchor[:, :T - k]
-                scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach()
-                per = self._per_token(out[:, :T - k, k], tk) / scale.clamp_min(1.0)
-            else:
-                per = self._per_token(out[:, :T - k, k], tk)
-            num = num + (per * w).sum()
+                scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach().clamp_min(1.0)
+            num = num + (self._per_token(out[:, :T - k, k], tk) / scale * w).sum()
             den = den + w.sum()
         return num / den.clamp_min(1e-8)
 

@@ -208,7 +208,7 @@ class ExpertPolicy(PolicyBase):
         only (plain AR); at most the model's predict_steps K. Every prediction is averaged as
         a target relative to the state at t (delta actions) or absolute; a model trained with
         ``plan_anchor: current`` predicts relative to the state of the token that made the
-        prediction, and is moved onto the state at t first (``_anchored``)."""
+        prediction, and is moved onto the state at t first (``_anchor``)."""
         K = self.config.predict_steps
         if not 1 <= int(n) <= K:
             raise ValueError(f"ensemble_steps must be in [1, predict_steps={K}], got {n}")

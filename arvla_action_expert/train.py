@@ -295,11 +295,13 @@ def _starting_point(cfg: TrainConfig, stage: int, source: EpisodeSource,
     if loaded is not None:
         model = loaded.model
         builder = SampleBuilder(source, delta_actions=c.delta_actions,
-                                state_norm=loaded.state_norm, target_norm=loaded.target_norm)
+                                state_norm=loaded.state_norm, target_norm=loaded.target_norm,
+                                anchors=c.plan_anchor == "current")
     else:
         torch.manual_seed(cfg.seed)
         model = ARExpert(c)
-        builder = SampleBuilder(source, delta_actions=c.delta_actions)
+        builder = SampleBuilder(source, delta_actions=c.delta_actions,
+                                anchors=c.plan_anchor == "current")
         check_data_matches_model(builder, c, prefix=prefix_use)
         if c.head == "binned":
             model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))

@@ -24,15 +24,17 @@ def _episodes(T: int = 12, D: int = 2, seed: int = 0) -> InMemoryEpisodes:
 
 def test_anchored_targets_are_the_normalised_motion_from_the_token_state():
     src = _episodes()
-    b = SampleBuilder(src, delta_actions=True)
+    b = SampleBuilder(src, delta_actions=True, anchors=True)
     it = b._window(0, 0, 12)
     ep = src[0]
     t, k = 3, 5
     got = it["target"][t + k] + it["anchor"][t + k] - it["anchor"][t]
     want = b.target_norm.normalize((ep.actions[t + k] - ep.states[t])[None])[0]
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
-    # absolute targets have no anchor
-    assert "anchor" not in SampleBuilder(src, delta_actions=False)._window(0, 0, 12)
+    # only asked for (a plan_anchor "current" model), and only for delta targets
+    assert "anchor" not in SampleBuilder(src, delta_actions=True)._window(0, 0, 12)
+    with pytest.raises(ValueError, match="delta_actions"):
+        SampleBuilder(src, delta_actions=False, anchors=True)
 
 
 def test_current_anchor_loss_rescores_the_future_steps_only():
@@ -86,3 +88,22 @@ def test_ensembling_moves_older_plans_onto_the_state_now():
         np.testing.assert_allclose(norm.denormalize(got) + state, goal, rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="plan_anchor.*regression"):
         tiny(plan_anchor="current", state_dim=2, delta_actions=True, head="binned")
+
+
+def test_training_builds_the_anchors_a_current_anchor_model_needs(tmp_path):
+    """Both stages, from scratch and from the stage-1 checkpoint: the trainer asks the sample
+    builder for anchors (without them the loss refuses)."""
+    import dataclasses
+
+    from arvla_base.config import load_config
+    from arvla_action_expert.train import TrainConfig, train
+    from arvla_base.paths import config_file
+
+    cfg = load_config(TrainConfig, config_file("expert_tiny.yaml"))
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, head="regression", delta_actions=True,
+                                       predict_steps=4, plan_anchor="current"),
+        optim=dataclasses.replace(cfg.optim, max_steps=3, warmup_steps=1))
+    r1 = train(cfg, stage=1, out=tmp_path / "s1", progress=False)
+    r2 = train(cfg, stage=2, out=tmp_path / "s2", init=tmp_path / "s1", progress=False)
+    assert np.isfinite(r1.losses + r2.losses).all() and len(r2.losses) == 3

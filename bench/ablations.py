@@ -122,14 +122,15 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
 def parse_data(data: str) -> tuple[int, int | None, str]:
     """'inprocN' -> (N, None, 'trapezoid'); 'inprocNgK' -> (N, K, ...): perception on a K x K
     token grid; a trailing 'mj' -> the demonstrator moves along minimum-jerk profiles
-    (``motion_profile: min_jerk``)."""
-    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mj)?", data)
+    (``motion_profile: min_jerk``), 'mjr' -> along minimum-jerk profiles re-planned every step
+    (``min_jerk_replan``)."""
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?", data)
     if m is None:
         raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
                          "'inprocNgK' (perception tokens on a K x K grid), either + 'mj' "
-                         "(minimum-jerk demonstrator)")
-    return (int(m.group(1)), int(m.group(2)) if m.group(2) else None,
-            "min_jerk" if m.group(3) else "trapezoid")
+                         "(minimum-jerk demonstrator) or 'mjr' (the same, re-planned every step)")
+    profile = {"mj": "min_jerk", "mjr": "min_jerk_replan", None: "trapezoid"}[m.group(3)]
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None, profile
 
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:

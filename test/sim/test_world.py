@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,7 +59,7 @@ def test_reset_is_deterministic_per_seed():
     assert not np.allclose(a["privileged"]["object_pos"], c["privileged"]["object_pos"])
 
 
-@pytest.mark.parametrize("profile", ["trapezoid", "min_jerk"])
+@pytest.mark.parametrize("profile", ["trapezoid", "min_jerk", "min_jerk_replan"])
 @pytest.mark.parametrize("task, seeds, min_rate", [
     ("pick_lift", range(8), 0.85), ("push", range(8), 0.85), ("cued_reach", range(10), 1.0)])
 def test_scripted_expert_solves_its_task(task, seeds, min_rate, profile):
@@ -385,6 +387,41 @@ def test_min_jerk_demonstrator_is_smooth_and_smoother_than_the_trapezoid():
             assert np.abs(np.diff(yaw)).max() / env.dt <= expert.peak_yaw_rate * 1.01
     print(task, jerk)
     assert jerk["min_jerk"] < 0.75 * jerk["trapezoid"], jerk
+
+
+def test_min_jerk_replan_is_a_feedback_law_of_the_distance_left():
+    """min_jerk_replan: the next command depends only on where the command is (position,
+    velocity, acceleration) and the waypoint -- a demonstrator that takes over mid-move commands
+    exactly what the one that began the move does. min_jerk's depends on when and from where the
+    segment began. Both arrive exactly, with continuous acceleration."""
+    from arvla_sim.experts import Waypoint
+    from arvla_sim.robot import GRIPPER_OPEN
+
+    env = SimEnv(task="pick_lift", image_height=32, image_width=32)
+    obs = env.reset(0)
+    for profile, same in (("min_jerk_replan", True), ("min_jerk", False)):
+        first, other = make_expert(env, profile), make_expert(env, profile)
+        first.reset(obs)
+        other.reset(obs)
+        start = first.pos.copy()
+        goal = Waypoint(first.pos + np.array([0.25, -0.1, -0.05]), GRIPPER_OPEN, speed=0.35)
+        for _ in range(6):
+            first._move(goal)
+        other.pos, other.vel, other.acc = first.pos.copy(), first.vel.copy(), first.acc.copy()
+        first._move(goal)
+        other._move(dataclasses.replace(goal))   # the same waypoint, taken over now
+        assert np.allclose(first.pos, other.pos, rtol=0, atol=1e-12) == same, profile
+        path = [first.pos.copy()]
+        for _ in range(200):
+            arrived = first._move(goal)
+            path.append(first.pos.copy())
+            if arrived:
+                break
+        assert arrived and np.array_equal(first.pos, goal.pos), profile
+        acc = np.diff(np.asarray(path), n=2, axis=0) / env.dt**2
+        assert np.linalg.norm(np.diff(acc, axis=0), axis=1).max() / env.dt < 60.0, profile   # m/s^3
+        u = (goal.pos - start) / np.linalg.norm(goal.pos - start)
+        assert ((np.asarray(path) - goal.pos) @ u).max() < 1e-3, profile   # never past the waypoint
 
 
 def test_the_embedded_robot_limits_live_in_one_place(repo_root):

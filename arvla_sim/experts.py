@@ -154,10 +154,11 @@ class WaypointExpert:
     * ``"min_jerk_replan"``: at every step, the quintic from the commanded position, velocity
       and acceleration to the waypoint in the time ``min_jerk`` would give the distance *left*;
       one step of it is taken. As smooth as ``min_jerk`` (executed joint RMS jerk 10 / 14 / 13
-      against 12 / 17 / 21 on pick_lift / push / cued_reach), episodes 6-13 % longer, but the speed is a function of the distance left and the motion so
-      far, never of the time since the waypoint began or the distance it started from: how fast
-      to go is read from where the hand and the target are now (a learner with a noisy idea of
-      when a segment began overshoots a time-parametrised profile; see README "Ablations").
+      against 12 / 17 / 21 on pick_lift / push / cued_reach), episodes 6-13 % longer, but the
+      speed is a function of the distance left and the motion so far, never of the time since
+      the waypoint began or the distance it started from: how fast to go is read from where the
+      hand and the target are now (a learner with a noisy idea of when a segment began
+      overshoots a time-parametrised profile; see README "Ablations").
 
     With either, the hand's yaw turns along a quintic peaking at ``peak_yaw_rate`` -- within
     what the wrist actuator follows: at a constant 2 rad/s it saturated, lagged, then stopped

@@ -71,6 +71,30 @@ def _always() -> bool:
 _FROM_TOPIC: Any = object()   # EpisodeMonitor.end: success time as /sim/success reported it
 
 
+def matched_endpoints(node: Any) -> dict[tuple[str, str], int]:
+    """("pub" | "sub", topic) -> how many subscriptions / publishers ``node``'s publishers /
+    subscriptions are matched with now (DDS discovery done), the infrastructure topics left out."""
+    skip = ("/rosout", "/parameter_events")
+    counts = {("pub", p.topic_name): p.get_subscription_count() for p in node.publishers
+              if not p.topic_name.endswith(skip)}
+    counts.update({("sub", s.topic_name): s.get_publisher_count() for s in node.subscriptions
+                   if not s.topic_name.endswith(skip)})
+    return counts
+
+
+def wait_matched(node: Any, want: Mapping[tuple[str, str], int], timeout_s: float) -> list[str]:
+    """Wait until ``node``'s endpoints are matched at least ``want`` times each (see
+    ``matched_endpoints``); returns the ones still short after ``timeout_s`` ([] = all matched)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = matched_endpoints(node)
+        short = [f"{kind} {topic}: {have.get((kind, topic), 0)}/{n}" for (kind, topic), n in want.items()
+                 if have.get((kind, topic), 0) < n]
+        if not short or time.monotonic() > deadline:
+            return short
+        time.sleep(0.01)
+
+
 def expert_parameters(joint_names: Sequence[str], lower: Sequence[float], upper: Sequence[float],
                       overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Expert node parameters for the embedded Panda (8 joints incl. the gripper), sim time."""
@@ -513,6 +537,7 @@ class RolloutGraph:
         self.sim_executor.shutdown(timeout_sec=5.0)
         self._sim_thread.join(timeout=5.0)
         clock_ns = self.sim.now_ns
+        matched = matched_endpoints(self.sim)
         self.sim.destroy_node()
         self.task = task
         self.sim_executor = SingleThreadedExecutor(context=self.context)
@@ -521,6 +546,13 @@ class RolloutGraph:
         client = self._clients["reset_sim"]
         if not client.wait_for_service(timeout_sec=30.0):
             raise RolloutError(f"{client.srv_name} of the new {task} sim not available after 30 s")
+        # A message sent before discovery has matched its subscription is lost (volatile): in
+        # lock-step, the new sim's first clock or the expert's first status would be, and each
+        # lost one costs a handshake time-out. Wait until the new sim is wired as the old one was.
+        short = wait_matched(self.sim, matched, timeout_s=30.0)
+        if short:
+            log.warning("task %s: the new sim's topics are not all matched after 30 s (%s); going on",
+                        task, ", ".join(short))
 
     @property
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:

@@ -154,13 +154,16 @@ class SimNode(Node):
         self.create_service(Trigger, cfg.reset_service, self._on_reset)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._ls_wake = None
+        self._ls_subs: dict[str, Any] = {}   # what -> the lock-step subscription waiting for it
         if cfg.lockstep:
             reliable = QoSProfile(depth=10, history=QoSHistoryPolicy.KEEP_LAST,
                                   reliability=QoSReliabilityPolicy.RELIABLE)
             if cfg.lockstep_status_topic:
-                self.create_subscription(ExpertStatus, cfg.lockstep_status_topic, self._on_status, reliable)
+                self._ls_subs["ExpertStatus"] = self.create_subscription(
+                    ExpertStatus, cfg.lockstep_status_topic, self._on_status, reliable)
             if cfg.lockstep_prefix_topic:
-                self.create_subscription(VLPrefix, cfg.lockstep_prefix_topic, self._on_prefix, reliable)
+                self._ls_subs["VLPrefix"] = self.create_subscription(
+                    VLPrefix, cfg.lockstep_prefix_topic, self._on_prefix, reliable)
             self._ls_wake = self.create_guard_condition(self._lockstep_run)
 
         if self._img_pub is not None:
@@ -465,9 +468,12 @@ class SimNode(Node):
         if waited < self.config.lockstep_timeout_s:
             return False
         self.lockstep_timeouts += 1
+        sub = self._ls_subs.get(what)
+        matched = (f"; {sub.get_publisher_count()} publisher(s) of {sub.topic_name} matched" if sub else "")
+        matched += f", {self._clock_pub.get_subscription_count()} subscription(s) of /clock"
         self.get_logger().warning(
             f"lock-step: no {what} stamped {self._ls_await_ns * 1e-9:.3f} s after {waited:.1f} s wall "
-            f"(lockstep_timeout_s): advancing without it ({self.lockstep_timeouts} timeouts so far; "
+            f"(lockstep_timeout_s): advancing without it ({self.lockstep_timeouts} timeouts so far{matched}; "
             "from here the run depends on timing)")
         return True
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import re
 import threading
 import time
 
@@ -124,6 +125,8 @@ def test_the_sim_waits_for_each_handshake_and_times_out_visibly(ros_context, exe
     assert clocks == [P, 2 * P, 3 * P, 4 * P]            # /clock only on the expert's grid
     err = capfd.readouterr().err
     assert "lock-step: no ExpertStatus stamped 0.150 s" in err and "lock-step: no VLPrefix stamped 0.150 s" in err
+    # the warning says whether discovery had matched the topic (a lost message) or nobody answered
+    assert re.search(r"\d+ publisher\(s\) of /\S+ matched, \d+ subscription\(s\) of /clock", err), err
 
 
 # ------------------------------------------------------------------------------- determinism

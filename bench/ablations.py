@@ -69,6 +69,8 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "anchor8": ("as anchor16 over the recipe's 8 steps",
                 {"model.plan_anchor": "current"}, {"ensemble_steps": 1}),
     "aux16": ("auxiliary chunk head (16 steps)", {"model.aux_chunk": 16}, {}),
+    "wide": ("hdrop05, 1.5x as wide (n_embd 192, 6 heads, FFN 576): 2.2x the parameters",
+             {"model.n_embd": 192, "model.n_head": 6, "model.ffn": 576, "data.history_drop": 0.5}, {}),
     "long": ("2x the training steps", {"steps_x": 2}, {}),
     "longh": ("hdrop05 trained 2x the steps (stage 1 1200 + stage 2 2800)",
               {"data.history_drop": 0.5, "steps_x": 2}, {}),
@@ -88,14 +90,14 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     from arvla_eval.collect_inprocess import collect_inprocess
     from arvla_eval.collect_ros import CollectConfig
 
-    n, _, profile = parse_data(data)
+    n, _, profile, noise = parse_data(data)
     c, dirs = demo.collect, []
     for task in layout["tasks"]:
         seeds = list(range(c.seed0, c.seed0 + n))
         ccfg = CollectConfig(task=task, seeds=seeds,
                              control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
                              sim=layout["sim"], perception=data_perception(data, layout), prefixes="offline",
-                             noise_std=c.noise_std, noisy_fraction=c.noisy_fraction,
+                             noise_std=c.noise_std if noise is None else noise, noisy_fraction=c.noisy_fraction,
                              motion_profile=profile)
         # one cache per setting (not per count): inproc50 is the first 50 seeds of inproc150
         d = out / "demos" / f"{task}-{_key({**to_dict(ccfg), 'seeds': None})}"
@@ -119,18 +121,20 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     return dirs
 
 
-def parse_data(data: str) -> tuple[int, int | None, str]:
-    """'inprocN' -> (N, None, 'trapezoid'); 'inprocNgK' -> (N, K, ...): perception on a K x K
-    token grid; a trailing 'mj' -> the demonstrator moves along minimum-jerk profiles
+def parse_data(data: str) -> tuple[int, int | None, str, float | None]:
+    """'inprocN' -> (N, None, 'trapezoid', None); 'inprocNgK' -> (N, K, ...): perception on a K x K
+    token grid; then 'mj' -> the demonstrator moves along minimum-jerk profiles
     (``motion_profile: min_jerk``), 'mjr' -> along minimum-jerk profiles re-planned every step
-    (``min_jerk_replan``)."""
-    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?", data)
+    (``min_jerk_replan``); then 'nS' -> DART noise of S/100 rad (the demo's: 0.02)."""
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?", data)
     if m is None:
         raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
                          "'inprocNgK' (perception tokens on a K x K grid), either + 'mj' "
-                         "(minimum-jerk demonstrator) or 'mjr' (the same, re-planned every step)")
+                         "(minimum-jerk demonstrator) or 'mjr' (the same, re-planned every step), "
+                         "+ 'nS' (DART noise S/100 rad)")
     profile = {"mj": "min_jerk", "mjr": "min_jerk_replan", None: "trapezoid"}[m.group(3)]
-    return int(m.group(1)), int(m.group(2)) if m.group(2) else None, profile
+    noise = int(m.group(4)) / 100.0 if m.group(4) else None
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None, profile, noise
 
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:

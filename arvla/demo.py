@@ -67,8 +67,9 @@ class CollectStage:
     noise_std: float = 0.0             # DART: rad of smooth noise on the executed arm commands
     noisy_fraction: float = 0.5        # share of demonstrations perturbed (labels stay clean)
     motion_profile: str = "trapezoid"  # the demonstrator's hand motion: "trapezoid" (bounded
-    #                                    acceleration) or "min_jerk" (quintic segments; smoother
-    #                                    demonstrations, arvla_sim.experts.WaypointExpert)
+    #                                    acceleration), "min_jerk" (quintic segments; smoother
+    #                                    demonstrations) or "min_jerk_replan" (the quintic
+    #                                    re-planned every step; arvla_sim.experts.WaypointExpert)
     mode: str = "realtime"             # like eval.mode: "realtime" / "lockstep" through the ROS
     #                                    graph (collect_ros; lockstep: the sim waits for each tick
     #                                    of the demonstrator node), or "inprocess": the same

@@ -72,7 +72,8 @@ class CollectConfig:
     noise_std: float = 0.0                 # DART: rad of smooth noise on executed arm commands
     noisy_fraction: float = 0.5            # share of episodes perturbed (the rest are clean)
     motion_profile: str = "trapezoid"      # the demonstrator's hand motion (arvla_sim.experts):
-    #                                        "trapezoid" or "min_jerk" (smoother demonstrations)
+    #                                        "trapezoid", "min_jerk" (smoother demonstrations) or
+    #                                        "min_jerk_replan" (min_jerk re-planned every step)
     sim: dict[str, Any] = dataclasses.field(default_factory=dict)         # SimNode parameters
     perception: dict[str, Any] = dataclasses.field(default_factory=dict)  # PerceptionNode parameters
 

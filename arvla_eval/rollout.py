@@ -18,7 +18,7 @@ only; the policy never sees it.
 
 Nodes are created once and reused across episodes (loading the perception backbone takes
 seconds); ``RolloutGraph`` exposes that for callers running several tasks or policies
-(``set_task`` swaps only the sim node).
+(``set_task`` switches the sim node's task in place).
 
 Ticks: each ``ExpertStatus`` is one control tick of the expert (its header stamp is the tick's
 sim time). The record's tick t holds that status's staleness/latency, the newest joint state
@@ -69,30 +69,6 @@ def _always() -> bool:
 
 
 _FROM_TOPIC: Any = object()   # EpisodeMonitor.end: success time as /sim/success reported it
-
-
-def matched_endpoints(node: Any) -> dict[tuple[str, str], int]:
-    """("pub" | "sub", topic) -> how many subscriptions / publishers ``node``'s publishers /
-    subscriptions are matched with now (DDS discovery done), the infrastructure topics left out."""
-    skip = ("/rosout", "/parameter_events")
-    counts = {("pub", p.topic_name): p.get_subscription_count() for p in node.publishers
-              if not p.topic_name.endswith(skip)}
-    counts.update({("sub", s.topic_name): s.get_publisher_count() for s in node.subscriptions
-                   if not s.topic_name.endswith(skip)})
-    return counts
-
-
-def wait_matched(node: Any, want: Mapping[tuple[str, str], int], timeout_s: float) -> list[str]:
-    """Wait until ``node``'s endpoints are matched at least ``want`` times each (see
-    ``matched_endpoints``); returns the ones still short after ``timeout_s`` ([] = all matched)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        have = matched_endpoints(node)
-        short = [f"{kind} {topic}: {have.get((kind, topic), 0)}/{n}" for (kind, topic), n in want.items()
-                 if have.get((kind, topic), 0) < n]
-        if not short or time.monotonic() > deadline:
-            return short
-        time.sleep(0.01)
 
 
 def expert_parameters(joint_names: Sequence[str], lower: Sequence[float], upper: Sequence[float],
@@ -488,12 +464,11 @@ class RolloutGraph:
         except ExternalShutdownException:
             pass
 
-    def _start_sim(self, clock_start_ns: int = 0) -> None:
+    def _start_sim(self) -> None:
         from arvla_sim.node import SimNode
 
         params = {"task": self.task, **self.sim_overrides}
-        self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params),
-                           clock_start_ns=clock_start_ns)
+        self.sim = SimNode(context=self.context, parameter_overrides=_parameters(params))
         if self.lockstep:
             self.sim.set_lockstep_stop(_always)   # nothing moves before the first episode's resets
         self.sim_executor.add_node(self.sim)
@@ -526,33 +501,28 @@ class RolloutGraph:
         self._extra_nodes.append(node)
 
     def set_task(self, task: str) -> None:
-        """Replace the sim node by one for ``task`` (perception and expert are kept)."""
+        """Switch the sim to ``task`` (perception and expert are kept). The sim node stays: its
+        ``task`` parameter is set with its executor stopped, so no callback runs on the old
+        task's world. (Replacing the node gave it fresh DDS readers, and in lock-step the
+        expert's first ~10 statuses to them arrived ~100 s late, one handshake time-out each.)"""
         if task == self.task:
             return
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
 
-        # Stop the sim's executor before destroying the node: a timer callback still running
-        # would publish through destroyed handles and end the spin thread.
         assert self._sim_thread is not None, "set_task before start()"
+        self.sim_executor.remove_node(self.sim)
         self.sim_executor.shutdown(timeout_sec=5.0)
         self._sim_thread.join(timeout=5.0)
-        clock_ns = self.sim.now_ns
-        matched = matched_endpoints(self.sim)
-        self.sim.destroy_node()
+        result = self.sim.set_parameters([Parameter("task", value=task)])[0]
+        if not result.successful:
+            raise RolloutError(f"cannot switch the sim to task {task!r}: {result.reason}")
         self.task = task
+        if self.lockstep:
+            self.sim.set_lockstep_stop(_always)   # held until the next episode's resets
         self.sim_executor = SingleThreadedExecutor(context=self.context)
-        self._start_sim(clock_start_ns=clock_ns)   # the clock goes on: the expert's timer keeps its grid
+        self.sim_executor.add_node(self.sim)
         self._sim_thread = self._start_thread("sim", self.sim_executor)
-        client = self._clients["reset_sim"]
-        if not client.wait_for_service(timeout_sec=30.0):
-            raise RolloutError(f"{client.srv_name} of the new {task} sim not available after 30 s")
-        # A message sent before discovery has matched its subscription is lost (volatile): in
-        # lock-step, the new sim's first clock or the expert's first status would be, and each
-        # lost one costs a handshake time-out. Wait until the new sim is wired as the old one was.
-        short = wait_matched(self.sim, matched, timeout_s=30.0)
-        if short:
-            log.warning("task %s: the new sim's topics are not all matched after 30 s (%s); going on",
-                        task, ", ".join(short))
 
     @property
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:

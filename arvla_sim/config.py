@@ -37,7 +37,8 @@ def _divides_physics(rate: float) -> bool:
 class SimNodeConfig:
     """Every parameter of the sim node (see each field's help)."""
 
-    task: str = _p("pick_lift", f"Task of the episodes: one of {sorted(TASKS)}.")
+    task: str = _p("pick_lift", f"Task of the episodes: one of {sorted(TASKS)}. Setting it at run time "
+                                "switches the task in place: a new episode of it starts, topics and clock go on.")
     seed: int = _p(0, "Seed of the first episode; reset k (k = 0, 1, ...) uses seed + k. Setting this "
                       "parameter at run time restarts the count: the next /sim/reset uses exactly it.")
     real_time_factor: float = _p(1.0, "Sim seconds per wall second (>1 faster than real time); "

@@ -18,7 +18,8 @@ Thin adapter around the ROS-free core (env.py, jtc.py, tasks.py):
 
 Sim time is one monotonic clock over all episodes (an episode's physics restarts at 0, the
 published clock does not jump back), so ``use_sim_time`` nodes never see time reverse; a node
-replacing another one continues its clock (``clock_start_ns``).
+replacing another one continues its clock (``clock_start_ns``). The ``task`` parameter switches
+the task in place (the next episode is the new task's; topics and clock go on).
 Pacing: a wall timer advances physics to ``real_time_factor`` x elapsed wall time (at most a few
 ticks per callback so subscriptions stay served); ``real_time_factor: 0`` = short
 bursts of ticks (a few ms of wall time each) as fast as the executor allows.
@@ -81,7 +82,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from arvla_msgs.msg import ExpertStatus, VLPrefix
 
-from arvla_base.config import ConfigError, from_dict
+from arvla_base.config import ConfigError, from_dict, to_dict
 from arvla_base.params import declare_config_parameters
 from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_sim.config import NODE_NAME, SimNodeConfig
@@ -191,8 +192,9 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ parameters
     def _read_config(self) -> SimNodeConfig:
-        """Declare one parameter per config field (all read-only but ``seed``), read once, validate."""
-        values = declare_config_parameters(self, SimNodeConfig, writable=frozenset({"seed"}))
+        """Declare one parameter per config field (all read-only but ``seed`` and ``task``), read
+        once, validate."""
+        values = declare_config_parameters(self, SimNodeConfig, writable=frozenset({"seed", "task"}))
         try:
             return from_dict(SimNodeConfig, values)
         except ConfigError as err:
@@ -200,7 +202,19 @@ class SimNode(Node):
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
         for p in params:
-            if p.name == "seed":
+            if p.name == "task" and p.value != self.config.task:
+                # The same node, its topics and its clock go on: a replaced node's fresh readers
+                # stalled the expert's messages for ~100 s in lock-step (Fast DDS).
+                try:
+                    cfg = from_dict(SimNodeConfig, {**to_dict(self.config), "task": p.value})
+                    env = SimEnv(cfg.env_config())
+                except (ConfigError, SimError) as err:
+                    return SetParametersResult(successful=False, reason=f"task: {err}")
+                self.config, self.env = cfg, env
+                self.follower = JointTrajectoryFollower(JOINT_NAMES, env.world.positions())
+                self.reset_episode()
+                self.get_logger().info(f"task {cfg.task}: switched in place")
+            elif p.name == "seed":
                 if not isinstance(p.value, int) or p.value < 0:
                     return SetParametersResult(successful=False, reason=f"seed must be an int >= 0, got {p.value!r}")
                 self._seed_base = p.value

@@ -119,6 +119,19 @@ def test_sim_node_publishes_and_follows_a_trajectory(ros_context, executor):
     assert spin_until(executor, future.done, 10.0)
     assert "seed 42" in future.result().message
 
+    # Switching the task at run time: the same node, topics and clock; the next episode is the
+    # new task's. An unknown task is refused with the reason and nothing changes.
+    bad = sim.set_parameters([Parameter("task", value="juggle")])[0]
+    assert not bad.successful and "task" in bad.reason and sim.config.task == "cued_reach"
+    before = sim.now_ns
+    assert sim.set_parameters([Parameter("task", value="push")])[0].successful
+    assert sim.config.task == "push" and sim.env.task.name == "push" and sim.now_ns >= before
+    future = reset.call_async(Trigger.Request())
+    assert spin_until(executor, future.done, 10.0)
+    assert "task push" in future.result().message
+    assert spin_until(executor, lambda: clocks[-1] > before + 500_000_000, 10.0)
+    assert all(b > a for a, b in zip(clocks, clocks[1:]))   # the clock went on, never back
+
 
 def _dur(seconds: float):
     from builtin_interfaces.msg import Duration

@@ -17,9 +17,9 @@ Thin adapter around the ROS-free core (env.py, jtc.py, tasks.py):
 - No OpenGL (neither EGL nor OSMesa works): the node logs why and runs without a camera.
 
 Sim time is one monotonic clock over all episodes (an episode's physics restarts at 0, the
-published clock does not jump back), so ``use_sim_time`` nodes never see time reverse; a node
-replacing another one continues its clock (``clock_start_ns``). The ``task`` parameter switches
-the task in place (the next episode is the new task's; topics and clock go on).
+published clock does not jump back), so ``use_sim_time`` nodes never see time reverse. The
+``task`` parameter switches the task in place (the next episode is the new task's; topics and
+clock go on).
 Pacing: a wall timer advances physics to ``real_time_factor`` x elapsed wall time (at most a few
 ticks per callback so subscriptions stay served); ``real_time_factor: 0`` = short
 bursts of ticks (a few ms of wall time each) as fast as the executor allows.
@@ -113,9 +113,7 @@ class LockstepPhase(enum.Enum):
 class SimNode(Node):
     """The simulated robot: trajectory in, clock/joint states/camera/success out."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, clock_start_ns: int = 0, **kwargs: Any) -> None:
-        """``clock_start_ns``: the sim clock starts after it (a node replacing another one
-        continues its clock)."""
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.config: SimNodeConfig = self._read_config()
         cfg = self.config
@@ -124,7 +122,7 @@ class SimNode(Node):
         self.follower = JointTrajectoryFollower(JOINT_NAMES, self.env.world.positions())
         self.episode = -1
         self._seed_base = cfg.seed
-        self._episode_offset_ns = max(0, int(clock_start_ns))   # sim clock at the start of the episode
+        self._episode_offset_ns = 0     # sim clock at the start of the episode
         self._physics_steps = 0         # within the episode
         self.slipped_ticks = 0          # ticks that real time wanted but we could not deliver
         self._last_success: bool | None = None

@@ -61,6 +61,7 @@ Run: ``sim_node --ros-args --params-file config/sim.yaml``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import sys
 import threading
@@ -82,7 +83,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from arvla_msgs.msg import ExpertStatus, VLPrefix
 
-from arvla_base.config import ConfigError, from_dict, to_dict
+from arvla_base.config import ConfigError, from_dict
 from arvla_base.params import declare_config_parameters
 from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_sim.config import NODE_NAME, SimNodeConfig
@@ -204,13 +205,12 @@ class SimNode(Node):
                 # The same node, its topics and its clock go on: a replaced node's fresh readers
                 # stalled the expert's messages for ~100 s in lock-step (Fast DDS).
                 try:
-                    cfg = from_dict(SimNodeConfig, {**to_dict(self.config), "task": p.value})
+                    cfg = dataclasses.replace(self.config, task=p.value)   # validated
                     env = SimEnv(cfg.env_config())
                 except (ConfigError, SimError) as err:
                     return SetParametersResult(successful=False, reason=f"task: {err}")
                 self.config, self.env = cfg, env
-                self.follower = JointTrajectoryFollower(JOINT_NAMES, env.world.positions())
-                self.reset_episode()
+                self.reset_episode()   # the follower holds the new world's start posture
                 self.get_logger().info(f"task {cfg.task}: switched in place")
             elif p.name == "seed":
                 if not isinstance(p.value, int) or p.value < 0:

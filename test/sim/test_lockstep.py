@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
-import re
 import threading
 import time
 

@@ -17,8 +17,8 @@ from arvla_action_expert.joints import JointLimits
 from arvla_action_expert.trajectory import TrajectoryPlan, build_plan, hold_plan, seamless_start
 from arvla_eval import metrics
 from arvla_sim.env import SimEnv
-from arvla_sim.jtc import JointTrajectoryFollower, TrajPoint
-from arvla_sim.robot import PHYSICS_DT
+from arvla_sim.collect import ThroughController
+from arvla_sim.jtc import TrajPoint
 
 FOLLOWER_HZ = 100.0  # the sim node's controller_rate_hz default
 
@@ -59,20 +59,18 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
         raise ValueError(f"timing {timing!r} needs the joint limits the node would use")
     obs = env.reset(seed)
     policy.reset()
-    period_ns = int(round(env.dt * 1e9))
-    sub_ns = int(round(1e9 / FOLLOWER_HZ))
-    sub_steps = int(round((1.0 / FOLLOWER_HZ) / PHYSICS_DT))
-    follower = JointTrajectoryFollower(env.joint_names, obs["state"])
+    through = ThroughController(env, FOLLOWER_HZ)
+    period_ns = through.period_ns
     pending: list[tuple[int, int, np.ndarray]] = []
     started, newest = False, None
     sent: tuple[int, TrajectoryPlan] | None = None
     positions = [np.asarray(obs["state"], np.float64)]
-    joint_ns, joint_q = [0], [positions[0]]
     commands: list[np.ndarray] = []
     command_ns: list[int] = []
     staleness: list[int] = []
     step_s: list[float] = []
     t_start = now_ns = 1_000_000_000  # sim time of the first tick (never 0: a zero stamp means "on arrival")
+    through.reset(hold=obs["state"], start_ns=t_start)
     while not env.done():
         t = env.step_index
         if t % frame_every == 0:
@@ -94,8 +92,8 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
             obs = env.step(action)
             now_ns += period_ns
             positions.append(np.asarray(obs["state"], np.float64))
-            joint_ns.append(now_ns - t_start)
-            joint_q.append(positions[-1])
+            through.joint_ns.append(now_ns - t_start)  # per step: the sample the period ends with
+            through.joint_positions.append(positions[-1])
             continue
         # --- the node's tick at now_ns, then the message reaches the follower after the latency
         arrive_ns = now_ns
@@ -115,22 +113,9 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
         command_ns.append((now_ns + int(plan.times_ns[0]) if stamp else now_ns + period_ns) - t_start)
         points = [TrajPoint(list(p), int(tk), list(v)) for p, tk, v in
                   zip(plan.positions, plan.times_ns, plan.velocities)]
-        delivered = False
-        for k in range(period_ns // sub_ns):  # the follower's 100 Hz ticks inside this period
-            t_sub = now_ns + k * sub_ns
-            if not delivered and t_sub >= arrive_ns:  # applied at the first follower tick after arrival
-                follower.set_trajectory(env.joint_names, points, stamp_ns=stamp, now_ns=t_sub)
-                delivered = True
-            q_cmd, _ = follower.sample(t_sub)
-            env.command(q_cmd)
-            env.step_physics(sub_steps)
-            joint_ns.append(t_sub + sub_ns - t_start)
-            joint_q.append(env.world.positions().astype(np.float64))
+        through.advance(points, stamp_ns=stamp, arrive_ns=arrive_ns)  # the follower's 100 Hz ticks
         sent = (stamp, plan)
-        if not delivered:  # later than the whole period: it lands at the next tick's start
-            follower.set_trajectory(env.joint_names, points, stamp_ns=stamp, now_ns=now_ns + period_ns)
         now_ns += period_ns
-        env.step_index += 1
         obs = env.observe()
         positions.append(np.asarray(obs["state"], np.float64))
     traj = np.stack(positions)
@@ -143,4 +128,4 @@ def rollout(policy: Any, env: SimEnv, backbone: Any, seed: int, *, timing: str |
             "tick_positions": traj[:n], "commands": np.stack(commands) if n else np.zeros((0, traj.shape[1])),
             "command_ns": np.asarray(command_ns, np.int64), "staleness": np.asarray(staleness, np.int64),
             "latency_s": np.asarray(step_s, np.float64),
-            "joint_ns": np.asarray(joint_ns, np.int64), "joint_positions": np.stack(joint_q)}
+            "joint_ns": np.asarray(through.joint_ns, np.int64), "joint_positions": np.stack(through.joint_positions)}

@@ -26,10 +26,13 @@ from arvla_sim.experts import DartNoise, make_expert
 
 
 class ThroughController:
-    """Executes each command as the ROS demonstrator's message does: one point one control
-    period ahead, started on arrival (stamp 0) by the sim's joint_trajectory_controller
-    follower, which interpolates towards it at ``rate_hz`` -- instead of ``SimEnv.step``'s
-    target held for the period. Keeps every follower sample (the sim node's /joint_states) in
+    """Executes commands as the sim node's joint_trajectory_controller follower does, one control
+    period at a time: the follower interpolates towards its trajectory at ``rate_hz``, each of
+    its samples commanded to the robot for that sub-period -- instead of ``SimEnv.step``'s target
+    held for the whole period. Called with one command, it executes it as the ROS
+    demonstrator's message does (one point one control period ahead, started on arrival);
+    ``advance`` takes any trajectory and the time it arrives (the expert node's path,
+    ``arvla_eval.streaming``). Keeps every follower sample (the sim node's /joint_states) in
     ``joint_ns`` / ``joint_positions`` (ns from the episode's first tick)."""
 
     def __init__(self, env: SimEnv, rate_hz: float = 100.0) -> None:
@@ -44,31 +47,46 @@ class ThroughController:
                              f"period ({self.period_ns} ns)")
         self.follower: Any = None
 
-    def reset(self) -> None:
-        """Start of an episode (after ``env.reset``): the follower holds the measured posture."""
+    def reset(self, hold: np.ndarray | None = None, start_ns: int = 0) -> None:
+        """Start of an episode (after ``env.reset``): the follower holds ``hold`` (default: the
+        measured posture), the episode's first joint sample; the first tick is at sim time
+        ``start_ns``."""
         from arvla_sim.jtc import JointTrajectoryFollower
 
-        q = self.env.world.positions()
+        q = np.asarray(self.env.world.positions() if hold is None else hold, np.float64)
         self.follower = JointTrajectoryFollower(self.env.joint_names, q)
-        self.now_ns = 0
+        self.start_ns = self.now_ns = int(start_ns)
         self.joint_ns: list[int] = [0]
-        self.joint_positions: list[np.ndarray] = [q.astype(np.float64)]
+        self.joint_positions: list[np.ndarray] = [q]
+
+    def advance(self, points: list[Any] | None = None, stamp_ns: int = 0,
+                arrive_ns: int | None = None) -> None:
+        """One control period from ``now_ns``. ``points`` (``TrajPoint``s, stamped ``stamp_ns``;
+        0 = start on arrival) reach the follower at its first tick at or after ``arrive_ns``
+        (default: now), or at the next period's start when they arrive later than this one."""
+        env, t0 = self.env, self.now_ns
+        pending = points is not None
+        arrive = t0 if arrive_ns is None else arrive_ns
+        for k in range(self.period_ns // self.sub_ns):
+            t_sub = t0 + k * self.sub_ns
+            if pending and t_sub >= arrive:
+                self.follower.set_trajectory(env.joint_names, points, stamp_ns=stamp_ns, now_ns=t_sub)
+                pending = False
+            q_cmd, _ = self.follower.sample(t_sub)
+            env.command(q_cmd)
+            env.step_physics(self.sub_steps)
+            self.joint_ns.append(t_sub + self.sub_ns - self.start_ns)
+            self.joint_positions.append(env.world.positions().astype(np.float64))
+        self.now_ns = t0 + self.period_ns
+        if pending:
+            self.follower.set_trajectory(env.joint_names, points, stamp_ns=stamp_ns, now_ns=self.now_ns)
+        env.step_index += 1
 
     def __call__(self, command: np.ndarray) -> dict[str, Any]:
         from arvla_sim.jtc import TrajPoint
 
-        env, t0 = self.env, self.now_ns
-        self.follower.set_trajectory(env.joint_names, [TrajPoint(list(command), self.period_ns)],
-                                     stamp_ns=0, now_ns=t0)
-        for k in range(self.period_ns // self.sub_ns):
-            q_cmd, _ = self.follower.sample(t0 + k * self.sub_ns)
-            env.command(q_cmd)
-            env.step_physics(self.sub_steps)
-            self.joint_ns.append(t0 + (k + 1) * self.sub_ns)
-            self.joint_positions.append(env.world.positions().astype(np.float64))
-        self.now_ns = t0 + self.period_ns
-        env.step_index += 1
-        return env.observe()
+        self.advance([TrajPoint(list(command), self.period_ns)], stamp_ns=0)
+        return self.env.observe()
 
 
 def collect_episode(env: SimEnv, seed: int, *, frame_every: int = 1, render: bool = True,

@@ -90,10 +90,10 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     from arvla_eval.collect_inprocess import collect_inprocess
     from arvla_eval.collect_ros import CollectConfig
 
-    n, _, profile, noise = parse_data(data)
+    n, _, profile, noise, offset = parse_data(data)
     c, dirs = demo.collect, []
     for task in layout["tasks"]:
-        seeds = list(range(c.seed0, c.seed0 + n))
+        seeds = list(range(c.seed0 + offset, c.seed0 + offset + n))
         ccfg = CollectConfig(task=task, seeds=seeds,
                              control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
                              sim=layout["sim"], perception=data_perception(data, layout), prefixes="offline",
@@ -106,9 +106,10 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
         if res.records:
             print(f"[{data}] {task}: {len(res.records)} more seeds demonstrated, "
                   f"{time.monotonic() - t0:.0f} s", flush=True)
-        first = d / f"first{n}"   # the episodes of seeds 0..n-1, as links
+        # the episodes of seeds offset..offset+n-1, as links
+        first = d / (f"first{n}" if not offset else f"seeds{offset}_{n}")
         if not first.is_dir():
-            tmp = d / f".first{n}.tmp"
+            tmp = d / f".{first.name}.tmp"
             tmp.mkdir(exist_ok=True)
             for s_ in seeds:
                 src = d / "episodes" / f"{task}_{s_:06d}.npz"
@@ -121,20 +122,24 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     return dirs
 
 
-def parse_data(data: str) -> tuple[int, int | None, str, float | None]:
-    """'inprocN' -> (N, None, 'trapezoid', None); 'inprocNgK' -> (N, K, ...): perception on a K x K
+def parse_data(data: str) -> tuple[int, int | None, str, float | None, int]:
+    """'inprocN' -> (N, None, 'trapezoid', None, 0); 'inprocNgK' -> (N, K, ...): perception on a K x K
     token grid; then 'mj' -> the demonstrator moves along minimum-jerk profiles
     (``motion_profile: min_jerk``), 'mjr' -> along minimum-jerk profiles re-planned every step
-    (``min_jerk_replan``); then 'nS' -> DART noise of S/100 rad (the demo's: 0.02)."""
-    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?", data)
+    (``min_jerk_replan``); then 'nS' -> DART noise of S/100 rad (the demo's: 0.02); then 'sO' ->
+    the demonstration seeds O..O+N-1 instead of 0..N-1 (the same demonstrator, other samples:
+    ``inproc150g4mjs150`` against ``inproc150g4mj`` measures how far resampling alone moves a
+    result; both are cut from ``inproc300g4mj``'s cache)."""
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?(?:s(\d+))?", data)
     if m is None:
         raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
                          "'inprocNgK' (perception tokens on a K x K grid), either + 'mj' "
                          "(minimum-jerk demonstrator) or 'mjr' (the same, re-planned every step), "
-                         "+ 'nS' (DART noise S/100 rad)")
+                         "+ 'nS' (DART noise S/100 rad), + 'sO' (seeds from O)")
     profile = {"mj": "min_jerk", "mjr": "min_jerk_replan", None: "trapezoid"}[m.group(3)]
     noise = int(m.group(4)) / 100.0 if m.group(4) else None
-    return int(m.group(1)), int(m.group(2)) if m.group(2) else None, profile, noise
+    return (int(m.group(1)), int(m.group(2)) if m.group(2) else None, profile, noise,
+            int(m.group(5) or 0))
 
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:

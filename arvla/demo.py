@@ -70,6 +70,8 @@ class CollectStage:
     #                                    acceleration), "min_jerk" (quintic segments; smoother
     #                                    demonstrations) or "min_jerk_replan" (the quintic
     #                                    re-planned every step; arvla_sim.experts.WaypointExpert)
+    grasp_retries: int = 0             # pick_lift's demonstrator tries a missed grasp again (the
+    #                                    fingers closed on nothing) up to this many times
     mode: str = "realtime"             # like eval.mode: "realtime" / "lockstep" through the ROS
     #                                    graph (collect_ros; lockstep: the sim waits for each tick
     #                                    of the demonstrator node), or "inprocess": the same
@@ -88,6 +90,7 @@ class CollectStage:
 
         require(self.motion_profile in MOTION_PROFILES, "motion_profile", self.motion_profile,
                 f"must be one of {list(MOTION_PROFILES)}")
+        require(self.grasp_retries >= 0, "grasp_retries", self.grasp_retries, "must be >= 0")
 
 
 @dataclasses.dataclass
@@ -220,9 +223,11 @@ def stage_collect(cfg: DemoConfig, out: pathlib.Path, task: str, *, force: bool,
     ccfg = CollectConfig(task=task, seeds=seeds, control_rate_hz=cfg.control_rate_hz,
                          settle_s=c.settle_s, sim=sim, perception=cfg.perception, keep_bags=True,
                          noise_std=c.noise_std, noisy_fraction=c.noisy_fraction,
-                         prefixes=c.prefixes, motion_profile=c.motion_profile)
+                         prefixes=c.prefixes, motion_profile=c.motion_profile,
+                         grasp_retries=c.grasp_retries)
     inprocess = c.mode == "inprocess"
-    key = _hash("collect", to_dict(ccfg), "inprocess") if inprocess else _hash("collect", to_dict(ccfg))
+    key = (_hash("collect", ccfg.cache_key_dict(), "inprocess") if inprocess
+           else _hash("collect", ccfg.cache_key_dict()))
     d = collect_dir(out, task, key)
     info = read_done(d)
     how = (f"in process ({c.processes} workers)" if inprocess

@@ -70,7 +70,7 @@ class Demonstrator:
                           home_noise=float(sim.get("home_noise", 0.02)),
                           max_duration_s=float(config.max_seconds or task.max_duration_s))
         self.controller = ThroughController(self.env, FOLLOWER_HZ)
-        self.expert = make_expert(self.env, config.motion_profile)
+        self.expert = make_expert(self.env, config.motion_profile, config.grasp_retries)
         # one torch thread per process: parallelism comes from workers
         self.encoder = OfflinePrefixes({**config.perception, "num_threads": 1}, task.instruction)
 

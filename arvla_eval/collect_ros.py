@@ -74,6 +74,7 @@ class CollectConfig:
     motion_profile: str = "trapezoid"      # the demonstrator's hand motion (arvla_sim.experts):
     #                                        "trapezoid", "min_jerk" (smoother demonstrations) or
     #                                        "min_jerk_replan" (min_jerk re-planned every step)
+    grasp_retries: int = 0                 # tries after a missed grasp (pick_lift's demonstrator)
     sim: dict[str, Any] = dataclasses.field(default_factory=dict)         # SimNode parameters
     perception: dict[str, Any] = dataclasses.field(default_factory=dict)  # PerceptionNode parameters
 
@@ -94,6 +95,17 @@ class CollectConfig:
 
         require(self.motion_profile in MOTION_PROFILES, "motion_profile", self.motion_profile,
                 f"must be one of {list(MOTION_PROFILES)}")
+        require(self.grasp_retries >= 0, "grasp_retries", self.grasp_retries, "must be >= 0")
+
+    def cache_key_dict(self) -> dict[str, Any]:
+        """The settings that make a collection (for cache keys). Settings added later are left
+        out while at their default, so collections made before them stay valid."""
+        from arvla_base.config import to_dict
+
+        d = to_dict(self)
+        if d.get("grasp_retries") == 0:
+            del d["grasp_retries"]
+        return d
 
     def noise_for(self, index: int) -> float:
         """DART noise of the ``index``-th episode: evenly interleaved noisy / clean episodes."""
@@ -135,12 +147,13 @@ def _make_scripted_node_class() -> type:
         """
 
         def __init__(self, sim: Any, *, control_rate_hz: float = 20.0, motion_profile: str = "trapezoid",
-                     controller_name: str = "arm_controller", **kwargs: Any) -> None:
+                     grasp_retries: int = 0, controller_name: str = "arm_controller",
+                     **kwargs: Any) -> None:
             super().__init__("arvla_scripted_expert", **kwargs)
             self.sim = sim
             # The sim's env runs at the controller rate (100 Hz); the expert moves its waypoints
             # per control tick, so it must know the tick is ours.
-            self.expert = sim.scripted_expert(control_rate_hz, motion_profile)
+            self.expert = sim.scripted_expert(control_rate_hz, motion_profile, grasp_retries)
             self.period_ns = int(round(1e9 / control_rate_hz))
             self._lock = threading.Lock()
             self._q: np.ndarray | None = None
@@ -338,6 +351,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
 
     def factory(context: Any, graph: RolloutGraph) -> Any:
         return ScriptedExpertNode(graph.sim, control_rate_hz=rate, motion_profile=config.motion_profile,
+                                  grasp_retries=config.grasp_retries,
                                   controller_name=graph.sim.config.controller_name, context=context,
                                   parameter_overrides=_parameters({"use_sim_time": True}))
 

@@ -177,13 +177,16 @@ class WaypointExpert:
     peak_yaw_rate: float = 0.8       # rad/s at the middle of a turn (the sim's wrist actuator,
     #                                  12 Nm against damping 10, saturates near 1.2 rad/s)
 
-    def __init__(self, env: "SimEnv", motion_profile: str = "trapezoid"):
+    def __init__(self, env: "SimEnv", motion_profile: str = "trapezoid", grasp_retries: int = 0):
         if motion_profile not in MOTION_PROFILES:
             raise ValueError(f"motion_profile must be one of {MOTION_PROFILES}, got {motion_profile!r}")
+        if grasp_retries < 0:
+            raise ValueError(f"grasp_retries must be >= 0, got {grasp_retries}")
         self.env = env
         self.ik = DlsIK(env.world)
         self.dt = env.dt
         self.motion_profile = motion_profile
+        self.grasp_retries = grasp_retries   # tasks that grasp (pick_lift): tries after a miss
 
     def reset(self, obs: dict[str, Any]) -> None:
         self.sync_to_state(obs)
@@ -320,25 +323,49 @@ class WaypointExpert:
 
 
 class PickLiftExpert(WaypointExpert):
+    """Above the cube, down, close, lift. With ``grasp_retries`` > 0 a missed grasp is tried
+    again: when the fingers close on nothing during the lift (the cube holds them at its half
+    width, 0.02 m), the hand opens while rising ``retry_rise`` and the plan starts over from
+    the cube's pose now -- demonstrations of a recovery that a policy can only learn from its
+    own state (the finger opening), as it would have to on a robot."""
+
     grasp_offset = 0.035    # site height above the cube centre at grasp (finger pads on the cube)
+    missed_grasp = 0.008    # m per finger: closed below this while lifting = nothing held
+    retry_rise = 0.05       # m the hand rises while it opens after a miss
+
+    def _grasp(self, obs: dict[str, Any]) -> list[Waypoint]:
+        p = obs["privileged"]["object_pos"]
+        yaw = _yaw_of_quat(obs["privileged"]["object_quat"])
+        self.yaw = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4   # cube is 90-degree symmetric
+        above = p + np.array([0.0, 0.0, 0.12])
+        grasp = p + np.array([0.0, 0.0, self.grasp_offset])
+        self._lift = Waypoint(p + np.array([0.0, 0.0, 0.25]), GRIPPER_CLOSED, speed=0.2, settle_s=10.0)
+        return [Waypoint(above, GRIPPER_OPEN, speed=0.35, settle_s=0.1),
+                Waypoint(grasp, GRIPPER_OPEN, speed=0.15, settle_s=0.15),
+                Waypoint(grasp, GRIPPER_CLOSED, settle_s=0.6),
+                self._lift]
 
     def plan(self, obs):
         if getattr(self, "_done", False) and self.t > 0:
             return []
-        p = obs["privileged"]["object_pos"]
-        yaw = _yaw_of_quat(obs["privileged"]["object_quat"])
-        self.yaw = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4   # cube is 90-degree symmetric
         self._done = True
-        above = p + np.array([0.0, 0.0, 0.12])
-        grasp = p + np.array([0.0, 0.0, self.grasp_offset])
-        return [Waypoint(above, GRIPPER_OPEN, speed=0.35, settle_s=0.1),
-                Waypoint(grasp, GRIPPER_OPEN, speed=0.15, settle_s=0.15),
-                Waypoint(grasp, GRIPPER_CLOSED, settle_s=0.6),
-                Waypoint(p + np.array([0.0, 0.0, 0.25]), GRIPPER_CLOSED, speed=0.2, settle_s=10.0)]
+        return self._grasp(obs)
+
+    def act(self, obs):
+        if (obs["step"] > 0 and self.retries_left > 0 and self.waypoints
+                and self.waypoints[0] is self._lift and float(obs["state"][7]) < self.missed_grasp):
+            self.retries_left -= 1
+            rise = Waypoint(self.pos + np.array([0.0, 0.0, self.retry_rise]), GRIPPER_OPEN,
+                            speed=0.15, settle_s=0.1)
+            self.waypoints = [rise] + self._grasp(obs)
+            self.settle = 0.0
+        return super().act(obs)
 
     def reset(self, obs):
         super().reset(obs)
         self._done = False
+        self._lift: Waypoint | None = None
+        self.retries_left = self.grasp_retries
 
 
 class PushExpert(WaypointExpert):
@@ -462,6 +489,7 @@ EXPERTS: dict[str, type[WaypointExpert]] = {
     "pick_lift": PickLiftExpert, "push": PushExpert, "cued_reach": CuedReachExpert}
 
 
-def make_expert(env: "SimEnv", motion_profile: str = "trapezoid") -> WaypointExpert:
-    """The scripted expert for ``env``'s task, moving with ``motion_profile`` (MOTION_PROFILES)."""
-    return EXPERTS[env.task.name](env, motion_profile)
+def make_expert(env: "SimEnv", motion_profile: str = "trapezoid", grasp_retries: int = 0) -> WaypointExpert:
+    """The scripted expert for ``env``'s task, moving with ``motion_profile`` (MOTION_PROFILES);
+    ``grasp_retries``: how often a task that grasps tries again after a missed grasp."""
+    return EXPERTS[env.task.name](env, motion_profile, grasp_retries)

@@ -264,13 +264,15 @@ class SimNode(Node):
         """The current episode can no longer succeed (e.g. the object fell off the table)."""
         return bool(self.env.failure())
 
-    def scripted_expert(self, control_rate_hz: float, motion_profile: str = "trapezoid") -> Any:
+    def scripted_expert(self, control_rate_hz: float, motion_profile: str = "trapezoid",
+                        grasp_retries: int = 0) -> Any:
         """The task's scripted demonstrator (``arvla_sim.experts``, moving with
-        ``motion_profile``), stepping its waypoints once per control tick at
-        ``control_rate_hz``; it acts on ``demonstrator_view``."""
+        ``motion_profile``, trying a missed grasp again up to ``grasp_retries`` times),
+        stepping its waypoints once per control tick at ``control_rate_hz``; it acts on
+        ``demonstrator_view``."""
         from arvla_sim.experts import make_expert
 
-        expert = make_expert(self.env, motion_profile)
+        expert = make_expert(self.env, motion_profile, grasp_retries)
         expert.dt = 1.0 / control_rate_hz
         return expert
 

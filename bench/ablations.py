@@ -78,6 +78,8 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
               {"seed": 1}, {}),
     "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "
                    "2000)", {"steps": [1, 2000]}, {}),
+    "vision2000h": ("vision2000 with history_drop 0.5 (hdrop05 without the action-only stage)",
+                    {"steps": [1, 2000], "data.history_drop": 0.5}, {}),
 }
 
 
@@ -86,21 +88,22 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     """The episode directories of demonstration set ``data`` ('ros' = the demo's own)."""
     if data == "ros":
         return list(layout["episodes"])
-    from arvla_base.config import to_dict
     from arvla_eval.collect_inprocess import collect_inprocess
     from arvla_eval.collect_ros import CollectConfig
 
-    n, _, profile, noise, offset = parse_data(data)
+    spec = parse_data(data)
+    n, offset = spec.n, spec.offset
     c, dirs = demo.collect, []
     for task in layout["tasks"]:
         seeds = list(range(c.seed0 + offset, c.seed0 + offset + n))
         ccfg = CollectConfig(task=task, seeds=seeds,
                              control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
                              sim=layout["sim"], perception=data_perception(data, layout), prefixes="offline",
-                             noise_std=c.noise_std if noise is None else noise, noisy_fraction=c.noisy_fraction,
-                             motion_profile=profile)
+                             noise_std=c.noise_std if spec.noise is None else spec.noise,
+                             noisy_fraction=c.noisy_fraction, motion_profile=spec.profile,
+                             grasp_retries=spec.retries)
         # one cache per setting (not per count): inproc50 is the first 50 seeds of inproc150
-        d = out / "demos" / f"{task}-{_key({**to_dict(ccfg), 'seeds': None})}"
+        d = out / "demos" / f"{task}-{_key({**ccfg.cache_key_dict(), 'seeds': None})}"
         t0 = time.monotonic()
         res = collect_inprocess(ccfg, d, progress=True, workers=workers, resume=True)
         if res.records:
@@ -122,31 +125,45 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
     return dirs
 
 
-def parse_data(data: str) -> tuple[int, int | None, str, float | None, int]:
-    """'inprocN' -> (N, None, 'trapezoid', None, 0); 'inprocNgK' -> (N, K, ...): perception on a K x K
-    token grid; then 'mj' -> the demonstrator moves along minimum-jerk profiles
-    (``motion_profile: min_jerk``), 'mjr' -> along minimum-jerk profiles re-planned every step
-    (``min_jerk_replan``); then 'nS' -> DART noise of S/100 rad (the demo's: 0.02); then 'sO' ->
-    the demonstration seeds O..O+N-1 instead of 0..N-1 (the same demonstrator, other samples:
-    ``inproc150g4mjs150`` against ``inproc150g4mj`` measures how far resampling alone moves a
-    result; both are cut from ``inproc300g4mj``'s cache)."""
-    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?(?:s(\d+))?", data)
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """A demonstration set named ``inprocN[gK][mj|mjr][nS][sO][retry]`` (see ``parse_data``)."""
+
+    n: int                      # demonstrations per task
+    grid: int | None = None     # K: perception tokens on a K x K grid (None: the demo's)
+    profile: str = "trapezoid"  # the demonstrator's motion_profile
+    noise: float | None = None  # DART noise, rad (None: the demo's)
+    offset: int = 0             # the demonstration seeds start here
+    retries: int = 0            # grasp_retries of the demonstrator
+
+
+def parse_data(data: str) -> DataSpec:
+    """'inprocN' -> N per task; then 'gK' -> perception on a K x K token grid; then 'mj' -> the
+    demonstrator moves along minimum-jerk profiles (``motion_profile: min_jerk``), 'mjr' ->
+    along minimum-jerk profiles re-planned every step (``min_jerk_replan``); then 'nS' -> DART
+    noise of S/100 rad (the demo's: 0.02); then 'sO' -> the demonstration seeds O..O+N-1
+    instead of 0..N-1 (the same demonstrator, other samples: ``inproc150g4mjs150`` against
+    ``inproc150g4mj`` measures how far resampling alone moves a result; both are cut from
+    ``inproc300g4mj``'s cache); then 'retry' -> pick_lift's demonstrator tries a missed grasp
+    again, twice at most (``grasp_retries: 2``)."""
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?(?:s(\d+))?(retry)?", data)
     if m is None:
         raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
                          "'inprocNgK' (perception tokens on a K x K grid), either + 'mj' "
                          "(minimum-jerk demonstrator) or 'mjr' (the same, re-planned every step), "
-                         "+ 'nS' (DART noise S/100 rad), + 'sO' (seeds from O)")
-    profile = {"mj": "min_jerk", "mjr": "min_jerk_replan", None: "trapezoid"}[m.group(3)]
-    noise = int(m.group(4)) / 100.0 if m.group(4) else None
-    return (int(m.group(1)), int(m.group(2)) if m.group(2) else None, profile, noise,
-            int(m.group(5) or 0))
+                         "+ 'nS' (DART noise S/100 rad), + 'sO' (seeds from O), + 'retry' "
+                         "(missed grasps tried again)")
+    return DataSpec(n=int(m.group(1)), grid=int(m.group(2)) if m.group(2) else None,
+                    profile={"mj": "min_jerk", "mjr": "min_jerk_replan", None: "trapezoid"}[m.group(3)],
+                    noise=int(m.group(4)) / 100.0 if m.group(4) else None,
+                    offset=int(m.group(5) or 0), retries=2 if m.group(6) else 0)
 
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
     """The perception node parameters of demonstration set ``data`` (the demo's, or its grid)."""
-    if data == "ros" or parse_data(data)[1] is None:
+    if data == "ros" or parse_data(data).grid is None:
         return dict(layout["perception"])
-    k = parse_data(data)[1]
+    k = parse_data(data).grid
     return {**layout["perception"], "token_grid": [k, k]}
 
 
@@ -224,6 +241,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for in-process collection and evaluation")
+    ap.add_argument("--max-seconds", nargs="+", default=[], metavar="TASK=S",
+                    help="evaluate TASK up to S sim seconds instead of the artefacts' limit "
+                         "(e.g. pick_lift=8, the task's own, for policies that retry)")
     ap.add_argument("--table", action="store_true", help="only print the table of cached rows")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     args = ap.parse_args()
@@ -258,13 +278,27 @@ def main() -> int:
         if base_row not in ROWS and base_row not in ("chunk", "chunk_te"):
             print(f"--rows: unknown row {r!r} (--list shows them)", file=sys.stderr)
             return 2
+    base_limits = {k: float(v) for k, v in (layout["max_seconds"] or {}).items()}
+    limits = dict(base_limits)
+    for item in args.max_seconds:
+        task, sep, value = item.partition("=")
+        try:
+            limits[task] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or limits[task] <= 0:
+            print(f"--max-seconds: {item!r} is not TASK=SECONDS (> 0)", file=sys.stderr)
+            return 2
     all_records = []
     for r in rows:
         base_row, _, data = r.partition("@")
         data = data or "ros"
         what, overrides, node = ROWS.get(base_row, (base_row, {}, {}))
         params = {**layout["expert_node"], **node}
-        rec_path = out / "records" / f"{r}-{_key(overrides, params, a, b, tasks, str(layout['expert']))}.npz"
+        key_parts: list[Any] = [overrides, params, a, b, tasks, str(layout["expert"])]
+        if limits != base_limits:   # other time limits than the artefacts' (earlier keys kept)
+            key_parts.append(limits)
+        rec_path = out / "records" / f"{r}-{_key(*key_parts)}.npz"
         if not rec_path.is_file() and not args.table:
             dirs = data_episodes(data, demo, layout, tasks, out, args.workers)
             if base_row in ("chunk", "chunk_te"):
@@ -289,7 +323,7 @@ def main() -> int:
             t0 = time.monotonic()
             recs = run_inprocess({r: policy}, InProcessSetup(
                 tasks=tasks, seeds=list(range(a, b)),
-                max_seconds_per_task={k: float(v) for k, v in (layout["max_seconds"] or {}).items()},
+                max_seconds_per_task=limits,
                 sim_params=layout["sim"], perception_params=data_perception(data, layout),
                 expert_params=params, progress=False), workers=args.workers)
             rec_path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +332,8 @@ def main() -> int:
         if rec_path.is_file():
             all_records += load_records(rec_path)
     if all_records:
-        print(f"\nIn process, deterministic (perception lag 2 steps), seeds {a}..{b - 1}:")
+        print(f"\nIn process, deterministic (perception lag 2 steps), seeds {a}..{b - 1}, "
+              f"time limits {limits} s:")
         print(rows_markdown(report_rows(all_records)))
         for r in rows:
             base_row, _, data = r.partition("@")

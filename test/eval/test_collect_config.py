@@ -30,10 +30,21 @@ def test_motion_profile_is_checked_and_reaches_the_demonstrator():
 
     with pytest.raises(ConfigError, match="motion_profile"):
         CollectConfig(motion_profile="s_curve")
-    cfg = CollectConfig(task="push", prefixes="offline", motion_profile="min_jerk",
-                        sim={"image_height": 32, "image_width": 32})
+    cfg = CollectConfig(task="pick_lift", prefixes="offline", motion_profile="min_jerk",
+                        grasp_retries=2, sim={"image_height": 32, "image_width": 32})
     demo = Demonstrator(cfg)
     try:
-        assert demo.expert.motion_profile == "min_jerk"
+        assert demo.expert.motion_profile == "min_jerk" and demo.expert.grasp_retries == 2
     finally:
         demo.close()
+
+
+def test_grasp_retries_is_validated_and_keeps_earlier_cache_keys():
+    from arvla_base.config import to_dict
+
+    with pytest.raises(ConfigError, match="grasp_retries"):
+        CollectConfig(grasp_retries=-1)
+    plain = CollectConfig(seeds=[0, 1], noise_std=0.02)
+    before = {k: v for k, v in to_dict(plain).items() if k != "grasp_retries"}  # the key before the setting
+    assert plain.cache_key_dict() == before
+    assert CollectConfig(seeds=[0, 1], noise_std=0.02, grasp_retries=2).cache_key_dict()["grasp_retries"] == 2

@@ -436,3 +436,33 @@ def test_the_embedded_robot_limits_live_in_one_place(repo_root):
     assert params["max_velocity"] == list(MAX_VELOCITY)
     n = len(JOINT_NAMES)
     assert expert_parameters(JOINT_NAMES, [0.0] * n, [1.0] * n)["max_velocity"] == list(MAX_VELOCITY)
+
+
+def test_pick_lift_demonstrator_tries_a_missed_grasp_again():
+    """grasp_retries: with DART noise on the executed commands, seed 3's grasp closes on nothing
+    (it fails without retries); with retries the demonstrator sees its empty fingers on the
+    lift (its own state, nothing privileged), opens while rising, re-approaches the cube where
+    it is now and succeeds. A grasp that holds the cube is never retried, and the episodes
+    without a miss are the same with or without retries."""
+    from arvla_sim.collect import ThroughController, collect_episode
+
+    env = SimEnv(task="pick_lift", image_height=32, image_width=32)
+    tc = ThroughController(env)
+    out = {}
+    for seed, noise in ((3, 0.02), (100000, 0.0)):
+        for retries in (0, 2):
+            expert = make_expert(env, "min_jerk", grasp_retries=retries)
+            ep = collect_episode(env, seed, render=False, noise_std=noise, execute=tc, expert=expert)
+            out[seed, retries] = (ep, retries - expert.retries_left)
+    (miss, _), (retried, tries) = out[3, 0], out[3, 2]
+    assert not miss["success"] and retried["success"] and tries == 1
+    first = miss["states"].shape[0]   # identical up to the miss, then the retry diverges
+    n = min(first, retried["states"].shape[0])
+    diverge = int(np.argmax(np.any(miss["actions"][:n] != retried["actions"][:n], axis=1)))
+    assert diverge > 40 and miss["states"][diverge, 7] < expert.missed_grasp
+    (clean, _), (clean_r, tries_clean) = out[100000, 0], out[100000, 2]
+    assert clean["success"] and tries_clean == 0
+    np.testing.assert_array_equal(clean["actions"], clean_r["actions"])
+    with pytest.raises(ValueError, match="grasp_retries"):
+        make_expert(env, "min_jerk", grasp_retries=-1)
+    env.close()

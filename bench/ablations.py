@@ -197,7 +197,7 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     from arvla_base.config import from_dict, load_config, to_dict
 
     tcfg = load_config(TrainConfig, REPO / demo.train.expert_config)
-    data = to_dict(tcfg)
+    settings = to_dict(tcfg)
     steps_x = 1
     steps = (demo.train.stage1_steps, demo.train.stage2_steps)
     for key, value in overrides.items():
@@ -209,13 +209,16 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
             continue
         if "." in key:
             section, field = key.split(".")
-            data[section][field] = value
+            settings[section][field] = value
         else:
-            data[key] = value
-    data["num_threads"] = torch.get_num_threads()
-    tcfg = from_dict(TrainConfig, data)
+            settings[key] = value
+    settings["num_threads"] = torch.get_num_threads()
+    tcfg = from_dict(TrainConfig, settings)
     steps = (steps[0] * steps_x, steps[1] * steps_x)
-    d = out / "train" / _key(to_dict(tcfg), steps, len(episodes), data)  # rows with the same training share it
+    # rows with the same training on the same demonstrations share it (before 2026-12-07 the key
+    # named the settings twice instead of the demonstration set: two sets with as many episodes
+    # would have shared a checkpoint; those directories are not found any more)
+    d = out / "train" / _key(to_dict(tcfg), steps, len(episodes), data)
     if (d / "DONE").is_file():
         return d / "stage2"
     source = InMemoryEpisodes(episodes)

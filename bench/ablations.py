@@ -76,6 +76,7 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
               {"data.history_drop": 0.5, "steps_x": 2}, {}),
     "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",
               {"seed": 1}, {}),
+    "hdrop05s1": ("hdrop05 with training seed 1", {"data.history_drop": 0.5, "seed": 1}, {}),
     "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "
                    "2000)", {"steps": [1, 2000]}, {}),
     "vision2000h": ("vision2000 with history_drop 0.5 (hdrop05 without the action-only stage)",
@@ -307,6 +308,7 @@ def main() -> int:
             if base_row in ("chunk", "chunk_te"):
                 ckpt = (art / "chunk" if data == "ros" and (art / "chunk" / "config.json").is_file()
                         else train_chunk_row(data, dirs, out))
+                print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --chunk
                 base = ChunkPolicy.from_checkpoint(ckpt)
                 mode = "chunk" if base_row == "chunk" else "temporal_ensemble"
                 policy: Any = base.with_exec(dataclasses.replace(base.exec, mode=mode))
@@ -320,9 +322,10 @@ def main() -> int:
                 # unchanged count stays the same: the recipe's own value)
                 row_overrides = {**overrides,
                                  "model.max_prefix_tokens": int(episodes[0].frame_tokens.shape[1])}
-                policy = ExpertPolicy.from_checkpoint(train_row(
-                    r, row_overrides, demo, episodes, out,
-                    token_settings(data_perception(data, layout)), data))
+                ckpt = train_row(r, row_overrides, demo, episodes, out,
+                                 token_settings(data_perception(data, layout)), data)
+                print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --expert
+                policy = ExpertPolicy.from_checkpoint(ckpt)
             t0 = time.monotonic()
             recs = run_inprocess({r: policy}, InProcessSetup(
                 tasks=tasks, seeds=list(range(a, b)),

@@ -168,8 +168,16 @@ def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
     return {**layout["perception"], "token_grid": [k, k]}
 
 
-def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path) -> pathlib.Path:
-    """The demo's chunked baseline recipe (config/chunk_demo.yaml) trained on ``episode_dirs``."""
+# baseline rows: execution mode, training steps x the recipe's (the 2x rows ask whether the
+# baselines are under-trained on a larger demonstration set)
+BASELINES: dict[str, tuple[str, int]] = {"chunk": ("chunk", 1), "chunk_te": ("temporal_ensemble", 1),
+                                         "chunk2x": ("chunk", 2), "chunk_te2x": ("temporal_ensemble", 2)}
+
+
+def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path,
+                    steps_x: int = 1) -> pathlib.Path:
+    """The demo's chunked baseline recipe (config/chunk_demo.yaml) trained on ``episode_dirs``
+    (``steps_x`` times its steps)."""
     from arvla_baselines.chunk import ChunkTrainConfig, train_chunk_policy
     from arvla_base.config import load_config, to_dict
     from arvla_base.paths import config_file
@@ -177,11 +185,13 @@ def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Pa
 
     source = episode_source(episode_dirs)
     cfg = fit_chunk_dims(load_config(ChunkTrainConfig, config_file("chunk_demo.yaml")), source)
+    if steps_x != 1:
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=cfg.optim.max_steps * steps_x))
     d = out / "chunk" / _key(to_dict(cfg), [str(p) for p in episode_dirs])
     if not (d / "config.json").is_file():
         t0 = time.monotonic()
         train_chunk_policy(source, cfg, d, progress=False)
-        print(f"[chunk@{data}] trained on {len(source)} episodes, {time.monotonic() - t0:.0f} s",
+        print(f"[chunk x{steps_x}@{data}] trained on {len(source)} episodes, {time.monotonic() - t0:.0f} s",
               flush=True)
     return d
 
@@ -238,7 +248,7 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--artefacts", default="artifacts/demo/full", help="the demo's artefacts")
-    ap.add_argument("--rows", default="demo", help=f"comma list of {', '.join(ROWS)}, chunk, chunk_te")
+    ap.add_argument("--rows", default="demo", help=f"comma list of {', '.join(ROWS)}, {', '.join(BASELINES)}")
     ap.add_argument("--seeds", default="100000:100050", help="held-out seed range A:B")
     ap.add_argument("--tasks", nargs="+")
     ap.add_argument("--out", default="runs/ablations")
@@ -279,7 +289,7 @@ def main() -> int:
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     for r in rows:
         base_row = r.split("@")[0]
-        if base_row not in ROWS and base_row not in ("chunk", "chunk_te"):
+        if base_row not in ROWS and base_row not in BASELINES:
             print(f"--rows: unknown row {r!r} (--list shows them)", file=sys.stderr)
             return 2
     base_limits = {k: float(v) for k, v in (layout["max_seconds"] or {}).items()}
@@ -305,12 +315,12 @@ def main() -> int:
         rec_path = out / "records" / f"{r}-{_key(*key_parts)}.npz"
         if not rec_path.is_file() and not args.table:
             dirs = data_episodes(data, demo, layout, tasks, out, args.workers)
-            if base_row in ("chunk", "chunk_te"):
-                ckpt = (art / "chunk" if data == "ros" and (art / "chunk" / "config.json").is_file()
-                        else train_chunk_row(data, dirs, out))
+            if base_row in BASELINES:
+                mode, steps_x = BASELINES[base_row]
+                ckpt = (art / "chunk" if data == "ros" and steps_x == 1 and (art / "chunk" / "config.json").is_file()
+                        else train_chunk_row(data, dirs, out, steps_x))
                 print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --chunk
                 base = ChunkPolicy.from_checkpoint(ckpt)
-                mode = "chunk" if base_row == "chunk" else "temporal_ensemble"
                 policy: Any = base.with_exec(dataclasses.replace(base.exec, mode=mode))
                 params = {k: v for k, v in params.items() if k != "ensemble_steps"}
             elif not overrides and data == "ros" and layout["expert"] is not None:

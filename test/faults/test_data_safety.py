@@ -220,11 +220,12 @@ def test_recording_interrupted_keeps_everything_up_to_the_signal(tmp_path, ros_c
         r"lost (\d+) message\(s\) on /arvla/fault_counter", err))
     assert missing <= reported, (f"{missing} counter messages missing from the bag but the recorder "
                                  f"reported {reported} lost:\n{err}")
-    # everything sent well before the signal (0.5 s: delivery on a loaded CPU; plus the flush
-    # period after a SIGKILL) is in the bag
-    due = max(i for i, t in enumerate(sent_at) if t < signal_at - 0.5 - unflushed_s)
-    assert got[-1] >= due, (f"last recorded {got[-1]}, but {due} was sent {0.5 + unflushed_s} s "
-                            "before the signal")
+    # everything sent well before the signal (1 s: delivery to a recorder starved of CPU -- 0.6 s
+    # seen with four training processes on 2 cores; plus the flush period after a SIGKILL) is in
+    # the bag
+    margin_s = 1.0 + unflushed_s
+    due = max(i for i, t in enumerate(sent_at) if t < signal_at - margin_s)
+    assert got[-1] >= due, f"last recorded {got[-1]}, but {due} was sent {margin_s} s before the signal"
     assert images >= 5
     print(f"{signal.Signals(signum).name}: {len(got)} counters ({got[0]}..{got[-1]}), {images} images, "
           f"sent {len(sent_at)}; {missing} lost in transport (reported {reported}); "

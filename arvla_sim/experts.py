@@ -213,6 +213,10 @@ class WaypointExpert:
     def plan(self, obs: dict[str, Any]) -> list[Waypoint]:
         raise NotImplementedError
 
+    def revise(self, obs: dict[str, Any]) -> None:
+        """Every step before moving: a chance to change ``waypoints`` from what the robot's
+        state shows (default: keep the plan)."""
+
     def _move(self, wp: Waypoint) -> bool:
         """Advance the commanded position one step toward ``wp``; True once it is there."""
         delta = wp.pos - self.pos
@@ -305,6 +309,7 @@ class WaypointExpert:
         if obs["step"] == 0 or not hasattr(self, "q"):
             self.reset(obs)
         self.t = float(obs["time"])
+        self.revise(obs)
         if not self.waypoints:
             self.waypoints = self.plan(obs)
         if self.waypoints:
@@ -351,15 +356,14 @@ class PickLiftExpert(WaypointExpert):
         self._done = True
         return self._grasp(obs)
 
-    def act(self, obs):
-        if (obs["step"] > 0 and self.retries_left > 0 and self.waypoints
-                and self.waypoints[0] is self._lift and float(obs["state"][7]) < self.missed_grasp):
+    def revise(self, obs):
+        if (self.retries_left > 0 and self.waypoints and self.waypoints[0] is self._lift
+                and float(obs["state"][7]) < self.missed_grasp):
             self.retries_left -= 1
             rise = Waypoint(self.pos + np.array([0.0, 0.0, self.retry_rise]), GRIPPER_OPEN,
                             speed=0.15, settle_s=0.1)
             self.waypoints = [rise] + self._grasp(obs)
             self.settle = 0.0
-        return super().act(obs)
 
     def reset(self, obs):
         super().reset(obs)

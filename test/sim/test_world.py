@@ -463,6 +463,11 @@ def test_pick_lift_demonstrator_tries_a_missed_grasp_again():
     (clean, _), (clean_r, tries_clean) = out[100000, 0], out[100000, 2]
     assert clean["success"] and tries_clean == 0
     np.testing.assert_array_equal(clean["actions"], clean_r["actions"])
+    # a demonstrator that joins mid-episode (its first act at step > 0) resets itself first
+    obs = env.reset(3)
+    obs = env.step(obs["state"])
+    late = make_expert(env, "min_jerk", grasp_retries=2)
+    assert np.all(np.isfinite(late.act(obs))) and late.retries_left == 2
     with pytest.raises(ValueError, match="grasp_retries"):
         make_expert(env, "min_jerk", grasp_retries=-1)
     env.close()

@@ -162,9 +162,9 @@ def parse_data(data: str) -> DataSpec:
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
     """The perception node parameters of demonstration set ``data`` (the demo's, or its grid)."""
-    if data == "ros" or parse_data(data).grid is None:
+    k = None if data == "ros" else parse_data(data).grid
+    if k is None:
         return dict(layout["perception"])
-    k = parse_data(data).grid
     return {**layout["perception"], "token_grid": [k, k]}
 
 
@@ -300,8 +300,9 @@ def main() -> int:
             limits[task] = float(value)
         except ValueError:
             sep = ""
-        if not sep or limits[task] <= 0:
-            print(f"--max-seconds: {item!r} is not TASK=SECONDS (> 0)", file=sys.stderr)
+        if not sep or task not in layout["tasks"] or limits[task] <= 0:
+            print(f"--max-seconds: {item!r} is not TASK=SECONDS (> 0) with TASK one of "
+                  f"{layout['tasks']}", file=sys.stderr)
             return 2
     all_records = []
     for r in rows:

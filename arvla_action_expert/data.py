@@ -38,10 +38,6 @@ __all__ = ["Episode", "EpisodeError", "EpisodeSource", "InMemoryEpisodes", "NpzE
            "SampleSpec", "SampleBuilder", "save_episode_npz", "synthetic_episodes"]
 
 
-
-
-
-
 class EpisodeSource(Protocol):
     """What the trainer needs from a data source; plug new sources in by implementing this."""
 
@@ -61,10 +57,6 @@ class InMemoryEpisodes:
 
     def __iter__(self) -> Iterator[Episode]:
         return iter(self._episodes)
-
-
-
-
 
 
 def _is_partial(path: pathlib.Path) -> bool:

@@ -34,8 +34,8 @@ import torch
 from tqdm import tqdm
 
 from arvla_base.config import ConfigError, require, to_dict
-from arvla_base.training import (Distributed, OptimConfig, autocast, device_batches,
-                                 load_train_config, loss_trend, lr_at, make_optimizer,
+from arvla_base.training import (Distributed, OptimConfig, ValidationCurve, autocast,
+                                 device_batches, load_train_config, loss_trend, lr_at, make_optimizer,
                                  optimizer_step, resolve_device, show_progress, to_device)
 from arvla_action_expert.bins import fit_bins
 from arvla_action_expert.checkpoint import (CheckpointError, CheckpointMeta, load_checkpoint,
@@ -46,15 +46,12 @@ from arvla_action_expert.data import (EpisodeSource, InMemoryEpisodes,
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
 
 __all__ = ["DataConfig", "Distributed", "ModelDims", "OptimConfig", "SyntheticConfig",
-           "TrainConfig", "TrainResult", "autocast", "build_source", "check_data_matches_model",
-           "device_batches", "evaluate", "load_train_config", "loss_trend", "lr_at",
+           "TrainConfig", "TrainResult", "ValidationCurve", "autocast", "build_source",
+           "check_data_matches_model", "device_batches", "evaluate", "load_train_config", "loss_trend", "lr_at",
            "make_optimizer", "optimizer_step", "resolve_device", "show_progress", "to_device",
-           "train"]
+           "train", "validation_batches", "validation_loss"]
 
 log = logging.getLogger(__name__)
-
-
-
 
 
 @dataclass
@@ -88,6 +85,10 @@ class DataConfig:
     #                              arrived frame, exactly as the KV cache runs at inference)
     frame_drop: float = 0.0      # stream: P(a frame never arrives) -> longer staleness seen
     stage1_length: int = 0       # window length in stage 1 (0 = history + chunk)
+    val_path: str = ""           # held-out .npz episodes (other seeds than path's): the loss on
+    #                              them every val_every steps, in val_curve.json beside the
+    #                              checkpoint ("" = none)
+    val_batches: int = 8         # fixed held-out batches of batch_size per point
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,7 @@ class DataConfig:
         require(self.prefix_mode in ("chunk", "stream"), "prefix_mode", self.prefix_mode,
                 "must be 'chunk' or 'stream'")
         require(0 <= self.frame_drop < 1, "frame_drop", self.frame_drop, "must be in [0, 1)")
+        require(self.val_batches >= 1, "val_batches", self.val_batches, "must be >= 1")
 
 
 @dataclass
@@ -109,11 +111,14 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50          # progress-bar / log refresh, in steps
     save_every: int = 0          # checkpoint every this many steps (0 = only at the end)
+    val_every: int = 0           # held-out loss (data.val_path) every this many steps (0 = at
+    #                              the end only)
     num_threads: int = 0         # torch intra-op threads (0 = torch's default)
 
     def __post_init__(self) -> None:
         require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
         require(self.save_every >= 0, "save_every", self.save_every, "must be >= 0")
+        require(self.val_every >= 0, "val_every", self.val_every, "must be >= 0")
         require(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
 
 
@@ -122,23 +127,10 @@ class TrainResult:
     losses: list[float]          # loss of every step taken in this run
     step: int                    # optimiser steps in total (across resumes)
     path: pathlib.Path | None    # checkpoint written
+    val: ValidationCurve = field(default_factory=ValidationCurve)  # held-out loss (val_path)
 
 
 # --------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class ModelDims(Protocol):
@@ -184,16 +176,6 @@ def check_data_matches_model(builder: SampleBuilder, c: ModelDims, *,
     if n > c.max_prefix_tokens:
         raise ConfigError(f"model.max_prefix_tokens: config says {c.max_prefix_tokens}, "
                           f"frames have {n} tokens")
-
-
-
-
-
-
-
-
-
-
 
 
 def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
@@ -260,6 +242,41 @@ def evaluate(model: ARExpert, batch: dict[str, torch.Tensor], *, use_prefix: boo
     w = batch["chunk"].float() if "chunk" in batch else batch["weight"]
     model.train(was)
     return float((err * w).sum() / w.sum().clamp_min(1))
+
+
+def validation_batches(cfg: TrainConfig, stage: int, builder: SampleBuilder,
+                       source: EpisodeSource) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """``cfg.data.val_batches`` fixed batches (and masks, no history cut) of held-out episodes
+    ``source``, normalised with the training ``builder``'s normalisers, drawn like the stage's
+    training batches from their own seeded generator: every point of a curve (and every run
+    with the same seed) sees the same samples."""
+    c, d = cfg.model, cfg.data
+    val = SampleBuilder(source, delta_actions=c.delta_actions, state_norm=builder.state_norm,
+                        target_norm=builder.target_norm, anchors=c.plan_anchor == "current")
+    check_data_matches_model(val, c, prefix="required" if stage == 2 else "ignored")
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919)
+    spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk,
+                      prefix_mode=d.prefix_mode, frame_drop=d.frame_drop)
+    out = []
+    for _ in range(d.val_batches):
+        batch = (val.stage1_batch(cfg.optim.batch_size, d.stage1_length or (d.history + d.chunk), g)
+                 if stage == 1 else val.stage2_batch(cfg.optim.batch_size, spec, g))
+        out.append((batch, step_mask(batch, 0.0, None)))
+    return out
+
+
+@torch.no_grad()
+def validation_loss(model: ARExpert, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
+                    device: torch.device, bf16: bool = False) -> float:
+    """The training loss (eval mode) averaged over held-out ``batches``."""
+    was = model.training
+    model.eval()
+    total = 0.0
+    for batch, mask in batches:
+        with autocast(device, bf16):
+            total += float(batch_loss(model, to_device(batch, device), mask.to(device)))
+    model.train(was)
+    return total / len(batches)
 
 
 @dataclass
@@ -329,7 +346,7 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
           source: EpisodeSource | None = None, init: str | pathlib.Path | None = None,
           resume: bool = False, progress: bool = True,
           perception: Mapping[str, Any] | None = None, device: str = "cpu",
-          bf16: bool = False) -> TrainResult:
+          bf16: bool = False, val_source: EpisodeSource | None = None) -> TrainResult:
     """Run stage ``stage`` for ``cfg.optim.max_steps`` steps in total; save to ``out``.
 
     ``device``: "auto", "cpu", "cuda" or "cuda:N" (``resolve_device``); ``bf16``: forward and
@@ -339,6 +356,10 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     (``arvla_perception.config.token_settings``), recorded in the checkpoint's metadata so that
     bring-up starts the perception the expert was trained on. None: those recorded in ``init`` /
     the resumed checkpoint when its model_id is the data's, else none are recorded.
+
+    ``val_source``: held-out episodes (default: ``cfg.data.val_path``'s, if set): their loss
+    every ``cfg.val_every`` steps and after the last, logged, returned and written to
+    ``val_curve.json`` in ``out``. The training batches are the same with or without them.
     """
     if stage not in (1, 2):
         raise ConfigError(f"stage: must be 1 or 2, got {stage!r}")
@@ -365,6 +386,11 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
                       prefix_mode=d.prefix_mode, frame_drop=d.frame_drop)
     length = d.stage1_length or (d.history + d.chunk)
     meta = _checkpoint_meta(cfg, stage, source, start.loaded, perception)
+    if val_source is None and d.val_path:
+        val_source = NpzEpisodeDir(d.val_path)
+    val_batches = (validation_batches(cfg, stage, builder, val_source)
+                   if val_source is not None and dist.is_main else [])
+    curve = ValidationCurve(cfg.val_every)
 
     forward: torch.nn.Module = model
     if dist.enabled:
@@ -407,12 +433,18 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
             optimizer_step(model, opt, loss, step, cfg.optim)
             losses.append(dist.mean(loss.item(), dev))
             show_progress(bar, losses, step, cfg.log_every, cfg.optim)
+            if val_batches and curve.due(step, cfg.optim.max_steps):
+                curve.add(step + 1, validation_loss(model, val_batches, dev, bf16))
+                log.info("stage %d step %d: held-out loss %.4f (training %.4f)", stage, step + 1,
+                         curve.losses[-1], sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]))
             if cfg.save_every and (step + 1) % cfg.save_every == 0:
                 path = save(step + 1)
     finally:
         batches.close()  # stops the batch thread
     bar.close()
     path = save(cfg.optim.max_steps) or path
+    if path is not None:
+        curve.write(path, stage=stage)
     if dist.enabled:
         # The DDP reducer holds gloo work objects; free it (and its reference cycles) while the
         # process group is alive: left to interpreter shutdown it can abort the process
@@ -420,13 +452,6 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
         del forward
         gc.collect()
         torch.distributed.barrier()  # the checkpoint is complete before any rank returns
-    log.info("stage %d: %d steps in %.1f s on %s%s", stage, len(losses), time.monotonic() - t0,
-             dev, " (bf16 autocast)" if bf16 else "")
-    return TrainResult(losses, cfg.optim.max_steps, path)
-
-
-# --------------------------------------------------------------------------------------------
-
-
-
-
+    log.info("stage %d: %d steps in %.1f s on %s%s%s", stage, len(losses), time.monotonic() - t0,
+             dev, " (bf16 autocast)" if bf16 else "", f", {curve.summary()}" if curve.losses else "")
+    return TrainResult(losses, cfg.optim.max_steps, path, curve)

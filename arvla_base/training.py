@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from arvla_base.config import ConfigError, from_dict, load_config, require, to_dict
 
-__all__ = ["Distributed", "OptimConfig", "autocast", "device_batches", "load_train_config",
-           "loss_trend", "lr_at", "make_optimizer", "optimizer_step", "resolve_device",
-           "show_progress", "to_device"]
+__all__ = ["Distributed", "OptimConfig", "ValidationCurve", "autocast", "device_batches",
+           "load_train_config", "loss_trend", "lr_at", "make_optimizer", "optimizer_step",
+           "resolve_device", "show_progress", "to_device"]
 
 log = logging.getLogger("arvla_action_expert.train")
 
@@ -288,15 +288,67 @@ def loss_trend(losses: Sequence[float]) -> str:
     return f"loss {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f} over {n} steps"
 
 
+@dataclass
+class ValidationCurve:
+    """The loss on held-out demonstrations (``data.val_path``) during a run: how a user sees
+    over- or under-training instead of guessing a step budget. ``every``: steps between points
+    (0 = only after the last step). Points are (optimiser step, mean loss over the same fixed
+    held-out batches every time, in eval mode), the step counted after the update."""
+
+    every: int = 0
+    steps: list[int] = dataclasses.field(default_factory=list)
+    losses: list[float] = dataclasses.field(default_factory=list)
+
+    def due(self, step: int, max_steps: int) -> bool:
+        """Whether to validate after update ``step`` (0-based) of a run of ``max_steps``."""
+        done = step + 1
+        return done == max_steps or (self.every > 0 and done % self.every == 0)
+
+    def add(self, step: int, loss: float) -> None:
+        self.steps.append(step)
+        self.losses.append(loss)
+
+    def best(self) -> tuple[int, float]:
+        """(step, loss) of the lowest held-out loss."""
+        i = min(range(len(self.losses)), key=self.losses.__getitem__)
+        return self.steps[i], self.losses[i]
+
+    def summary(self) -> str:
+        if not self.losses:
+            return "no held-out loss"
+        step, loss = self.best()
+        return (f"held-out loss {self.losses[-1]:.4f} at step {self.steps[-1]} (best {loss:.4f} "
+                f"at step {step})")
+
+    def write(self, directory: str | pathlib.Path, **extra: Any) -> pathlib.Path | None:
+        """``val_curve.json`` beside the checkpoint in ``directory`` (None: nothing measured)."""
+        if not self.losses:
+            return None
+        import json
+
+        path = pathlib.Path(directory) / "val_curve.json"
+        best_step, best_loss = self.best()
+        path.write_text(json.dumps({"steps": self.steps, "losses": self.losses,
+                                    "best_step": best_step, "best_loss": best_loss, **extra},
+                                   indent=1) + "\n", encoding="utf-8")
+        return path
+
+
 def load_train_config(cls: type[ConfigT], path: str | pathlib.Path, *, data: str | None = None,
                       max_steps: int | None = None, batch_size: int | None = None,
-                      num_threads: int | None = None) -> ConfigT:
+                      num_threads: int | None = None, val_data: str | None = None,
+                      val_every: int | None = None) -> ConfigT:
     """A train config (``TrainConfig``, the baseline's ``ChunkTrainConfig``) from YAML with the
     command-line overrides applied and validated like the file: ``data`` -> data.path,
-    ``max_steps`` / ``batch_size`` -> optim.*, ``num_threads``."""
+    ``max_steps`` / ``batch_size`` -> optim.*, ``num_threads``, ``val_data`` -> data.val_path,
+    ``val_every``."""
     cfg = load_config(cls, path)
     if data:
         cfg.data = dataclasses.replace(cfg.data, path=data)
+    if val_data:
+        cfg.data = dataclasses.replace(cfg.data, val_path=val_data)
+    if val_every is not None:
+        cfg = dataclasses.replace(cfg, val_every=val_every)
     optim = {k: v for k, v in (("max_steps", max_steps), ("batch_size", batch_size))
              if v is not None}
     if optim:

@@ -55,8 +55,6 @@ IMAGE = "sensor_msgs/msg/Image"
 STRING = "std_msgs/msg/String"
 
 
-
-
 @dataclasses.dataclass
 class BagEpisodeConfig:
     """How to cut a bag into an episode (YAML section ``bag2episodes``)."""

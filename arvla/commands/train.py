@@ -41,6 +41,11 @@ def cli_main(argv: list[str]) -> int:
                          "'cuda' give each rank GPU LOCAL_RANK (default auto)")
     ap.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast for forward and loss (weights and optimiser stay fp32)")
+    ap.add_argument("--val-data", metavar="DIR",
+                    help="held-out .npz episodes (other seeds): their loss during training, in "
+                         "val_curve.json beside the checkpoint (overrides data.val_path)")
+    ap.add_argument("--val-every", type=int, metavar="N",
+                    help="held-out loss every N steps (overrides val_every; 0 = at the end)")
     ap.add_argument("--losses-json", help="also write every step's loss to this JSON file")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     args = ap.parse_args(argv)
@@ -48,7 +53,8 @@ def cli_main(argv: list[str]) -> int:
     try:
         cfg = load_train_config(TrainConfig, args.config, data=args.data,
                                 max_steps=args.max_steps, batch_size=args.batch_size,
-                                num_threads=args.num_threads)
+                                num_threads=args.num_threads, val_data=args.val_data,
+                                val_every=args.val_every)
         if args.stage == 2 and args.init is None and not args.resume:
             log.warning("stage 2 without --init: the prefix alignment starts from random weights")
         out = args.out or f"runs/stage{args.stage}"
@@ -73,7 +79,8 @@ def cli_main(argv: list[str]) -> int:
     if args.losses_json:
         pathlib.Path(args.losses_json).write_text(json.dumps(result.losses), encoding="utf-8")
     if result.losses:
-        print(f"stage {args.stage}: {loss_trend(result.losses)}; checkpoint {result.path}")
+        val = f"; {result.val.summary()}" if result.val.losses else ""
+        print(f"stage {args.stage}: {loss_trend(result.losses)}{val}; checkpoint {result.path}")
     else:
         print(f"stage {args.stage}: already at step {result.step}; checkpoint {result.path}")
     return 0

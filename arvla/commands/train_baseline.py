@@ -24,17 +24,24 @@ def cli_main(argv: list[str]) -> int:
     ap.add_argument("--device", default="auto",
                     help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for forward and loss")
+    ap.add_argument("--val-data", metavar="DIR",
+                    help="held-out .npz episodes (other seeds): their loss during training, in "
+                         "val_curve.json beside the checkpoint (overrides data.val_path)")
+    ap.add_argument("--val-every", type=int, metavar="N",
+                    help="held-out loss every N steps (overrides val_every; 0 = at the end)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_train_config(ChunkTrainConfig, args.config, data=args.data,
-                                max_steps=args.max_steps)
+                                max_steps=args.max_steps, val_data=args.val_data,
+                                val_every=args.val_every)
         result = train_chunk(cfg, out=args.out, progress=not args.no_progress,
                              device=args.device, bf16=args.bf16)
     except (ConfigError, CheckpointError, EpisodeError) as err:
         print(f"arvla eval train-baseline: {err}", file=sys.stderr)
         return 2
     print(f"chunk baseline: {loss_trend(result.losses)} in {result.seconds:.1f} s, "
-          f"held-out L1 {result.val_l1:.4f}; checkpoint {result.path}")
+          f"L1 {result.val_l1:.4f} on a fresh training batch"
+          f"{'; ' + result.val.summary() if result.val.losses else ''}; checkpoint {result.path}")
     return 0

@@ -67,10 +67,14 @@ class ChunkDataConfig:
     path: str = ""               # directory of .npz episodes; "" = synthetic episodes
     max_staleness: int = 4       # prefix delays d in [0, max_staleness], as the expert's stage 2
     prefix_dropout: float = 0.05  # P(a sample sees no prefix): lets it act action-only
+    val_path: str = ""           # held-out .npz episodes: their loss every val_every steps, in
+    #                              val_curve.json beside the checkpoint ("" = none)
+    val_batches: int = 8         # fixed held-out batches of batch_size per point
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
         require(self.max_staleness >= 0, "max_staleness", self.max_staleness, "must be >= 0")
+        require(self.val_batches >= 1, "val_batches", self.val_batches, "must be >= 1")
         require(0 <= self.prefix_dropout <= 1, "prefix_dropout", self.prefix_dropout,
                 "must be in [0, 1]")
 
@@ -84,7 +88,10 @@ class ChunkTrainConfig:
     seed: int = 0
     log_every: int = 50
     num_threads: int = 0         # torch intra-op threads (0 = torch's default)
+    val_every: int = 0           # held-out loss (data.val_path) every this many steps (0 = at
+    #                              the end only)
 
     def __post_init__(self) -> None:
         require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
+        require(self.val_every >= 0, "val_every", self.val_every, "must be >= 0")
         require(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")

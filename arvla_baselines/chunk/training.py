@@ -7,7 +7,7 @@ import logging
 import os
 import pathlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -18,8 +18,8 @@ from arvla_action_expert.data import (EpisodeSource, NpzEpisodeDir, SampleBuilde
                                       episode_summary)
 from arvla_action_expert.reanchor import sample_staleness
 from arvla_action_expert.train import build_source, check_data_matches_model
-from arvla_base.training import (autocast, device_batches, make_optimizer, optimizer_step,
-                                 resolve_device, show_progress, to_device)
+from arvla_base.training import (ValidationCurve, autocast, device_batches, make_optimizer,
+                                 optimizer_step, resolve_device, show_progress, to_device)
 
 from arvla_baselines.chunk.configuration import ChunkTrainConfig
 from arvla_baselines.chunk.modeling import ChunkMeta, ChunkTransformer, chunk_loss, save_chunk_checkpoint
@@ -85,17 +85,22 @@ def evaluate_chunk(model: ChunkTransformer, batch: dict[str, torch.Tensor]) -> f
 @dataclass
 class ChunkTrainResult:
     losses: list[float]
-    val_l1: float                # held-out batch L1 (normalised units), from the training data
+    val_l1: float                # L1 (normalised units) on a fresh batch of the training
+    #                              episodes, eval mode (held-out demonstrations: ``val``)
     seconds: float
     path: pathlib.Path | None
+    val: ValidationCurve = field(default_factory=ValidationCurve)  # held-out loss (val_path)
 
 
 def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
                 source: EpisodeSource | None = None, progress: bool = True,
-                device: str = "cpu", bf16: bool = False) -> ChunkTrainResult:
+                device: str = "cpu", bf16: bool = False,
+                val_source: EpisodeSource | None = None) -> ChunkTrainResult:
     """AdamW with linear warmup + cosine (the expert's schedule, ``train.lr_at``) on L1.
     ``device`` / ``bf16`` as for the expert (``train.train``): same batches on every device,
-    the checkpoint holds CPU tensors."""
+    the checkpoint holds CPU tensors. ``val_source``: held-out episodes (default:
+    ``cfg.data.val_path``'s, if set), their loss every ``cfg.val_every`` steps and after the
+    last (``val_curve.json`` in ``out``), as for the expert."""
     dev = resolve_device(device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -114,6 +119,17 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
     losses: list[float] = []
     t0 = time.monotonic()
     bar = tqdm(range(o.max_steps), desc="chunk baseline", disable=not progress, mininterval=1.0)
+    if val_source is None and d.val_path:
+        val_source = NpzEpisodeDir(d.val_path)
+    val_batches = []
+    if val_source is not None:
+        held_out = SampleBuilder(val_source, delta_actions=False, state_norm=builder.state_norm,
+                                 target_norm=builder.target_norm)
+        check_data_matches_model(held_out, c, prefix="optional")
+        vg = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919)
+        val_batches = [chunk_batch(held_out, o.batch_size, c.chunk, d.max_staleness, 0.0, vg)
+                       for _ in range(d.val_batches)]
+    curve = ValidationCurve(cfg.val_every)
 
     def host_batches() -> Iterator[tuple[dict[str, torch.Tensor], bool]]:
         for _ in range(o.max_steps):
@@ -130,6 +146,10 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
             optimizer_step(model, opt, loss, step, o)
             losses.append(loss.item())
             show_progress(bar, losses, step, cfg.log_every, o)
+            if val_batches and curve.due(step, o.max_steps):
+                curve.add(step + 1, sum(evaluate_chunk(model, to_device(b, dev))
+                                        for b in val_batches) / len(val_batches))
+                log.info("chunk baseline step %d: held-out loss %.4f", step + 1, curve.losses[-1])
     finally:
         batches.close()  # stops the batch thread
     bar.close()
@@ -147,10 +167,11 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
         path = save_chunk_checkpoint(out, model, state_norm=builder.state_norm,
                                      target_norm=builder.target_norm, meta=meta,
                                      exec_config=cfg.exec, train_config=to_dict(cfg))
-    log.info("chunk baseline: %d steps in %.1f s on %s%s, loss %.4f -> %.4f, held-out L1 %.4f",
-             len(losses), seconds, dev, " (bf16 autocast)" if bf16 else "", losses[0],
-             losses[-1], val)
-    return ChunkTrainResult(losses, val, seconds, path)
+        curve.write(path)
+    log.info("chunk baseline: %d steps in %.1f s on %s%s, loss %.4f -> %.4f, L1 %.4f on a "
+             "fresh training batch%s", len(losses), seconds, dev, " (bf16 autocast)" if bf16 else "",
+             losses[0], losses[-1], val, f", {curve.summary()}" if curve.losses else "")
+    return ChunkTrainResult(losses, val, seconds, path, curve)
 
 
 def train_chunk_policy(episodes_source: EpisodeSource | str | os.PathLike[str],

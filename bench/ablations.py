@@ -74,6 +74,10 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "long": ("2x the training steps", {"steps_x": 2}, {}),
     "longh": ("hdrop05 trained 2x the steps (stage 1 1200 + stage 2 2800)",
               {"data.history_drop": 0.5, "steps_x": 2}, {}),
+    "wd01": ("hdrop05 with weight decay 0.1 instead of 0.01 (regularised against over-fitting "
+             "the demonstrations)", {"data.history_drop": 0.5, "optim.weight_decay": 0.1}, {}),
+    "wd01long": ("wd01 trained 2x the steps", {"data.history_drop": 0.5,
+                                               "optim.weight_decay": 0.1, "steps_x": 2}, {}),
     "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",
               {"seed": 1}, {}),
     "hdrop05s1": ("hdrop05 with training seed 1", {"data.history_drop": 0.5, "seed": 1}, {}),
@@ -175,10 +179,11 @@ BASELINES: dict[str, tuple[str, int]] = {"chunk": ("chunk", 1), "chunk_te": ("te
 
 
 def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path,
-                    steps_x: int = 1) -> pathlib.Path:
+                    steps_x: int = 1, val: Any = None, val_every: int = 0) -> pathlib.Path:
     """The demo's chunked baseline recipe (config/chunk_demo.yaml) trained on ``episode_dirs``
-    (``steps_x`` times its steps)."""
-    from arvla_baselines.chunk import ChunkTrainConfig, train_chunk_policy
+    (``steps_x`` times its steps); ``val``: held-out episodes, their loss every ``val_every``
+    steps (``val_curve.json`` in the checkpoint; the weights are the same without)."""
+    from arvla_baselines.chunk import ChunkTrainConfig
     from arvla_base.config import load_config, to_dict
     from arvla_base.paths import config_file
     from arvla_eval.evaluate import episode_source, fit_chunk_dims
@@ -189,10 +194,13 @@ def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Pa
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=cfg.optim.max_steps * steps_x))
     d = out / "chunk" / _key(to_dict(cfg), [str(p) for p in episode_dirs])
     if not (d / "config.json").is_file():
+        from arvla_baselines.chunk import train_chunk
+
         t0 = time.monotonic()
-        train_chunk_policy(source, cfg, d, progress=False)
-        print(f"[chunk x{steps_x}@{data}] trained on {len(source)} episodes, {time.monotonic() - t0:.0f} s",
-              flush=True)
+        res = train_chunk(dataclasses.replace(cfg, val_every=val_every), out=d, source=source,
+                          progress=False, val_source=val)
+        print(f"[chunk x{steps_x}@{data}] trained on {len(source)} episodes, {time.monotonic() - t0:.0f} s"
+              f"{', ' + res.val.summary() if res.val.losses else ''}", flush=True)
     return d
 
 
@@ -201,8 +209,10 @@ def _key(*parts: Any) -> str:
 
 
 def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[Any],
-              out: pathlib.Path, perception: dict[str, Any], data: str = "ros") -> pathlib.Path:
-    """The row's stage-2 checkpoint (trained here unless cached)."""
+              out: pathlib.Path, perception: dict[str, Any], data: str = "ros",
+              val: Any = None, val_every: int = 0) -> pathlib.Path:
+    """The row's stage-2 checkpoint (trained here unless cached); ``val`` / ``val_every``: as
+    for ``train_chunk_row`` (each stage's curve in its checkpoint)."""
     from arvla_action_expert.data import InMemoryEpisodes
     from arvla_action_expert.train import TrainConfig, train
     from arvla_base.config import from_dict, load_config, to_dict
@@ -226,6 +236,7 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     settings["num_threads"] = torch.get_num_threads()
     tcfg = from_dict(TrainConfig, settings)
     steps = (steps[0] * steps_x, steps[1] * steps_x)
+    val_source = InMemoryEpisodes(val) if val else None
     # rows with the same training on the same demonstrations share it (before 2026-12-07 the key
     # named the settings twice instead of the demonstration set: two sets with as many episodes
     # would have shared a checkpoint; those directories are not found any more)
@@ -237,10 +248,12 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
         scfg = dataclasses.replace(tcfg, optim=dataclasses.replace(
             tcfg.optim, max_steps=n, warmup_steps=min(tcfg.optim.warmup_steps, n // 10)))
         t0 = time.monotonic()
-        res = train(scfg, stage=stage, out=d / f"stage{stage}", source=source, init=init,
-                    progress=False, perception=perception)
+        res = train(dataclasses.replace(scfg, val_every=val_every), stage=stage,
+                    out=d / f"stage{stage}", source=source, init=init, progress=False,
+                    perception=perception, val_source=val_source)
         print(f"[{name}] stage {stage}: {n} steps, loss {res.losses[-1]:.4f}, "
-              f"{time.monotonic() - t0:.0f} s", flush=True)
+              f"{time.monotonic() - t0:.0f} s{', ' + res.val.summary() if res.val.losses else ''}",
+              flush=True)
     (d / "DONE").write_text("ok\n")
     return d / "stage2"
 
@@ -258,6 +271,12 @@ def main() -> int:
     ap.add_argument("--max-seconds", nargs="+", default=[], metavar="TASK=S",
                     help="evaluate TASK up to S sim seconds instead of the artefacts' limit "
                          "(e.g. pick_lift=8, the task's own, for policies that retry)")
+    ap.add_argument("--val", metavar="DATA",
+                    help="held-out demonstration set (e.g. inproc150g4mjs150 beside "
+                         "inproc150g4mj): the loss on it during every training this run does, "
+                         "in val_curve.json beside each checkpoint (rows already trained keep "
+                         "theirs)")
+    ap.add_argument("--val-every", type=int, default=250, help="steps between held-out losses")
     ap.add_argument("--table", action="store_true", help="only print the table of cached rows")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     args = ap.parse_args()
@@ -304,6 +323,10 @@ def main() -> int:
             print(f"--max-seconds: {item!r} is not TASK=SECONDS (> 0) with TASK one of "
                   f"{layout['tasks']}", file=sys.stderr)
             return 2
+    val_episodes = None
+    if args.val and not args.table:
+        val_episodes = [ep for d in data_episodes(args.val, demo, layout, tasks, out, args.workers)
+                        for ep in NpzEpisodeDir(d)]
     all_records = []
     for r in rows:
         base_row, _, data = r.partition("@")
@@ -319,7 +342,8 @@ def main() -> int:
             if base_row in BASELINES:
                 mode, steps_x = BASELINES[base_row]
                 ckpt = (art / "chunk" if data == "ros" and steps_x == 1 and (art / "chunk" / "config.json").is_file()
-                        else train_chunk_row(data, dirs, out, steps_x))
+                        else train_chunk_row(data, dirs, out, steps_x, val_episodes,
+                                             args.val_every))
                 print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --chunk
                 base = ChunkPolicy.from_checkpoint(ckpt)
                 policy: Any = base.with_exec(dataclasses.replace(base.exec, mode=mode))
@@ -334,7 +358,8 @@ def main() -> int:
                 row_overrides = {**overrides,
                                  "model.max_prefix_tokens": int(episodes[0].frame_tokens.shape[1])}
                 ckpt = train_row(r, row_overrides, demo, episodes, out,
-                                 token_settings(data_perception(data, layout)), data)
+                                 token_settings(data_perception(data, layout)), data,
+                                 val_episodes, args.val_every)
                 print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --expert
                 policy = ExpertPolicy.from_checkpoint(ckpt)
             t0 = time.monotonic()

@@ -123,40 +123,44 @@ class MLP(nn.Module):
 
 
 class PrefixBlock(nn.Module):
-    """Bidirectional pre-LN block over prefix tokens; exposes its K/V for the decoder layer."""
+    """Bidirectional pre-LN block over prefix tokens; exposes its K/V for the decoder layer.
+    ``dropout``: on both residual branches, in training only (eval mode: the identity)."""
 
-    def __init__(self, n_embd: int, n_head: int, ffn: int):
+    def __init__(self, n_embd: int, n_head: int, ffn: int, dropout: float = 0.0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd)
         self.attn = Attention(n_embd, n_head)
         self.ln_2 = nn.LayerNorm(n_embd)
         self.mlp = MLP(n_embd, ffn)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q, k, v = self.attn.qkv_heads(self.ln_1(h))  # (B, heads, N, head_dim)
-        h = h + self.attn.attend(q, k, v, mask)
-        h = h + self.mlp(self.ln_2(h))
+        h = h + self.drop(self.attn.attend(q, k, v, mask))
+        h = h + self.drop(self.mlp(self.ln_2(h)))
         return h, k, v  # k un-rotated: the caller rotates it at the capture step
 
 
 class DecoderBlock(nn.Module):
-    """Causal pre-LN block over step tokens; keys = [its prefix layer's K/V ; step K/V]."""
+    """Causal pre-LN block over step tokens; keys = [its prefix layer's K/V ; step K/V].
+    ``dropout`` as in ``PrefixBlock``."""
 
-    def __init__(self, n_embd: int, n_head: int, ffn: int):
+    def __init__(self, n_embd: int, n_head: int, ffn: int, dropout: float = 0.0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd)
         self.attn = Attention(n_embd, n_head)
         self.ln_2 = nn.LayerNorm(n_embd)
         self.mlp = MLP(n_embd, ffn)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 memory: "_Memory", layer: int) -> torch.Tensor:
         q, k, v = self.attn.qkv_heads(self.ln_1(x))  # (B, heads, T, head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         keys, values, mask = memory.keys_values(layer, k, v)
-        x = x + self.attn.attend(q, keys, values, mask)
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.drop(self.attn.attend(q, keys, values, mask))
+        return x + self.drop(self.mlp(self.ln_2(x)))
 
 
 class _Memory:
@@ -226,6 +230,8 @@ class ExpertConfig:
     #                                  step's own delta) or action[t+k] - state[t] ("current":
     #                                  where the arm is to be in k steps, seen from now)
     detach_prefix: bool = False      # stop the action loss from training the prefix encoder
+    dropout: float = 0.0             # residual dropout in every block, training only (against
+    #                                  over-fitting few demonstrations; inference is unchanged)
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
@@ -251,6 +257,7 @@ class ExpertConfig:
             raise ConfigError("plan_anchor: 'current' trains re-anchored targets by regression; "
                               f"it needs head: regression, got head: {self.head!r}")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         if self.delta_actions and self.state_dim != self.action_dim:
             raise ConfigError(f"delta_actions: needs state_dim == action_dim, got "
                               f"state_dim={self.state_dim}, action_dim={self.action_dim}")
@@ -281,11 +288,11 @@ class ARExpert(nn.Module):
         c = self.config = config
         self.prefix_in = nn.Linear(c.prefix_dim, c.n_embd)
         self.prefix_pos = nn.Parameter(torch.zeros(c.max_prefix_tokens, c.n_embd))
-        self.prefix_blocks = nn.ModuleList(PrefixBlock(c.n_embd, c.n_head, c.ffn)
+        self.prefix_blocks = nn.ModuleList(PrefixBlock(c.n_embd, c.n_head, c.ffn, c.dropout)
                                            for _ in range(c.n_layer))
         self.state_in = nn.Linear(c.state_dim, c.n_embd)
         self.prev_in = nn.Linear(c.action_dim, c.n_embd, bias=False) if c.use_prev_action else None
-        self.blocks = nn.ModuleList(DecoderBlock(c.n_embd, c.n_head, c.ffn)
+        self.blocks = nn.ModuleList(DecoderBlock(c.n_embd, c.n_head, c.ffn, c.dropout)
                                     for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd)
         out = c.predict_steps * c.action_dim * (c.n_bins if c.head == "binned" else 1)

@@ -410,6 +410,8 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
                                train_config=to_dict(cfg), optimizer=opt)
 
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_step)
+    if c.dropout > 0:   # dropout draws from torch's global generator: seeded like the batches
+        torch.manual_seed(cfg.seed * 1_000_003 + start_step + stage)
 
     def host_batches() -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         """This rank's slice of each step's global batch and mask, built on the CPU in order."""

@@ -78,6 +78,10 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
              "the demonstrations)", {"data.history_drop": 0.5, "optim.weight_decay": 0.1}, {}),
     "wd01long": ("wd01 trained 2x the steps", {"data.history_drop": 0.5,
                                                "optim.weight_decay": 0.1, "steps_x": 2}, {}),
+    "drop01": ("hdrop05 with residual dropout 0.1 in every block (model.dropout)",
+               {"data.history_drop": 0.5, "model.dropout": 0.1}, {}),
+    "drop01long": ("drop01 trained 2x the steps",
+                   {"data.history_drop": 0.5, "model.dropout": 0.1, "steps_x": 2}, {}),
     "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",
               {"seed": 1}, {}),
     "hdrop05s1": ("hdrop05 with training seed 1", {"data.history_drop": 0.5, "seed": 1}, {}),
@@ -175,7 +179,8 @@ def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
 # baseline rows: execution mode, training steps x the recipe's (the 2x rows ask whether the
 # baselines are under-trained on a larger demonstration set)
 BASELINES: dict[str, tuple[str, int]] = {"chunk": ("chunk", 1), "chunk_te": ("temporal_ensemble", 1),
-                                         "chunk2x": ("chunk", 2), "chunk_te2x": ("temporal_ensemble", 2)}
+                                         "chunk2x": ("chunk", 2), "chunk_te2x": ("temporal_ensemble", 2),
+                                         "chunk4x": ("chunk", 4), "chunk_te4x": ("temporal_ensemble", 4)}
 
 
 def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path,

@@ -290,6 +290,11 @@ def main() -> int:
             print(f"{name:12s} {what}  {tr or ''} {node or ''}")
         return 0
     torch.set_num_threads(args.threads)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for name in ("arvla_action_expert.train", "arvla_baselines.chunk"):
+        logging.getLogger(name).setLevel(logging.INFO)   # the held-out points as they come
     from arvla.demo import load_demo_config
     from arvla_action_expert.data import NpzEpisodeDir
     from arvla_action_expert.policy import ExpertPolicy

@@ -176,8 +176,8 @@ def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
     return {**layout["perception"], "token_grid": [k, k]}
 
 
-# baseline rows: execution mode, training steps x the recipe's (the 2x rows ask whether the
-# baselines are under-trained on a larger demonstration set)
+# baseline rows: execution mode, training steps x the recipe's (config/chunk_demo.yaml: 2000
+# steps until 2026-12-07, 4000 since; the 2x / 4x rows of the README's tables are of 2000)
 BASELINES: dict[str, tuple[str, int]] = {"chunk": ("chunk", 1), "chunk_te": ("temporal_ensemble", 1),
                                          "chunk2x": ("chunk", 2), "chunk_te2x": ("temporal_ensemble", 2),
                                          "chunk4x": ("chunk", 4), "chunk_te4x": ("temporal_ensemble", 4)}

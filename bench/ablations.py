@@ -177,14 +177,21 @@ def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:
 
 
 # baseline rows: execution mode, training steps x the recipe's (config/chunk_demo.yaml: 2000
-# steps until 2026-12-07, 4000 since; the 2x / 4x rows of the README's tables are of 2000)
-BASELINES: dict[str, tuple[str, int]] = {"chunk": ("chunk", 1), "chunk_te": ("temporal_ensemble", 1),
-                                         "chunk2x": ("chunk", 2), "chunk_te2x": ("temporal_ensemble", 2),
-                                         "chunk4x": ("chunk", 4), "chunk_te4x": ("temporal_ensemble", 4)}
+# steps until 2026-12-07, 4000 since: the half rows are the older recipe, and the 2x / 4x rows
+# of the README's tables of 2000 steps are today's 1x / 2x), and
+# training seed (the s1 rows: how far one training run moves a baseline)
+BASELINES: dict[str, tuple[str, float, int]] = {
+    "chunk": ("chunk", 1, 0), "chunk_te": ("temporal_ensemble", 1, 0),
+    "chunkhalf": ("chunk", 0.5, 0), "chunk_tehalf": ("temporal_ensemble", 0.5, 0),
+    "chunk2x": ("chunk", 2, 0), "chunk_te2x": ("temporal_ensemble", 2, 0),
+    "chunk4x": ("chunk", 4, 0), "chunk_te4x": ("temporal_ensemble", 4, 0),
+    "chunks1": ("chunk", 1, 1), "chunk_tes1": ("temporal_ensemble", 1, 1)}
+BUDGET_BEFORE = 2000   # config/chunk_demo.yaml's max_steps before 2026-12-07 (record keys kept)
 
 
 def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Path,
-                    steps_x: int = 1, val: Any = None, val_every: int = 0) -> pathlib.Path:
+                    steps_x: float = 1, val: Any = None, val_every: int = 0,
+                    seed: int = 0) -> pathlib.Path:
     """The demo's chunked baseline recipe (config/chunk_demo.yaml) trained on ``episode_dirs``
     (``steps_x`` times its steps); ``val``: held-out episodes, their loss every ``val_every``
     steps (``val_curve.json`` in the checkpoint; the weights are the same without)."""
@@ -196,7 +203,10 @@ def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Pa
     source = episode_source(episode_dirs)
     cfg = fit_chunk_dims(load_config(ChunkTrainConfig, config_file("chunk_demo.yaml")), source)
     if steps_x != 1:
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=cfg.optim.max_steps * steps_x))
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(
+            cfg.optim, max_steps=int(round(cfg.optim.max_steps * steps_x))))
+    if seed:
+        cfg = dataclasses.replace(cfg, seed=seed)
     d = out / "chunk" / _key(to_dict(cfg), [str(p) for p in episode_dirs])
     if not (d / "config.json").is_file():
         from arvla_baselines.chunk import train_chunk
@@ -337,6 +347,10 @@ def main() -> int:
     if args.val and not args.table:
         val_episodes = [ep for d in data_episodes(args.val, demo, layout, tasks, out, args.workers)
                         for ep in NpzEpisodeDir(d)]
+    from arvla_baselines.chunk import ChunkTrainConfig
+    from arvla_base.config import load_config
+
+    chunk_budget = load_config(ChunkTrainConfig, config_file("chunk_demo.yaml")).optim.max_steps
     all_records = []
     for r in rows:
         base_row, _, data = r.partition("@")
@@ -346,14 +360,17 @@ def main() -> int:
         key_parts: list[Any] = [overrides, params, a, b, tasks, str(layout["expert"])]
         if limits != base_limits:   # other time limits than the artefacts' (earlier keys kept)
             key_parts.append(limits)
+        if base_row in BASELINES and chunk_budget != BUDGET_BEFORE:   # the recipe's budget
+            key_parts.append({"chunk_max_steps": chunk_budget})
         rec_path = out / "records" / f"{r}-{_key(*key_parts)}.npz"
         if not rec_path.is_file() and not args.table:
             dirs = data_episodes(data, demo, layout, tasks, out, args.workers)
             if base_row in BASELINES:
-                mode, steps_x = BASELINES[base_row]
-                ckpt = (art / "chunk" if data == "ros" and steps_x == 1 and (art / "chunk" / "config.json").is_file()
+                mode, steps_x, seed = BASELINES[base_row]
+                ckpt = (art / "chunk" if data == "ros" and steps_x == 1 and not seed
+                        and (art / "chunk" / "config.json").is_file()
                         else train_chunk_row(data, dirs, out, steps_x, val_episodes,
-                                             args.val_every))
+                                             args.val_every, seed))
                 print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --chunk
                 base = ChunkPolicy.from_checkpoint(ckpt)
                 policy: Any = base.with_exec(dataclasses.replace(base.exec, mode=mode))

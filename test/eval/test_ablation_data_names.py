@@ -46,4 +46,6 @@ def test_bad_data_names_are_refused_with_the_grammar(ablations, name):
 
 def test_baseline_rows_and_recipe_rows_do_not_overlap(ablations):
     assert not set(ablations.BASELINES) & set(ablations.ROWS)
-    assert ablations.BASELINES["chunk_te2x"] == ("temporal_ensemble", 2)
+    assert ablations.BASELINES["chunk_te2x"] == ("temporal_ensemble", 2, 0)
+    assert ablations.BASELINES["chunkhalf"] == ("chunk", 0.5, 0)   # the budget before 2026-12-07
+    assert ablations.BASELINES["chunk_tes1"] == ("temporal_ensemble", 1, 1)

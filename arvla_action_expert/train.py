@@ -35,8 +35,9 @@ from tqdm import tqdm
 
 from arvla_base.config import ConfigError, require, to_dict
 from arvla_base.training import (Distributed, OptimConfig, ValidationCurve, autocast,
-                                 device_batches, load_train_config, loss_trend, lr_at, make_optimizer,
-                                 optimizer_step, resolve_device, show_progress, to_device)
+                                 device_batches, load_train_config, loss_trend, lr_at,
+                                 make_optimizer, optimizer_step, resolve_device, show_progress,
+                                 to_device)
 from arvla_action_expert.bins import fit_bins
 from arvla_action_expert.checkpoint import (CheckpointError, CheckpointMeta, load_checkpoint,
                                             save_checkpoint)
@@ -44,12 +45,13 @@ from arvla_action_expert.data import (EpisodeSource, InMemoryEpisodes,
                                       NpzEpisodeDir, SampleBuilder, SampleSpec, episode_summary,
                                       synthetic_episodes)
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
+from arvla_action_expert.normalize import Normalizer
 
 __all__ = ["DataConfig", "Distributed", "ModelDims", "OptimConfig", "SyntheticConfig",
            "TrainConfig", "TrainResult", "ValidationCurve", "autocast", "build_source",
-           "check_data_matches_model", "device_batches", "evaluate", "load_train_config", "loss_trend", "lr_at",
-           "make_optimizer", "optimizer_step", "resolve_device", "show_progress", "to_device",
-           "train", "validation_batches", "validation_loss"]
+           "check_data_matches_model", "device_batches", "evaluate", "load_train_config",
+           "loss_trend", "lr_at", "make_optimizer", "optimizer_step", "resolve_device",
+           "show_progress", "to_device", "train", "validation_batches", "validation_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +246,17 @@ def evaluate(model: ARExpert, batch: dict[str, torch.Tensor], *, use_prefix: boo
     return float((err * w).sum() / w.sum().clamp_min(1))
 
 
-def validation_batches(cfg: TrainConfig, stage: int, builder: SampleBuilder,
-                       source: EpisodeSource) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+def validation_batches(cfg: TrainConfig, stage: int, source: EpisodeSource,
+                       state_norm: Normalizer, target_norm: Normalizer
+                       ) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """``cfg.data.val_batches`` fixed batches (and masks, no history cut) of held-out episodes
-    ``source``, normalised with the training ``builder``'s normalisers, drawn like the stage's
-    training batches from their own seeded generator: every point of a curve (and every run
-    with the same seed) sees the same samples."""
+    ``source``, normalised with the training normalisers (a checkpoint's, or the trainer's
+    ``SampleBuilder``'s), drawn like the stage's training batches from their own seeded
+    generator: every point of a curve (and every run with the same seed) sees the same
+    samples."""
     c, d = cfg.model, cfg.data
-    val = SampleBuilder(source, delta_actions=c.delta_actions, state_norm=builder.state_norm,
-                        target_norm=builder.target_norm, anchors=c.plan_anchor == "current")
+    val = SampleBuilder(source, delta_actions=c.delta_actions, state_norm=state_norm,
+                        target_norm=target_norm, anchors=c.plan_anchor == "current")
     check_data_matches_model(val, c, prefix="required" if stage == 2 else "ignored")
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919)
     spec = SampleSpec(d.history, d.chunk, d.max_staleness, c.aux_chunk,
@@ -388,8 +392,10 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
     meta = _checkpoint_meta(cfg, stage, source, start.loaded, perception)
     if val_source is None and d.val_path:
         val_source = NpzEpisodeDir(d.val_path)
-    val_batches = (validation_batches(cfg, stage, builder, val_source)
-                   if val_source is not None and dist.is_main else [])
+    val_batches = []
+    if val_source is not None and dist.is_main:   # on the device once, not at every point
+        val_batches = [(to_device(b, dev), m.to(dev)) for b, m in validation_batches(
+            cfg, stage, val_source, builder.state_norm, builder.target_norm)]
     curve = ValidationCurve(cfg.val_every)
 
     forward: torch.nn.Module = model

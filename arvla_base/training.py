@@ -7,6 +7,7 @@ and a train config read from YAML with command-line overrides. ROS-free; torch o
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import pathlib
@@ -324,8 +325,6 @@ class ValidationCurve:
         """``val_curve.json`` beside the checkpoint in ``directory`` (None: nothing measured)."""
         if not self.losses:
             return None
-        import json
-
         path = pathlib.Path(directory) / "val_curve.json"
         best_step, best_loss = self.best()
         path.write_text(json.dumps({"steps": self.steps, "losses": self.losses,

@@ -28,7 +28,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from arvla_action_expert.checkpoint import load_checkpoint
-    from arvla_action_expert.data import InMemoryEpisodes, NpzEpisodeDir, SampleBuilder
+    from arvla_action_expert.data import InMemoryEpisodes, NpzEpisodeDir
     from arvla_action_expert.train import TrainConfig, batch_loss, validation_batches
     from arvla_base.config import from_dict
 
@@ -42,9 +42,7 @@ def main() -> int:
             return 2
         ck = load_checkpoint(path)
         cfg = from_dict(TrainConfig, ck.train_config)
-        builder = SampleBuilder(episodes, delta_actions=cfg.model.delta_actions,
-                                state_norm=ck.state_norm, target_norm=ck.target_norm)
-        batches = validation_batches(cfg, 2, builder, episodes)
+        batches = validation_batches(cfg, 2, episodes, ck.state_norm, ck.target_norm)
         model = ck.model.eval()
         losses = []
         with torch.no_grad():

@@ -127,7 +127,8 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
                                  target_norm=builder.target_norm)
         check_data_matches_model(held_out, c, prefix="optional")
         vg = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_919)
-        val_batches = [chunk_batch(held_out, o.batch_size, c.chunk, d.max_staleness, 0.0, vg)
+        val_batches = [to_device(chunk_batch(held_out, o.batch_size, c.chunk, d.max_staleness,
+                                             0.0, vg), dev)   # on the device once
                        for _ in range(d.val_batches)]
     curve = ValidationCurve(cfg.val_every)
 
@@ -147,8 +148,8 @@ def train_chunk(cfg: ChunkTrainConfig, *, out: str | pathlib.Path | None,
             losses.append(loss.item())
             show_progress(bar, losses, step, cfg.log_every, o)
             if val_batches and curve.due(step, o.max_steps):
-                curve.add(step + 1, sum(evaluate_chunk(model, to_device(b, dev))
-                                        for b in val_batches) / len(val_batches))
+                curve.add(step + 1, sum(evaluate_chunk(model, b) for b in val_batches)
+                          / len(val_batches))
                 log.info("chunk baseline step %d: held-out loss %.4f", step + 1, curve.losses[-1])
     finally:
         batches.close()  # stops the batch thread

@@ -67,7 +67,7 @@ def test_expert_held_out_loss_leaves_training_alone_and_is_the_checkpoints(tmp_p
     assert doc["best_step"] == 40 and doc["best_loss"] == res.val.losses[1]
     # the last point is the saved checkpoint's loss on the same held-out batches
     loaded = load_checkpoint(tmp_path / "s1")
-    batches = validation_batches(cfg, 1, _builder_of(loaded, cfg), held_out)
+    batches = validation_batches(cfg, 1, held_out, loaded.state_norm, loaded.target_norm)
     assert validation_loss(loaded.model, batches, torch.device("cpu")) == pytest.approx(
         res.val.losses[-1], rel=1e-5)
 
@@ -80,16 +80,6 @@ def test_expert_held_out_loss_leaves_training_alone_and_is_the_checkpoints(tmp_p
     res2 = train(cfg2, stage=2, out=tmp_path / "s2", init=tmp_path / "s1", progress=False)
     assert res2.val.steps == [20, 40]
     assert json.loads((tmp_path / "s2" / "val_curve.json").read_text())["stage"] == 2
-
-
-def _builder_of(loaded, cfg):
-    """A SampleBuilder with the checkpoint's normalisers (what the trainer held)."""
-    from arvla_action_expert.data import SampleBuilder
-    from arvla_action_expert.train import build_source
-
-    return SampleBuilder(build_source("", cfg.data.synthetic, cfg.model),
-                         delta_actions=cfg.model.delta_actions, state_norm=loaded.state_norm,
-                         target_norm=loaded.target_norm)
 
 
 def test_chunk_baseline_held_out_curve(tmp_path):

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("arvla.commands.eval:cli_main", "closed-loop evaluation: AR expert vs chunked baselines, report"),
     "replay": ("arvla.commands.replay:cli_main", "open-loop replay of a bag through a checkpoint (MAE, staleness, latency)"),
     "sim": ("arvla.commands.sim:main", "embedded MuJoCo Panda: expert demo video, camera frame, collect episodes"),
+    "dagger": ("arvla.commands.dagger:cli_main", "episodes the expert drives in the sim, labelled by the scripted demonstrator (DAgger)"),
     "demo": ("arvla.demo:main", "end to end on CPU: collect demos via ROS, train the expert, evaluate closed loop, report"),
 }
 

@@ -64,7 +64,7 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
     """What ``arvla demo`` left in ``art`` (None if it is not the demo's layout): every finished
     collection's ``episodes``, their ``tasks``, the newest finished stage-2 ``expert``, and the
     demo's own settings from config/demo.yaml (``sim``, ``perception``, ``expert_node``,
-    ``seed0``, ``seeds``, ``max_seconds``, ``real_time_factor``, ``mode``, ``lag_steps``)."""
+    ``collect``, ``seed0``, ``seeds``, ``max_seconds``, ``real_time_factor``, ``mode``, ``lag_steps``)."""
     collect = sorted(p for p in (art / "collect").glob("*-*") if read_done(p) is not None
                      and (p / "episodes").is_dir()) if (art / "collect").is_dir() else []
     if not collect:
@@ -83,6 +83,7 @@ def demo_layout(art: pathlib.Path) -> dict[str, Any] | None:
         out["sim"] = dict(demo.get("sim") or {})
         out["perception"] = dict(demo.get("perception") or {})
         out["expert_node"] = dict(demo.get("expert") or {})
+        out["collect"] = dict(demo.get("collect") or {})   # the demonstrator's settings
         ev = demo.get("eval") or {}
         out["seed0"], out["seeds"] = ev.get("seed0"), ev.get("episodes")
         out["max_seconds"] = ev.get("max_seconds")

@@ -102,3 +102,29 @@ def test_live_prefixes_are_refused():
 
     with pytest.raises(ConfigError, match="offline"):
         DaggerConfig(collect=_collect(prefixes="live"))
+
+
+def test_cli_writes_episodes_per_task_and_names_a_wrong_perception(tmp_path, capsys):
+    from arvla.commands.dagger import cli_main
+    from arvla_action_expert.checkpoint import CheckpointMeta, save_checkpoint
+    from arvla_action_expert.data import NpzEpisodeDir
+    from arvla_sim.robot import JOINT_NAMES
+
+    pol = _policy()
+    meta = CheckpointMeta(control_rate_hz=20.0, joint_names=list(JOINT_NAMES), stage=2)
+    ck = save_checkpoint(tmp_path / "ck", pol.model, state_norm=pol.state_norm,
+                         target_norm=pol.target_norm, meta=meta)
+    argv = ["--expert", str(ck), "--out", str(tmp_path / "out"), "--task", "push", "--task",
+            "cued_reach", "--seeds", "7:9", "--max-deviation", "0.02", "--no-progress"]
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "/2 solved under the policy, 2 episodes kept" in out and "100 % of steps clipped" in out
+    for task in ("push", "cued_reach"):
+        assert len(list(NpzEpisodeDir(tmp_path / "out" / task / "episodes"))) == 2
+    assert cli_main(argv) == 0 and "no episode run" in capsys.readouterr().out   # resumed: done
+    # a checkpoint trained on other prefixes: a clear error naming both model ids, exit 2
+    meta.model_id = "some-other-backbone"
+    ck2 = save_checkpoint(tmp_path / "ck2", pol.model, state_norm=pol.state_norm,
+                          target_norm=pol.target_norm, meta=meta)
+    assert cli_main([*argv[:1], str(ck2), *argv[2:]]) == 2
+    assert "some-other-backbone" in capsys.readouterr().err

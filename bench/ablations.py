@@ -89,6 +89,21 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                    "2000)", {"steps": [1, 2000]}, {}),
     "vision2000h": ("vision2000 with history_drop 0.5 (hdrop05 without the action-only stage)",
                     {"steps": [1, 2000], "data.history_drop": 0.5}, {}),
+    # DAgger rows (arvla_eval.dagger): {"dagger": (base row, episodes per task, max_deviation
+    # rad, max_deviation_gripper m, first seed)}; stage 2 trained again from the base's stage 1
+    # on the demonstrations plus every round's policy-driven episodes, as many steps
+    "dagger": ("hdrop05, then stage 2 again on its demonstrations + 100 of its own episodes per "
+               "task (seeds 1000-1099), labelled by the demonstrator, executed within 0.05 rad / "
+               "5 mm of the labels", {"data.history_drop": 0.5,
+                                      "dagger": ("hdrop05", 100, 0.05, 0.005, 1000)}, {}),
+    "daggerfree": ("as dagger, the policy's commands executed unbounded (pure DAgger)",
+                   {"data.history_drop": 0.5, "dagger": ("hdrop05", 100, 1.0, 0.04, 1000)}, {}),
+    "dagger2": ("a second DAgger round: dagger's policy drives 100 more episodes per task (seeds "
+                "1100-1199), stage 2 again on the demonstrations + both rounds",
+                {"data.history_drop": 0.5, "dagger": ("dagger", 100, 0.05, 0.005, 1100)}, {}),
+    "daggers1": ("dagger from hdrop05s1, stage 2 with training seed 1 (how far one training run "
+                 "moves it)", {"data.history_drop": 0.5, "seed": 1,
+                               "dagger": ("hdrop05s1", 100, 0.05, 0.005, 1000)}, {}),
 }
 
 
@@ -225,9 +240,11 @@ def _key(*parts: Any) -> str:
 
 def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[Any],
               out: pathlib.Path, perception: dict[str, Any], data: str = "ros",
-              val: Any = None, val_every: int = 0) -> pathlib.Path:
+              val: Any = None, val_every: int = 0,
+              stage1: pathlib.Path | None = None) -> pathlib.Path:
     """The row's stage-2 checkpoint (trained here unless cached); ``val`` / ``val_every``: as
-    for ``train_chunk_row`` (each stage's curve in its checkpoint)."""
+    for ``train_chunk_row`` (each stage's curve in its checkpoint); ``stage1``: train stage 2
+    only, from that stage-1 checkpoint (DAgger rows)."""
     from arvla_action_expert.data import InMemoryEpisodes
     from arvla_action_expert.train import TrainConfig, train
     from arvla_base.config import from_dict, load_config, to_dict
@@ -239,6 +256,8 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     for key, value in overrides.items():
         if key == "steps_x":
             steps_x = int(value)
+            continue
+        if key == "dagger":
             continue
         if key == "steps":
             steps = (int(value[0]), int(value[1]))
@@ -255,11 +274,14 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     # rows with the same training on the same demonstrations share it (before 2026-12-07 the key
     # named the settings twice instead of the demonstration set: two sets with as many episodes
     # would have shared a checkpoint; those directories are not found any more)
-    d = out / "train" / _key(to_dict(tcfg), steps, len(episodes), data)
+    key = [to_dict(tcfg), steps, len(episodes), data] + ([str(stage1)] if stage1 else [])
+    d = out / "train" / _key(*key)
     if (d / "DONE").is_file():
         return d / "stage2"
     source = InMemoryEpisodes(episodes)
-    for stage, n, init in ((1, steps[0], None), (2, steps[1], d / "stage1")):
+    stages = ((1, steps[0], None), (2, steps[1], d / "stage1")) if stage1 is None else (
+        (2, steps[1], stage1),)
+    for stage, n, init in stages:
         scfg = dataclasses.replace(tcfg, optim=dataclasses.replace(
             tcfg.optim, max_steps=n, warmup_steps=min(tcfg.optim.warmup_steps, n // 10)))
         t0 = time.monotonic()
@@ -271,6 +293,59 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
               flush=True)
     (d / "DONE").write_text("ok\n")
     return d / "stage2"
+
+
+def dagger_row(name: str, demo: Any, layout: dict[str, Any], tasks: list[str], episodes: list[Any],
+               out: pathlib.Path, data: str, workers: int, val: Any = None, val_every: int = 0
+               ) -> tuple[pathlib.Path, pathlib.Path, list[pathlib.Path]]:
+    """DAgger row ``name``: (its stage-2 checkpoint, the stage-1 checkpoint every round starts
+    stage 2 from, the episode directories of every round so far). The base row's policy drives
+    the robot on new seeds (``arvla_eval.dagger``, cached under ``out``/dagger), then stage 2
+    is trained again on the demonstrations plus all rounds' episodes."""
+    from arvla_action_expert.data import NpzEpisodeDir
+    from arvla_action_expert.policy import ExpertPolicy
+    from arvla_eval.collect_ros import CollectConfig
+    from arvla_eval.dagger import DaggerConfig, collect_dagger
+    from arvla_perception.config import token_settings
+
+    overrides = ROWS[name][1]
+    base, n, dev, dev_gripper, seed0 = overrides["dagger"]
+    perception = data_perception(data, layout)
+    prefix_tokens = {"model.max_prefix_tokens": int(episodes[0].frame_tokens.shape[1])}
+    if "dagger" in ROWS[base][1]:
+        base_ckpt, stage1, rounds = dagger_row(base, demo, layout, tasks, episodes, out, data,
+                                               workers, val, val_every)
+    else:
+        base_ckpt = train_row(base, {**ROWS[base][1], **prefix_tokens}, demo, episodes, out,
+                              token_settings(perception), data, val, val_every)
+        stage1, rounds = base_ckpt.parent / "stage1", []
+    spec = parse_data(data) if data != "ros" else DataSpec(n=0)
+    policy = ExpertPolicy.from_checkpoint(base_ckpt)
+    c, own = demo.collect, layout.get("collect", {})   # own: the artefacts' demonstrator
+    for task in tasks:
+        ccfg = CollectConfig(task=task, seeds=list(range(seed0, seed0 + n)),
+                             control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
+                             sim=layout["sim"], perception=perception, prefixes="offline",
+                             motion_profile=spec.profile if data != "ros" else own.get(
+                                 "motion_profile", c.motion_profile),
+                             grasp_retries=spec.retries if data != "ros" else int(own.get(
+                                 "grasp_retries", c.grasp_retries)))
+        dcfg = DaggerConfig(collect=ccfg, max_deviation=dev, max_deviation_gripper=dev_gripper,
+                            expert_params={**layout["expert_node"], **ROWS[base][2]})
+        d = out / "dagger" / f"{task}-{_key(ccfg.cache_key_dict(), str(base_ckpt), dev, dev_gripper)}"
+        if not (d / "DONE").is_file():
+            t0 = time.monotonic()
+            res = collect_dagger(policy, dcfg, d, progress=False, workers=workers, resume=True)
+            print(f"[{name}] {task}: {res.summary()}, {time.monotonic() - t0:.0f} s", flush=True)
+            (d / "DONE").write_text(res.summary() + "\n")
+        rounds = rounds + [d / "episodes"]
+    own = [ep for d in rounds for ep in NpzEpisodeDir(d)]
+    print(f"[{name}] stage 2 on {len(episodes)} demonstrations + {len(own)} policy-driven episodes",
+          flush=True)
+    ckpt = train_row(name, {**overrides, **prefix_tokens}, demo, episodes + own, out,
+                     token_settings(perception), f"{data}+{'+'.join(str(r) for r in rounds)}",
+                     val, val_every, stage1=stage1)
+    return ckpt, stage1, rounds
 
 
 def main() -> int:
@@ -375,6 +450,12 @@ def main() -> int:
                 base = ChunkPolicy.from_checkpoint(ckpt)
                 policy: Any = base.with_exec(dataclasses.replace(base.exec, mode=mode))
                 params = {k: v for k, v in params.items() if k != "ensemble_steps"}
+            elif "dagger" in overrides:
+                episodes = [ep for d in dirs for ep in NpzEpisodeDir(d)]
+                ckpt, _, _ = dagger_row(base_row, demo, layout, tasks, episodes, out, data,
+                                        args.workers, val_episodes, args.val_every)
+                print(f"[{r}] checkpoint {ckpt}", flush=True)   # for arvla eval --expert
+                policy = ExpertPolicy.from_checkpoint(ckpt)
             elif not overrides and data == "ros" and layout["expert"] is not None:
                 # the demo's own expert, as `arvla demo` trained it
                 policy = ExpertPolicy.from_checkpoint(layout["expert"])

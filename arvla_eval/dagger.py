@@ -17,6 +17,14 @@ takes it -- its own errors, not white noise (DART's 0.02 rad) -- and the labels 
 continues from there. ``max_deviation`` 0 gives the demonstrations again (labels executed);
 a large one executes the policy alone.
 
+The bound is needed because the scripted demonstrators are not feedback policies: they follow a
+plan in time, and a label says where the plan is now. A policy that runs late or early (its
+own states) cannot see the plan's clock, so such labels are not a function of what it
+observes: trained on them, the expert fits them to a loss twice the demonstrations' and gets
+worse (README "Closing the loop"). ``resync_m`` > 0 makes the demonstrator re-plan from the
+measured hand whenever the hand is that far off where following the plan would put it
+(``WaypointExpert.resync_m``): labels that say how to go on from where the arm is.
+
 ROS-free; the same seeds give the same episodes for any number of workers.
 """
 
@@ -50,12 +58,15 @@ class DaggerConfig:
     lag_steps: int = 2                     # perception delay in control steps (the in-process eval's)
     expert_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the node's (ensemble_steps)
     keep_unsuccessful: bool = True         # episodes the task was not solved in still teach corrections
+    resync_m: float = 0.0                  # > 0: the demonstrator re-plans from the measured hand when
+    #                                        it is further than this off its plan (WaypointExpert.resync_m)
 
     def __post_init__(self) -> None:
         require(self.max_deviation >= 0, "max_deviation", self.max_deviation, "must be >= 0 rad")
         require(self.max_deviation_gripper >= 0, "max_deviation_gripper",
                 self.max_deviation_gripper, "must be >= 0 m")
         require(self.lag_steps >= 0, "lag_steps", self.lag_steps, "must be >= 0")
+        require(self.resync_m >= 0, "resync_m", self.resync_m, "must be >= 0 m")
         if self.collect.prefixes != "offline":
             raise ConfigError("dagger: collect.prefixes must be 'offline' (frames are encoded in "
                               f"process), got {self.collect.prefixes!r}")
@@ -69,6 +80,7 @@ class DaggerEpisode:
     steps: int
     clipped: float        # share of the policy's steps whose command was pulled back to the bound
     deviation: float      # mean over the policy's steps of max |policy - label| over arm joints, rad
+    resyncs: int = 0      # steps the demonstrator re-planned from the measured hand (resync_m)
 
 
 @dataclasses.dataclass
@@ -84,7 +96,7 @@ class DaggerResult:
                 f"{len(self.episodes)} episodes kept, {sum(r.steps for r in self.runs)} steps; "
                 f"policy-label deviation {np.mean([r.deviation for r in self.runs]):.4f} rad "
                 f"(mean of per-step max), {100 * np.mean([r.clipped for r in self.runs]):.0f} % "
-                "of steps clipped")
+                f"of steps clipped, {sum(r.resyncs for r in self.runs)} re-plans from the measured hand")
 
 
 class DaggerRollout:
@@ -115,6 +127,7 @@ class DaggerRollout:
                           max_duration_s=float(c.max_seconds or task.max_duration_s))
         self.controller = ThroughController(self.env, FOLLOWER_HZ)
         self.demonstrator = make_expert(self.env, c.motion_profile, c.grasp_retries)
+        self.demonstrator.resync_m = float(config.resync_m)
         # one torch thread per process: parallelism comes from workers
         self.backbone = load_backbone(perception_config({**c.perception, "num_threads": 1}))
         if policy.model_id and policy.model_id != self.backbone.model_id:
@@ -171,7 +184,8 @@ class DaggerRollout:
                     break
         success = bool(env.success())
         run = DaggerEpisode(None, seed, success, len(states), clipped / max(len(deviations), 1),
-                            float(np.mean(deviations)) if deviations else 0.0)
+                            float(np.mean(deviations)) if deviations else 0.0,
+                            self.demonstrator.resyncs)
         if not success and not cfg.keep_unsuccessful:
             return run
         episode: dict[str, Any] = {
@@ -182,7 +196,8 @@ class DaggerRollout:
         episode.update(episode_metadata(self.rate, self.backbone.model_id, env.joint_names, env.task.name))
         episode["source"] = np.asarray(
             f"dagger: {cfg.collect.task} seed {seed}, policy-driven within {cfg.max_deviation:g} rad "
-            f"/ {cfg.max_deviation_gripper:g} m of the {cfg.collect.motion_profile} demonstrator's labels, "
+            f"/ {cfg.max_deviation_gripper:g} m of the {cfg.collect.motion_profile} demonstrator's labels"
+            f"{f' (re-planned from the measured hand beyond {cfg.resync_m:g} m)' if cfg.resync_m else ''}, "
             f"{'solved' if success else 'not solved'}")
         validate_episode(episode, where=f"dagger {cfg.collect.task} seed {seed}")
         run.episode = episode

@@ -90,8 +90,8 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "vision2000h": ("vision2000 with history_drop 0.5 (hdrop05 without the action-only stage)",
                     {"steps": [1, 2000], "data.history_drop": 0.5}, {}),
     # DAgger rows (arvla_eval.dagger): {"dagger": (base row, episodes per task, max_deviation
-    # rad, max_deviation_gripper m, first seed)}; stage 2 trained again from the base's stage 1
-    # on the demonstrations plus every round's policy-driven episodes, as many steps
+    # rad, max_deviation_gripper m, first seed[, resync_m])}; stage 2 trained again from the
+    # base's stage 1 on the demonstrations plus every round's policy-driven episodes, as many steps
     "dagger": ("hdrop05, then stage 2 again on its demonstrations + 100 of its own episodes per "
                "task (seeds 1000-1099), labelled by the demonstrator, executed within 0.05 rad / "
                "5 mm of the labels", {"data.history_drop": 0.5,
@@ -101,6 +101,12 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "dagger2": ("a second DAgger round: dagger's policy drives 100 more episodes per task (seeds "
                 "1100-1199), stage 2 again on the demonstrations + both rounds",
                 {"data.history_drop": 0.5, "dagger": ("dagger", 100, 0.05, 0.005, 1100)}, {}),
+    "daggerrs": ("as daggerfree (the policy's commands executed unbounded), the demonstrator "
+                 "re-planning from the measured hand whenever it is > 2 cm off its plan (labels "
+                 "that say how to go on from where the arm is, not where the plan is)",
+                 {"data.history_drop": 0.5, "dagger": ("hdrop05", 100, 1.0, 0.04, 1000, 0.02)}, {}),
+    "daggerrsb": ("daggerrs executed within 0.05 rad / 5 mm of the labels",
+                  {"data.history_drop": 0.5, "dagger": ("hdrop05", 100, 0.05, 0.005, 1000, 0.02)}, {}),
     "daggers1": ("dagger from hdrop05s1, stage 2 with training seed 1 (how far one training run "
                  "moves it)", {"data.history_drop": 0.5, "seed": 1,
                                "dagger": ("hdrop05s1", 100, 0.05, 0.005, 1000)}, {}),
@@ -309,7 +315,8 @@ def dagger_row(name: str, demo: Any, layout: dict[str, Any], tasks: list[str], e
     from arvla_perception.config import token_settings
 
     overrides = ROWS[name][1]
-    base, n, dev, dev_gripper, seed0 = overrides["dagger"]
+    base, n, dev, dev_gripper, seed0, *more = overrides["dagger"]
+    resync = float(more[0]) if more else 0.0
     perception = data_perception(data, layout)
     prefix_tokens = {"model.max_prefix_tokens": int(episodes[0].frame_tokens.shape[1])}
     if "dagger" in ROWS[base][1]:
@@ -331,8 +338,10 @@ def dagger_row(name: str, demo: Any, layout: dict[str, Any], tasks: list[str], e
                              grasp_retries=spec.retries if data != "ros" else int(own.get(
                                  "grasp_retries", c.grasp_retries)))
         dcfg = DaggerConfig(collect=ccfg, max_deviation=dev, max_deviation_gripper=dev_gripper,
-                            expert_params={**layout["expert_node"], **ROWS[base][2]})
-        d = out / "dagger" / f"{task}-{_key(ccfg.cache_key_dict(), str(base_ckpt), dev, dev_gripper)}"
+                            expert_params={**layout["expert_node"], **ROWS[base][2]},
+                            resync_m=resync)
+        key = [ccfg.cache_key_dict(), str(base_ckpt), dev, dev_gripper] + ([resync] if resync else [])
+        d = out / "dagger" / f"{task}-{_key(*key)}"
         if not (d / "DONE").is_file():
             t0 = time.monotonic()
             res = collect_dagger(policy, dcfg, d, progress=False, workers=workers, resume=True)

@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="rad: an arm joint executes at most this far from the label (default 0.05)")
     ap.add_argument("--max-deviation-gripper", type=float, default=0.005,
                     help="m: the same for the finger opening (default 0.005)")
+    ap.add_argument("--resync-m", type=float, default=0.0,
+                    help="m: the demonstrator re-plans from the measured hand when it is further "
+                         "than this off its plan (0 = never; labels then say where the plan is, "
+                         "so keep --max-deviation small)")
     ap.add_argument("--lag-steps", type=int, default=2, help="perception delay in control steps")
     ap.add_argument("--motion-profile", help="the demonstrator's motion profile (default: the "
                     "artefacts', else trapezoid)")
@@ -91,7 +95,8 @@ def cli_main(argv: list[str]) -> int:
                                   prefixes="offline", only_success=False, sim=sim,
                                   perception=perception, **demonstrator),
             max_deviation=args.max_deviation, max_deviation_gripper=args.max_deviation_gripper,
-            lag_steps=args.lag_steps, expert_params=node, keep_unsuccessful=not args.drop_unsolved)
+            lag_steps=args.lag_steps, expert_params=node, keep_unsuccessful=not args.drop_unsolved,
+            resync_m=args.resync_m)
             for task in tasks]
         for cfg in configs:
             out = pathlib.Path(args.out) / cfg.collect.task

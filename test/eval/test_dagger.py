@@ -89,7 +89,8 @@ def test_unsolved_episodes_can_be_left_out(tmp_path):
 
 @pytest.mark.parametrize("kw, match", [({"max_deviation": -0.1}, "max_deviation"),
                                         ({"max_deviation_gripper": -1.0}, "max_deviation_gripper"),
-                                        ({"lag_steps": -1}, "lag_steps")])
+                                        ({"lag_steps": -1}, "lag_steps"),
+                                        ({"resync_m": -0.01}, "resync_m")])
 def test_bad_settings_name_the_key(kw, match):
     from arvla_eval.dagger import DaggerConfig
 
@@ -115,10 +116,12 @@ def test_cli_writes_episodes_per_task_and_names_a_wrong_perception(tmp_path, cap
     ck = save_checkpoint(tmp_path / "ck", pol.model, state_norm=pol.state_norm,
                          target_norm=pol.target_norm, meta=meta)
     argv = ["--expert", str(ck), "--out", str(tmp_path / "out"), "--task", "push", "--task",
-            "cued_reach", "--seeds", "7:9", "--max-deviation", "0.02", "--no-progress"]
+            "cued_reach", "--seeds", "7:9", "--max-deviation", "0.02", "--resync-m", "0.02",
+            "--no-progress"]
     assert cli_main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "/2 solved under the policy, 2 episodes kept" in out and "100 % of steps clipped" in out
+    assert "re-plans from the measured hand" in out
     for task in ("push", "cued_reach"):
         assert len(list(NpzEpisodeDir(tmp_path / "out" / task / "episodes"))) == 2
     assert cli_main(argv) == 0 and "no episode run" in capsys.readouterr().out   # resumed: done
@@ -128,3 +131,38 @@ def test_cli_writes_episodes_per_task_and_names_a_wrong_perception(tmp_path, cap
                           target_norm=pol.target_norm, meta=meta)
     assert cli_main([*argv[:1], str(ck2), *argv[2:]]) == 2
     assert "some-other-backbone" in capsys.readouterr().err
+
+
+def test_resync_labels_go_on_from_the_arm_not_from_the_plan():
+    """A demonstrator whose arm is held back: its plan runs away (labels 20+ cm from the hand);
+    re-planning from the measured hand (``resync_m``) keeps them within the tracking lead."""
+    from arvla_sim.collect import ThroughController, collect_episode
+    from arvla_sim.env import SimEnv
+    from arvla_sim.experts import make_expert
+
+    env = SimEnv(task="pick_lift", control_rate_hz=20.0, image_height=32, image_width=32)
+    try:
+        ctl = ThroughController(env)
+        gaps = {}
+        for tol in (0.0, 0.02):
+            ex = make_expert(env, "min_jerk")
+            ex.resync_m = tol
+            obs = env.reset(2)
+            ctl.reset()
+            hold, gap = obs["state"].copy(), []
+            for _ in range(15):
+                label = ex.act(obs)
+                hand, _ = ex.ik.fk(np.asarray(obs["state"][:7], np.float64))
+                gap.append(float(np.linalg.norm(ex.ik.fk(label[:7].astype(np.float64))[0] - hand)))
+                obs = ctl(hold)
+            gaps[tol] = (max(gap), ex.resyncs)
+        assert gaps[0.0][1] == 0 and gaps[0.0][0] > 0.15
+        assert gaps[0.02][0] < 0.1 and gaps[0.02][1] > 0
+        # following its own plan, the demonstrator is not disturbed (the lead is modelled)
+        clean = [collect_episode(env, 1, render=False, execute=ctl, expert=make_expert(env, "min_jerk"))]
+        ex = make_expert(env, "min_jerk")
+        ex.resync_m = 0.02
+        clean.append(collect_episode(env, 1, render=False, execute=ctl, expert=ex))
+        assert ex.resyncs == 0 and np.array_equal(clean[0]["actions"], clean[1]["actions"])
+    finally:
+        env.close()

@@ -308,7 +308,7 @@ class WaypointExpert:
     # policy took elsewhere it says where the PLAN is, not how to go on from where the arm is.
     # resync_m > 0: when the measured hand is further than this from where it would be following
     # the plan, the commanded position restarts there (the waypoint in progress re-planned from
-    # it). Following, the hand trails the command by ~ its velocity x track_lead_s (the sim's
+    # it, the IK from the arm's joints). Following, the hand trails the command by ~ its velocity x track_lead_s (the sim's
     # JTC follower and PD: fit on clean min_jerk_replan demonstrations, pick_lift and push,
     # residual p50 0.4 cm, p95 1.1 cm), so a clean demonstration is not disturbed at 1.5 cm.
     resync_m: float = 0.0
@@ -316,10 +316,12 @@ class WaypointExpert:
     resyncs: int = 0                 # re-anchorings since reset
 
     def _resync(self, obs: dict[str, Any]) -> None:
-        hand, _ = self.ik.fk(np.asarray(obs["state"][:7], np.float64))
+        q = np.asarray(obs["state"][:7], np.float64)
+        hand, _ = self.ik.fk(q)
         expected = hand + self.track_lead_s * self.vel
         if float(np.linalg.norm(self.pos - expected)) > self.resync_m:
             self.pos = expected
+            self.q = q.copy()        # the IK goes on from the arm's joints, not the plan's
             self._segment = None
             self.resyncs += 1
 

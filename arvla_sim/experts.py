@@ -308,9 +308,10 @@ class WaypointExpert:
     # policy took elsewhere it says where the PLAN is, not how to go on from where the arm is.
     # resync_m > 0: when the measured hand is further than this from where it would be following
     # the plan, the commanded position restarts there (the waypoint in progress re-planned from
-    # it, the IK from the arm's joints). Following, the hand trails the command by ~ its velocity x track_lead_s (the sim's
-    # JTC follower and PD: fit on clean min_jerk_replan demonstrations, pick_lift and push,
-    # residual p50 0.4 cm, p95 1.1 cm), so a clean demonstration is not disturbed at 1.5 cm.
+    # it, the IK from the arm's joints). Following, the hand trails the command by ~ its
+    # velocity x track_lead_s (the sim's JTC follower and PD: fit on clean min_jerk_replan
+    # demonstrations, pick_lift and push, residual p50 0.4 cm, p95 1.1 cm), so at 2 cm a clean
+    # min_jerk demonstration is re-planned 0-6 times, most not at all (test_dagger.py).
     resync_m: float = 0.0
     track_lead_s: float = 0.116
     resyncs: int = 0                 # re-anchorings since reset

@@ -85,6 +85,10 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "seed1": ("the same recipe, training seed 1 (how far one training run moves the result)",
               {"seed": 1}, {}),
     "hdrop05s1": ("hdrop05 with training seed 1", {"data.history_drop": 0.5, "seed": 1}, {}),
+    "hdrop05s2": ("hdrop05 with training seed 2", {"data.history_drop": 0.5, "seed": 2}, {}),
+    "hdrop05s1st1": ("hdrop05s1 with twice the action-only stage 1 (1200 + 1400 steps): is the "
+                     "memory task's seed dependence stage 1's?",
+                     {"data.history_drop": 0.5, "seed": 1, "steps": [1200, 1400]}, {}),
     "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "
                    "2000)", {"steps": [1, 2000]}, {}),
     "vision2000h": ("vision2000 with history_drop 0.5 (hdrop05 without the action-only stage)",

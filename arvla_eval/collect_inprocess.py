@@ -29,13 +29,60 @@ from typing import Any
 
 import numpy as np
 
+from arvla_base.config import ConfigError
 from arvla_eval.collect_ros import CollectConfig, CollectResult
 from arvla_eval.records import EpisodeRecord
 from arvla_eval.streaming import FOLLOWER_HZ
 
-__all__ = ["Demonstrator", "collect_inprocess"]
+__all__ = ["DemonstrationSim", "Demonstrator", "already_run", "collect_inprocess", "episode_name"]
 
 log = logging.getLogger(__name__)
+
+@dataclasses.dataclass
+class DemonstrationSim:
+    """What a demonstrator of ``CollectConfig`` runs on: the SimEnv, the JTC follower that
+    executes its commands, the task's scripted expert, the control rate and the camera period."""
+
+    env: Any
+    controller: Any
+    expert: Any
+    rate: float
+    frame_every: int
+
+    @classmethod
+    def build(cls, config: CollectConfig) -> "DemonstrationSim":
+        from arvla_sim.collect import ThroughController
+        from arvla_sim.env import SimEnv
+        from arvla_sim.experts import make_expert
+        from arvla_sim.tasks import make_task
+
+        sim = config.sim
+        rate = float(config.control_rate_hz)
+        camera_hz = float(sim.get("camera_rate_hz", 10.0))
+        if camera_hz <= 0:
+            raise ConfigError(f"sim.camera_rate_hz: {camera_hz} must be > 0 (frames are the prefixes)")
+        task = make_task(config.task)
+        env = SimEnv(task=config.task, control_rate_hz=rate,
+                     image_height=int(sim.get("image_height", 128)),
+                     image_width=int(sim.get("image_width", 128)),
+                     home_noise=float(sim.get("home_noise", 0.02)),
+                     max_duration_s=float(config.max_seconds or task.max_duration_s))
+        return cls(env, ThroughController(env, FOLLOWER_HZ),
+                   make_expert(env, config.motion_profile, config.grasp_retries), rate,
+                   max(1, int(round(rate / camera_hz))))
+
+
+def episode_name(task: str, seed: int) -> str:
+    """``<task>_<seed>``: the file name (``.npz``) of a collected episode."""
+    return f"{task}_{seed:06d}"
+
+
+def already_run(ep_dir: pathlib.Path, task: str, seed: int) -> bool:
+    """Whether ``seed`` of ``task`` left an episode, or an ``.<name>.unsuccessful`` marker, in
+    ``ep_dir`` (a resumed collection does not run it again)."""
+    name = episode_name(task, seed)
+    return (ep_dir / f"{name}.npz").is_file() or (ep_dir / f".{name}.unsuccessful").is_file()
+
 
 @dataclasses.dataclass
 class Demonstration:
@@ -48,31 +95,17 @@ class Demonstrator:
 
     def __init__(self, config: CollectConfig) -> None:
         from arvla_data.prefixes import OfflinePrefixes
-        from arvla_sim.collect import ThroughController
-        from arvla_sim.env import SimEnv
-        from arvla_sim.experts import make_expert
-        from arvla_sim.tasks import make_task
 
         if config.prefixes != "offline":
             raise ValueError("in-process collection encodes frames offline: prefixes must be "
                              f"'offline', got {config.prefixes!r}")
         self.config = config
-        sim = config.sim
-        self.rate = float(config.control_rate_hz)
-        camera_hz = float(sim.get("camera_rate_hz", 10.0))
-        if camera_hz <= 0:
-            raise ValueError(f"sim.camera_rate_hz: {camera_hz} must be > 0 (frames are the prefixes)")
-        self.frame_every = max(1, int(round(self.rate / camera_hz)))
-        task = make_task(config.task)
-        self.env = SimEnv(task=config.task, control_rate_hz=self.rate,
-                          image_height=int(sim.get("image_height", 128)),
-                          image_width=int(sim.get("image_width", 128)),
-                          home_noise=float(sim.get("home_noise", 0.02)),
-                          max_duration_s=float(config.max_seconds or task.max_duration_s))
-        self.controller = ThroughController(self.env, FOLLOWER_HZ)
-        self.expert = make_expert(self.env, config.motion_profile, config.grasp_retries)
+        sim = DemonstrationSim.build(config)
+        self.env, self.controller, self.expert = sim.env, sim.controller, sim.expert
+        self.rate, self.frame_every = sim.rate, sim.frame_every
         # one torch thread per process: parallelism comes from workers
-        self.encoder = OfflinePrefixes({**config.perception, "num_threads": 1}, task.instruction)
+        self.encoder = OfflinePrefixes({**config.perception, "num_threads": 1},
+                                       self.env.task.instruction)
 
     def run(self, seed: int, noise_std: float) -> Demonstration:
         """One demonstration of ``seed`` with DART noise ``noise_std`` (rad, 0 = clean)."""
@@ -135,12 +168,8 @@ def collect_inprocess(config: CollectConfig, out_dir: str | pathlib.Path, *, pro
         raise ValueError(f"workers: {workers} must be >= 1")
     ep_dir = pathlib.Path(out_dir) / "episodes"
     ep_dir.mkdir(parents=True, exist_ok=True)
-    def done(seed: int) -> bool:
-        name = f"{config.task}_{seed:06d}"
-        return (ep_dir / f"{name}.npz").is_file() or (ep_dir / f".{name}.unsuccessful").is_file()
-
     jobs = [(seed, config.noise_for(i)) for i, seed in enumerate(config.seeds)
-            if not (resume and done(seed))]
+            if not (resume and already_run(ep_dir, config.task, seed))]
     result = CollectResult([], [], [])
     bar = tqdm(total=len(jobs), desc=f"collect {config.task} (in process)", unit="ep",
                disable=not progress)
@@ -149,9 +178,11 @@ def collect_inprocess(config: CollectConfig, out_dir: str | pathlib.Path, *, pro
     def keep(seed: int, demo: Demonstration) -> None:
         result.records.append(demo.record)
         if demo.episode is not None:
-            result.episodes.append(save_episode(ep_dir / f"{config.task}_{seed:06d}.npz", demo.episode))
+            result.episodes.append(save_episode(ep_dir / f"{episode_name(config.task, seed)}.npz",
+                                                demo.episode))
         else:  # so that a resumed collection does not run it again
-            (ep_dir / f".{config.task}_{seed:06d}.unsuccessful").write_text("scripted expert failed\n")
+            (ep_dir / f".{episode_name(config.task, seed)}.unsuccessful").write_text(
+                "scripted expert failed\n")
         bar.update()
         bar.set_postfix(success=f"{sum(r.success for r in result.records)}/{len(result.records)}")
 

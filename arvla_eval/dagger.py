@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from arvla_base.config import ConfigError, require
+from arvla_eval.collect_inprocess import already_run, episode_name
 from arvla_eval.collect_ros import CollectConfig
-from arvla_eval.streaming import FOLLOWER_HZ
 
 __all__ = ["DaggerConfig", "DaggerResult", "DaggerRollout", "collect_dagger"]
 
@@ -104,29 +104,16 @@ class DaggerRollout:
     backbone built once)."""
 
     def __init__(self, policy: Any, config: DaggerConfig) -> None:
+        from arvla_eval.collect_inprocess import DemonstrationSim
         from arvla_eval.inprocess import _configure, perception_config
         from arvla_perception.backbone import load_backbone
-        from arvla_sim.collect import ThroughController
-        from arvla_sim.env import SimEnv
-        from arvla_sim.experts import make_expert
-        from arvla_sim.tasks import make_task
 
         c = config.collect
         self.config, self.policy = config, policy
         _configure(policy, config.expert_params)
-        self.rate = float(c.control_rate_hz)
-        camera_hz = float(c.sim.get("camera_rate_hz", 10.0))
-        if camera_hz <= 0:
-            raise ConfigError(f"sim.camera_rate_hz: {camera_hz} must be > 0 (frames are the prefixes)")
-        self.frame_every = max(1, int(round(self.rate / camera_hz)))
-        task = make_task(c.task)
-        self.env = SimEnv(task=c.task, control_rate_hz=self.rate,
-                          image_height=int(c.sim.get("image_height", 128)),
-                          image_width=int(c.sim.get("image_width", 128)),
-                          home_noise=float(c.sim.get("home_noise", 0.02)),
-                          max_duration_s=float(c.max_seconds or task.max_duration_s))
-        self.controller = ThroughController(self.env, FOLLOWER_HZ)
-        self.demonstrator = make_expert(self.env, c.motion_profile, c.grasp_retries)
+        sim = DemonstrationSim.build(c)
+        self.env, self.controller, self.demonstrator = sim.env, sim.controller, sim.expert
+        self.rate, self.frame_every = sim.rate, sim.frame_every
         self.demonstrator.resync_m = float(config.resync_m)
         # one torch thread per process: parallelism comes from workers
         self.backbone = load_backbone(perception_config({**c.perception, "num_threads": 1}))
@@ -237,13 +224,7 @@ def collect_dagger(policy: Any, config: DaggerConfig, out_dir: str | pathlib.Pat
     task = config.collect.task
     ep_dir = pathlib.Path(out_dir) / "episodes"
     ep_dir.mkdir(parents=True, exist_ok=True)
-
-    def name(seed: int) -> str:
-        return f"{task}_{seed:06d}"
-
-    seeds = [s for s in config.collect.seeds
-             if not (resume and ((ep_dir / f"{name(s)}.npz").is_file()
-                                 or (ep_dir / f".{name(s)}.unsuccessful").is_file()))]
+    seeds = [s for s in config.collect.seeds if not (resume and already_run(ep_dir, task, s))]
     result = DaggerResult([], [])
     bar = tqdm(total=len(seeds), desc=f"dagger {task}", unit="ep", disable=not progress)
     t0 = time.monotonic()
@@ -251,10 +232,12 @@ def collect_dagger(policy: Any, config: DaggerConfig, out_dir: str | pathlib.Pat
     def keep(run: DaggerEpisode) -> None:
         result.runs.append(run)
         if run.episode is not None:
-            result.episodes.append(save_episode(ep_dir / f"{name(run.seed)}.npz", run.episode))
+            result.episodes.append(save_episode(ep_dir / f"{episode_name(task, run.seed)}.npz",
+                                                run.episode))
             run.episode = None   # written: do not hold every episode in memory
         else:
-            (ep_dir / f".{name(run.seed)}.unsuccessful").write_text("not solved under the policy\n")
+            (ep_dir / f".{episode_name(task, run.seed)}.unsuccessful").write_text(
+                "not solved under the policy\n")
         bar.update()
         bar.set_postfix(solved=f"{sum(r.success for r in result.runs)}/{len(result.runs)}")
 

@@ -196,6 +196,7 @@ class WaypointExpert:
         self.waypoints: list[Waypoint] = []
         self.settle = 0.0
         self.t = 0.0
+        self.resyncs = 0
 
     def sync_to_state(self, obs: dict[str, Any]) -> None:
         """Restart the commanded pose from the measured joints: arm joints, hand position, at rest."""
@@ -330,7 +331,6 @@ class WaypointExpert:
         """Joint targets (8,) for this control step."""
         if obs["step"] == 0 or not hasattr(self, "q"):
             self.reset(obs)
-            self.resyncs = 0
         elif self.resync_m > 0:
             self._resync(obs)
         self.t = float(obs["time"])

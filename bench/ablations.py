@@ -330,17 +330,20 @@ def dagger_row(name: str, demo: Any, layout: dict[str, Any], tasks: list[str], e
         base_ckpt = train_row(base, {**ROWS[base][1], **prefix_tokens}, demo, episodes, out,
                               token_settings(perception), data, val, val_every)
         stage1, rounds = base_ckpt.parent / "stage1", []
-    spec = parse_data(data) if data != "ros" else DataSpec(n=0)
     policy = ExpertPolicy.from_checkpoint(base_ckpt)
-    c, own = demo.collect, layout.get("collect", {})   # own: the artefacts' demonstrator
+    c = demo.collect
+    if data == "ros":   # the artefacts' own demonstrator
+        mine = layout.get("collect", {})
+        profile = mine.get("motion_profile", c.motion_profile)
+        retries = int(mine.get("grasp_retries", c.grasp_retries))
+    else:
+        spec = parse_data(data)
+        profile, retries = spec.profile, spec.retries
     for task in tasks:
         ccfg = CollectConfig(task=task, seeds=list(range(seed0, seed0 + n)),
                              control_rate_hz=demo.control_rate_hz, settle_s=c.settle_s,
                              sim=layout["sim"], perception=perception, prefixes="offline",
-                             motion_profile=spec.profile if data != "ros" else own.get(
-                                 "motion_profile", c.motion_profile),
-                             grasp_retries=spec.retries if data != "ros" else int(own.get(
-                                 "grasp_retries", c.grasp_retries)))
+                             motion_profile=profile, grasp_retries=retries)
         dcfg = DaggerConfig(collect=ccfg, max_deviation=dev, max_deviation_gripper=dev_gripper,
                             expert_params={**layout["expert_node"], **ROWS[base][2]},
                             resync_m=resync)
@@ -352,10 +355,10 @@ def dagger_row(name: str, demo: Any, layout: dict[str, Any], tasks: list[str], e
             print(f"[{name}] {task}: {res.summary()}, {time.monotonic() - t0:.0f} s", flush=True)
             (d / "DONE").write_text(res.summary() + "\n")
         rounds = rounds + [d / "episodes"]
-    own = [ep for d in rounds for ep in NpzEpisodeDir(d)]
-    print(f"[{name}] stage 2 on {len(episodes)} demonstrations + {len(own)} policy-driven episodes",
-          flush=True)
-    ckpt = train_row(name, {**overrides, **prefix_tokens}, demo, episodes + own, out,
+    driven = [ep for d in rounds for ep in NpzEpisodeDir(d)]
+    print(f"[{name}] stage 2 on {len(episodes)} demonstrations + {len(driven)} policy-driven "
+          "episodes", flush=True)
+    ckpt = train_row(name, {**overrides, **prefix_tokens}, demo, episodes + driven, out,
                      token_settings(perception), f"{data}+{'+'.join(str(r) for r in rounds)}",
                      val, val_every, stage1=stage1)
     return ckpt, stage1, rounds

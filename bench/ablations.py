@@ -89,6 +89,28 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "hdrop05s1st1": ("hdrop05s1 with twice the action-only stage 1 (1200 + 1400 steps): is the "
                      "memory task's seed dependence stage 1's?",
                      {"data.history_drop": 0.5, "seed": 1, "steps": [1200, 1400]}, {}),
+    "hdrop05st1": ("hdrop05 (training seed 0) with stage 1 doubled (1200 + 1400 steps)",
+                   {"data.history_drop": 0.5, "steps": [1200, 1400]}, {}),
+    "hdrop05s2st1": ("hdrop05s2 (training seed 2) with stage 1 doubled (1200 + 1400 steps)",
+                     {"data.history_drop": 0.5, "seed": 2, "steps": [1200, 1400]}, {}),
+    "absh": ("hdrop05 with absolute targets (model.delta_actions false), as the baselines "
+             "predict: a stop point that is a function of where the cube is, not of the "
+             "difference between it and the arm", {"model.delta_actions": False,
+                                                   "data.history_drop": 0.5}, {}),
+    "window1": ("no memory at all (window 1: each step token sees itself and the prefix, like "
+                "the baselines' single state): is the history what costs localisation?",
+                {"model.window": 1}, {}),
+    "chunklike": ("the baseline's objective in the AR expert's network and training: no memory "
+                  "(window 1), 16 absolute targets per token, the mean of the last 16 tokens' "
+                  "predictions executed (chunk_te's 16 overlapping chunks)",
+                  {"model.window": 1, "model.delta_actions": False, "model.predict_steps": 16},
+                  {"ensemble_steps": 16}),
+    "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
+             "reaches the last decoder layer through 4 blocks instead of 2",
+             {"model.n_layer": 5, "data.history_drop": 0.5}, {}),
+    "finalkv": ("hdrop05 with every decoder layer attending to the prefix encoder's output "
+                "(model.prefix_kv 'final', encoder-decoder like the baseline) instead of prefix "
+                "layer i's own K/V", {"model.prefix_kv": "final", "data.history_drop": 0.5}, {}),
     "vision2000": ("all 2000 steps with the prefix, like the baseline (stage 1: 1 step, stage 2: "
                    "2000)", {"steps": [1, 2000]}, {}),
     "vision2000h": ("vision2000 with history_drop 0.5 (hdrop05 without the action-only stage)",

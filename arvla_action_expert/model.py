@@ -5,6 +5,8 @@ Read top to bottom: RoPE -> attention -> MLP -> blocks -> config -> model.
 - A bidirectional *prefix encoder* turns backbone tokens (N, prefix_dim) into per-layer keys and
   values. Decoder layer i attends to prefix layer i's K/V inside its own causal attention
   (pi0-style: no separate cross-attention block, the prefix just adds keys to the softmax).
+  ``prefix_kv: final`` instead projects every layer's K/V from the encoder's output after all
+  its blocks (encoder-decoder style; the cache holds the same per-layer K/V either way).
 - The *decoder* has one token per control step: a linear projection of the (normalised) proprio
   state, optionally plus the previous action target. Every step token attends to the last W step
   tokens (itself included) and, if it has one, to its prefix.
@@ -230,6 +232,12 @@ class ExpertConfig:
     #                                  step's own delta) or action[t+k] - state[t] ("current":
     #                                  where the arm is to be in k steps, seen from now)
     detach_prefix: bool = False      # stop the action loss from training the prefix encoder
+    prefix_kv: Literal["layerwise", "final"] = "layerwise"   # what decoder layer i attends to:
+    #                                  "layerwise" (pi0): prefix layer i's own K/V, so layer 0
+    #                                  reads the projected backbone tokens and the last prefix
+    #                                  block's output is never read; "final" (encoder-decoder):
+    #                                  K/V projected per decoder layer from the prefix encoder's
+    #                                  output after all its blocks
     dropout: float = 0.0             # residual dropout in every block, training only (against
     #                                  over-fitting few demonstrations; inference is unchanged)
     rope_base: float = 10000.0
@@ -256,6 +264,8 @@ class ExpertConfig:
         if self.plan_anchor == "current" and self.head != "regression":
             raise ConfigError("plan_anchor: 'current' trains re-anchored targets by regression; "
                               f"it needs head: regression, got head: {self.head!r}")
+        require(self.prefix_kv in ("layerwise", "final"), "prefix_kv", self.prefix_kv,
+                "must be 'layerwise' or 'final'")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         if self.delta_actions and self.state_dim != self.action_dim:
@@ -290,6 +300,10 @@ class ARExpert(nn.Module):
         self.prefix_pos = nn.Parameter(torch.zeros(c.max_prefix_tokens, c.n_embd))
         self.prefix_blocks = nn.ModuleList(PrefixBlock(c.n_embd, c.n_head, c.ffn, c.dropout)
                                            for _ in range(c.n_layer))
+        if c.prefix_kv == "final":
+            self.prefix_ln = nn.LayerNorm(c.n_embd)
+            self.prefix_kv_proj = nn.ModuleList(nn.Linear(c.n_embd, 2 * c.n_embd)
+                                                for _ in range(c.n_layer))
         self.state_in = nn.Linear(c.state_dim, c.n_embd)
         self.prev_in = nn.Linear(c.action_dim, c.n_embd, bias=False) if c.use_prev_action else None
         self.blocks = nn.ModuleList(DecoderBlock(c.n_embd, c.n_head, c.ffn, c.dropout)
@@ -331,6 +345,12 @@ class ARExpert(nn.Module):
         for block in self.prefix_blocks:
             h, k, v = block(h, None)
             kv.append((apply_rope(k, cos, sin), v))  # k rotated once, at the capture step
+        if c.prefix_kv == "final":                   # every layer reads the encoder's output
+            final = self.prefix_ln(h)
+            kv = []
+            for proj in self.prefix_kv_proj:
+                k, v = proj(final).view(B, N, 2, c.n_head, c.head_dim).permute(2, 0, 3, 1, 4)
+                kv.append((apply_rope(k, cos, sin), v))
         if c.detach_prefix:
             kv = [(k.detach(), v.detach()) for k, v in kv]
         return kv, h

@@ -31,7 +31,7 @@ from arvla_base.paths import config_file
 from arvla_base.policy import StepPolicy
 from arvla_eval.records import EpisodeRecord
 
-__all__ = ["InProcessSetup", "episode_record", "perception_config", "run_inprocess", "sim_limits"]
+__all__ = ["EpisodeRunner", "InProcessSetup", "episode_record", "perception_config", "run_inprocess", "sim_limits"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _configure(policy: StepPolicy, expert_params: Mapping[str, Any]) -> None:
                           "multi-token predictions to ensemble")
 
 
-class _Runner:
+class EpisodeRunner:
     """Runs single episodes: the backbone loaded once, one SimEnv per task kept open."""
 
     def __init__(self, policies: Mapping[str, StepPolicy], setup: InProcessSetup) -> None:
@@ -148,14 +148,17 @@ class _Runner:
             self.envs[task] = env, sim_limits(env.joint_names, env.world.lower, env.world.upper)
         return self.envs[task]
 
-    def episode(self, job: tuple[str, str, int]) -> EpisodeRecord:
+    def episode(self, job: tuple[str, str, int], before_step: Any = None) -> EpisodeRecord:
+        """Policy ``name``'s episode of ``task`` from ``seed`` (``job``); ``before_step``: as for
+        ``streaming.rollout`` (probes that read the sim's ground truth every step)."""
         from arvla_eval.streaming import rollout
 
         name, task, seed = job
         env, limits = self.env(task)
         out = rollout(self.policies[name], env, self.backbone, seed,
                       timing=None if self.timing == "hold" else self.timing, limits=limits,
-                      lookahead=self.lookahead, lag=self.setup.lag_steps, frame_every=self.frame_every)
+                      lookahead=self.lookahead, lag=self.setup.lag_steps, frame_every=self.frame_every,
+                      before_step=before_step)
         return episode_record(out, policy=name, task=task, control_rate_hz=self.rate,
                               joint_names=env.joint_names)
 
@@ -165,14 +168,14 @@ class _Runner:
         self.envs.clear()
 
 
-_WORKER: _Runner | None = None
+_WORKER: EpisodeRunner | None = None
 
 
 def _init_worker(policies: bytes, setup: InProcessSetup) -> None:
     import pickle
 
     global _WORKER
-    _WORKER = _Runner(pickle.loads(policies), setup)
+    _WORKER = EpisodeRunner(pickle.loads(policies), setup)
 
 
 def _worker_episode(job: tuple[str, str, int]) -> EpisodeRecord:
@@ -195,7 +198,7 @@ def run_inprocess(policies: Mapping[str, StepPolicy], setup: InProcessSetup, *,
     records: list[EpisodeRecord] = []
     t0 = time.monotonic()
     if workers == 1:
-        runner = _Runner(policies, setup)
+        runner = EpisodeRunner(policies, setup)
         try:
             for job in jobs:
                 records.append(runner.episode(job))

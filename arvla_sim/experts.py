@@ -402,6 +402,7 @@ class PushExpert(WaypointExpert):
 
     push_height = 0.065     # site height while pushing (fingertips ~1.5 cm above the table)
     push_stretch = 0.03     # m pushed between re-plans (each stretch ends at rest)
+    approach_gap = 0.03     # m between the block's face and the hand's descent point behind it
     # m/s of a push stretch: a min_jerk stretch takes 1.5x the time at the same speed (at 0.08
     # m/s 4/20 clean demonstrations ran out of time), so it pushes faster on average
     push_speed = {"trapezoid": 0.08, "min_jerk": 0.11, "min_jerk_replan": 0.11}
@@ -418,7 +419,7 @@ class PushExpert(WaypointExpert):
         if dist < 0.02:
             return [Waypoint(self.pos.copy(), GRIPPER_CLOSED, settle_s=0.5)]
         u = to_goal / dist
-        behind = b - u * (half + 0.03)
+        behind = b - u * (half + self.approach_gap)
         pusher = self.pos[:2]
         rel = b - pusher
         lateral = abs(rel[0] * u[1] - rel[1] * u[0])

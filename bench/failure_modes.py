@@ -1,0 +1,200 @@
+"""How policies fail pick_lift and push, side by side, from the sim's ground truth.
+
+    python bench/failure_modes.py --artefacts artifacts/demo/large \\
+        --policy ar=expert:runs/ablations/train/KEY/stage2 \\
+        --policy chunk_te=chunk_te:runs/ablations/chunk/KEY [--seeds 100000:100050] \\
+        [--tasks pick_lift push] [--out runs/failure_modes]
+
+Each policy runs the held-out seeds in process exactly as ``bench/ablations.py`` evaluates it
+(deterministic, perception lag 2 steps, the artefacts' node parameters), with an
+``arvla_eval.probes.StepLog`` reading the hand, object and goal every step. Per task it prints:
+
+- pick_lift: the hand's offset from the cube when the fingers start to close (mean dx / dy:
+  a bias; median and 90th percentile |dxy|: the spread, for successful and failed episodes;
+  mean along the hand's approach from its start: < 0, it stopped short);
+- push: where the hand comes down against the demonstrator's descent point (``along`` > 0:
+  onto the block instead of behind it; along the hand's own approach: < 0, it stopped short,
+  and how that error grows with the approach's length), the hand's height while the block moves (the
+  demonstrator pushes at 0.065 m; ~0.098 m rides on the block's top edge), and the block's
+  progress toward the target.
+
+KIND is ``expert`` (an AR checkpoint), ``chunk`` or ``chunk_te`` (a chunked baseline's
+checkpoint executed as chunks or with temporal ensembling). One process per policy; run
+several in parallel on several cores. JSON per policy under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+KINDS = ("expert", "chunk", "chunk_te")
+
+
+def load_policy(kind: str, path: str, node_params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(policy, the node parameters it runs with)."""
+    from arvla_action_expert.policy import ExpertPolicy
+    from arvla_baselines.chunk import ChunkPolicy
+
+    if kind == "expert":
+        return ExpertPolicy.from_checkpoint(path), node_params
+    base = ChunkPolicy.from_checkpoint(path)
+    mode = "temporal_ensemble" if kind == "chunk_te" else "chunk"
+    return (base.with_exec(dataclasses.replace(base.exec, mode=mode)),
+            {k: v for k, v in node_params.items() if k != "ensemble_steps"})
+
+
+def probe(name: str, policy: Any, params: dict[str, Any], layout: dict[str, Any],
+          tasks: list[str], seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Per task, one dict per episode: seed, success and the task's probe."""
+    from arvla_eval.inprocess import EpisodeRunner, InProcessSetup
+    from arvla_eval.probes import StepLog, grasp_offset, push_motion
+    from arvla_sim.experts import PushExpert
+
+    setup = InProcessSetup(tasks=tasks, seeds=seeds, max_seconds_per_task=layout["max_seconds"] or {},
+                           sim_params=layout["sim"], perception_params=layout["perception"],
+                           expert_params=params, progress=False)
+    runner = EpisodeRunner({name: policy}, setup)
+    out: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for task in tasks:
+            rows = out[task] = []
+            t0 = time.monotonic()
+            for seed in seeds:
+                log = StepLog(task)
+                rec = runner.episode((name, task, seed), before_step=log)
+                a = log.arrays()
+                if task == "pick_lift":
+                    m = dataclasses.asdict(grasp_offset(a["hand"], a["obj"], a["opening"]))
+                else:
+                    env, _ = runner.env(task)
+                    m = dataclasses.asdict(push_motion(a["hand"], a["obj"], a["goal"],
+                                                       half=float(env.task.half),
+                                                       approach_gap=PushExpert.approach_gap))
+                rows.append({"seed": seed, "success": bool(rec.success), **m})
+            print(f"[{name}] {task}: {sum(r['success'] for r in rows)}/{len(rows)} in "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
+    finally:
+        runner.close()
+    return out
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    return float(v.mean()), float(np.median(v)), float(np.percentile(v, 90))
+
+
+def _corr(a: list[float], b: list[float]) -> float:
+    x = np.asarray([(u, v) for u, v in zip(a, b) if np.isfinite(u) and np.isfinite(v)], np.float64)
+    return float(np.corrcoef(x[:, 0], x[:, 1])[0, 1]) if len(x) > 2 else float("nan")
+
+
+def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    lines = []
+    picks = {n: r["pick_lift"] for n, r in results.items() if "pick_lift" in r}
+    if picks:
+        lines += ["pick_lift: hand - cube centre when the fingers start to close (cm)", "",
+                  "| policy | episodes | success | close step | mean dx | mean dy "
+                  "| median abs dxy (succ / fail) | p90 abs dxy | mean dz | mean along the approach "
+                  "(-: short) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for n, rows in picks.items():
+            closed = [r for r in rows if r["step"] >= 0]
+            dxy = [float(np.hypot(r["dx"], r["dy"])) for r in closed]
+            med = lambda ok: _stats([float(np.hypot(r["dx"], r["dy"])) for r in closed  # noqa: E731
+                                     if r["success"] == ok])[1] * 100
+            lines.append(f"| {n} | {len(rows)} | {sum(r['success'] for r in rows)} | "
+                         f"{_stats([r['step'] for r in closed])[0]:.0f} | "
+                         f"{_stats([r['dx'] for r in closed])[0] * 100:+.2f} | "
+                         f"{_stats([r['dy'] for r in closed])[0] * 100:+.2f} | "
+                         f"{med(True):.2f} / {med(False):.2f} | {_stats(dxy)[2] * 100:.2f} | "
+                         f"{_stats([r['dz'] for r in closed])[0] * 100:.2f} | "
+                         f"{_stats([r['approach'] for r in closed])[0] * 100:+.2f} |")
+        lines.append("")
+    pushes = {n: r["push"] for n, r in results.items() if "push" in r}
+    if pushes:
+        lines += ["push: descent point (hand - the demonstrator's, cm), height while the block "
+                  "moves (m)", "",
+                  "| policy | episodes | success | mean along (+: onto the block) | median lateral "
+                  "| mean along the approach (-: short) | corr(approach error, distance) "
+                  "| median push height | episodes pushing above 0.09 m | mean progress (cm) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for n, rows in pushes.items():
+            h = [r["push_height"] for r in rows]
+            lines.append(f"| {n} | {len(rows)} | {sum(r['success'] for r in rows)} | "
+                         f"{_stats([r['along'] for r in rows])[0] * 100:+.2f} | "
+                         f"{_stats([r['lateral'] for r in rows])[1] * 100:.2f} | "
+                         f"{_stats([r['approach'] for r in rows])[0] * 100:+.2f} | "
+                         f"{_corr([r['approach'] for r in rows], [r['approach_dist'] for r in rows]):+.2f} | "
+                         f"{_stats(h)[1]:.3f} | {sum(1 for x in h if np.isfinite(x) and x > 0.09)} | "
+                         f"{_stats([r['progress'] for r in rows])[0] * 100:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--artefacts", help="the demo's artefacts (arvla demo); not for --table")
+    ap.add_argument("--policy", action="append", default=[], metavar="NAME=KIND:CKPT",
+                    help=f"a policy to probe (KIND one of {KINDS}); repeatable")
+    ap.add_argument("--seeds", default="100000:100050", help="held-out seed range A:B")
+    ap.add_argument("--tasks", nargs="+", default=["pick_lift", "push"])
+    ap.add_argument("--out", default=str(REPO / "runs" / "failure_modes"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--table", action="store_true", help="only print the table of --out's JSON")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = pathlib.Path(args.out)
+    if args.table:
+        results = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+        print(table(results) if results else f"{out}: no results")
+        return 0 if results else 1
+    from arvla_eval.evaluate import demo_layout
+
+    layout = demo_layout(pathlib.Path(args.artefacts)) if args.artefacts else None
+    if layout is None:
+        print(f"--artefacts {args.artefacts}: not the demo's layout (run `arvla demo` first)",
+              file=sys.stderr)
+        return 2
+    bad = [t for t in args.tasks if t not in ("pick_lift", "push")]
+    if bad or not args.policy:
+        print(f"--tasks: probes exist for pick_lift and push, not {bad}" if bad else
+              "give at least one --policy NAME=KIND:CKPT", file=sys.stderr)
+        return 2
+    try:
+        a, b = (int(x) for x in args.seeds.split(":"))
+    except ValueError:
+        print(f"--seeds {args.seeds!r}: not A:B", file=sys.stderr)
+        return 2
+    specs = []
+    for spec in args.policy:
+        name, _, rest = spec.partition("=")
+        kind, _, path = rest.partition(":")
+        if not name or kind not in KINDS or not pathlib.Path(path).is_dir():
+            print(f"--policy {spec!r}: not NAME=KIND:CKPT with KIND one of {KINDS} and CKPT a "
+                  "checkpoint directory", file=sys.stderr)
+            return 2
+        specs.append((name, kind, path))
+    results = {}
+    for name, kind, path in specs:
+        policy, params = load_policy(kind, path, dict(layout["expert_node"]))
+        results[name] = probe(name, policy, params, layout, args.tasks, list(range(a, b)))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(results[name], indent=1))
+    print(f"\nIn process, deterministic (perception lag 2), seeds {a}..{b - 1}:\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,6 +105,10 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                   "predictions executed (chunk_te's 16 overlapping chunks)",
                   {"model.window": 1, "model.delta_actions": False, "model.predict_steps": 16},
                   {"ensemble_steps": 16}),
+    "chunkmem": ("chunklike with the memory kept (window 16, history_drop 0.5): 16 absolute "
+                 "targets per token, the mean of the last 16 executed",
+                 {"model.delta_actions": False, "model.predict_steps": 16,
+                  "data.history_drop": 0.5}, {"ensemble_steps": 16}),
     "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
              "reaches the last decoder layer through 4 blocks instead of 2",
              {"model.n_layer": 5, "data.history_drop": 0.5}, {}),

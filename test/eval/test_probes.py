@@ -102,3 +102,39 @@ def test_the_push_demonstrator_comes_down_behind_the_block_and_pushes_low():
     assert abs(m.along) < 0.01 and m.lateral < 0.01 and abs(m.approach) < 0.01, m
     assert abs(m.push_height - PushExpert.push_height) < 0.008, m
     assert m.remaining < 0.045 and m.progress > 0.08, m   # logged before the last step
+
+
+def test_failure_modes_bench_probes_a_policy_end_to_end(tmp_path):
+    """bench/failure_modes.py's probe runs a policy through the in-process evaluation with the
+    step log, and its table reads the per-episode results."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    pytest.importorskip("torch")
+    from arvla_action_expert.model import ExpertConfig
+    from arvla_action_expert.policy import ExpertPolicy
+    from arvla_sim.robot import JOINT_NAMES
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "failure_modes.py"
+    spec = importlib.util.spec_from_file_location("failure_modes_bench", path)
+    fm = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = fm
+    try:
+        spec.loader.exec_module(fm)
+        cfg = ExpertConfig(state_dim=8, action_dim=8, prefix_dim=1280, max_prefix_tokens=8,
+                           n_embd=16, n_layer=1, n_head=2, ffn=32, window=8, head="regression")
+        policy = ExpertPolicy.build_untrained(cfg, joint_names=JOINT_NAMES)
+        layout = {"sim": {"image_height": 64, "image_width": 64, "camera_rate_hz": 10.0},
+                  "perception": {}, "max_seconds": {"pick_lift": 1.0, "push": 1.0}}
+        res = fm.probe("untrained", policy, {"ensemble_steps": 1}, layout,
+                       ["pick_lift", "push"], [5, 6])
+        assert [r["seed"] for r in res["pick_lift"]] == [5, 6]
+        # an untrained expert barely moves: no grasp, the hand never comes down to push
+        assert all(r["step"] == -1 and not r["success"] for r in res["pick_lift"])
+        assert all(r["descent_step"] == -1 and r["progress"] == pytest.approx(0.0, abs=1e-3)
+                   for r in res["push"])
+        text = fm.table({"untrained": res})
+        assert "| untrained | 2 | 0 |" in text and "push: descent point" in text
+    finally:
+        sys.modules.pop(spec.name, None)

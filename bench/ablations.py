@@ -474,7 +474,12 @@ def main() -> int:
         data = data or "ros"
         what, overrides, node = ROWS.get(base_row, (base_row, {}, {}))
         params = {**layout["expert_node"], **node}
-        key_parts: list[Any] = [overrides, params, a, b, tasks, str(layout["expert"])]
+        # the demo's own checkpoint is part of the key only for the row that evaluates it
+        # (`demo` on the demo's data); every other row trains its own, and its key stays the
+        # same whether or not `arvla demo` has trained one (it read "None" before)
+        own = not overrides and data == "ros" and base_row not in BASELINES
+        key_parts: list[Any] = [overrides, params, a, b, tasks,
+                                str(layout["expert"]) if own else "None"]
         if limits != base_limits:   # other time limits than the artefacts' (earlier keys kept)
             key_parts.append(limits)
         if base_row in BASELINES and chunk_budget != BUDGET_BEFORE:   # the recipe's budget

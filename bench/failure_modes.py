@@ -3,7 +3,7 @@
     python bench/failure_modes.py --artefacts artifacts/demo/large \\
         --policy ar=expert:runs/ablations/train/KEY/stage2 \\
         --policy chunk_te=chunk_te:runs/ablations/chunk/KEY [--seeds 100000:100050] \\
-        [--tasks pick_lift push] [--out runs/failure_modes]
+        [--tasks pick_lift push] [--node-param ensemble_steps=16] [--out runs/failure_modes]
 
 Each policy runs the held-out seeds in process exactly as ``bench/ablations.py`` evaluates it
 (deterministic, perception lag 2 steps, the artefacts' node parameters), with an
@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="100000:100050", help="held-out seed range A:B")
     ap.add_argument("--tasks", nargs="+", default=["pick_lift", "push"])
     ap.add_argument("--out", default=str(REPO / "runs" / "failure_modes"))
+    ap.add_argument("--node-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="an expert-node parameter over the artefacts' (e.g. ensemble_steps=16 "
+                         "for a bench/ablations.py row that sets it); repeatable")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--table", action="store_true", help="only print the table of --out's JSON")
     args = ap.parse_args(argv)
@@ -185,9 +188,17 @@ def main(argv: list[str] | None = None) -> int:
                   "checkpoint directory", file=sys.stderr)
             return 2
         specs.append((name, kind, path))
+    node = dict(layout["expert_node"])
+    for item in args.node_param:
+        key, sep, value = item.partition("=")
+        if not sep or key not in node:
+            print(f"--node-param {item!r}: not KEY=VALUE with KEY one of {sorted(node)}",
+                  file=sys.stderr)
+            return 2
+        node[key] = type(node[key])(value)
     results = {}
     for name, kind, path in specs:
-        policy, params = load_policy(kind, path, dict(layout["expert_node"]))
+        policy, params = load_policy(kind, path, node)
         results[name] = probe(name, policy, params, layout, args.tasks, list(range(a, b)))
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps(results[name], indent=1))

@@ -109,6 +109,11 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                  "targets per token, the mean of the last 16 executed",
                  {"model.delta_actions": False, "model.predict_steps": 16,
                   "data.history_drop": 0.5}, {"ensemble_steps": 16}),
+    "anchor16h16": ("chunk-like execution with delta targets and the memory: 16 targets per "
+                    "token anchored at its state (plan_anchor 'current': where the arm is to be, "
+                    "seen from now), history_drop 0.5, the mean of the last 16 executed",
+                    {"model.predict_steps": 16, "model.plan_anchor": "current",
+                     "data.history_drop": 0.5}, {"ensemble_steps": 16}),
     "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
              "reaches the last decoder layer through 4 blocks instead of 2",
              {"model.n_layer": 5, "data.history_drop": 0.5}, {}),

@@ -344,10 +344,10 @@ class ARExpert(nn.Module):
         kv = []
         for block in self.prefix_blocks:
             h, k, v = block(h, None)
-            kv.append((apply_rope(k, cos, sin), v))  # k rotated once, at the capture step
+            if c.prefix_kv == "layerwise":
+                kv.append((apply_rope(k, cos, sin), v))  # k rotated once, at the capture step
         if c.prefix_kv == "final":                   # every layer reads the encoder's output
             final = self.prefix_ln(h)
-            kv = []
             for proj in self.prefix_kv_proj:
                 k, v = proj(final).view(B, N, 2, c.n_head, c.head_dim).permute(2, 0, 3, 1, 4)
                 kv.append((apply_rope(k, cos, sin), v))

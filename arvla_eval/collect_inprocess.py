@@ -34,7 +34,8 @@ from arvla_eval.collect_ros import CollectConfig, CollectResult
 from arvla_eval.records import EpisodeRecord
 from arvla_eval.streaming import FOLLOWER_HZ
 
-__all__ = ["DemonstrationSim", "Demonstrator", "already_run", "collect_inprocess", "episode_name"]
+__all__ = ["DemonstrationSim", "Demonstrator", "already_run", "collect_inprocess", "episode_file",
+           "episode_name", "unsuccessful_marker"]
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,21 @@ def episode_name(task: str, seed: int) -> str:
     return f"{task}_{seed:06d}"
 
 
+def episode_file(ep_dir: pathlib.Path, task: str, seed: int) -> pathlib.Path:
+    """Where ``seed`` of ``task`` is written when it is kept."""
+    return ep_dir / f"{episode_name(task, seed)}.npz"
+
+
+def unsuccessful_marker(ep_dir: pathlib.Path, task: str, seed: int) -> pathlib.Path:
+    """What ``seed`` of ``task`` leaves when it is not kept, so that a resumed run skips it."""
+    return ep_dir / f".{episode_name(task, seed)}.unsuccessful"
+
+
 def already_run(ep_dir: pathlib.Path, task: str, seed: int) -> bool:
-    """Whether ``seed`` of ``task`` left an episode, or an ``.<name>.unsuccessful`` marker, in
-    ``ep_dir`` (a resumed collection does not run it again)."""
-    name = episode_name(task, seed)
-    return (ep_dir / f"{name}.npz").is_file() or (ep_dir / f".{name}.unsuccessful").is_file()
+    """Whether ``seed`` of ``task`` left an episode, or its unsuccessful marker, in ``ep_dir``
+    (a resumed collection does not run it again)."""
+    return (episode_file(ep_dir, task, seed).is_file()
+            or unsuccessful_marker(ep_dir, task, seed).is_file())
 
 
 @dataclasses.dataclass
@@ -178,11 +189,10 @@ def collect_inprocess(config: CollectConfig, out_dir: str | pathlib.Path, *, pro
     def keep(seed: int, demo: Demonstration) -> None:
         result.records.append(demo.record)
         if demo.episode is not None:
-            result.episodes.append(save_episode(ep_dir / f"{episode_name(config.task, seed)}.npz",
+            result.episodes.append(save_episode(episode_file(ep_dir, config.task, seed),
                                                 demo.episode))
         else:  # so that a resumed collection does not run it again
-            (ep_dir / f".{episode_name(config.task, seed)}.unsuccessful").write_text(
-                "scripted expert failed\n")
+            unsuccessful_marker(ep_dir, config.task, seed).write_text("scripted expert failed\n")
         bar.update()
         bar.set_postfix(success=f"{sum(r.success for r in result.records)}/{len(result.records)}")
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from arvla_base.config import ConfigError, require
-from arvla_eval.collect_inprocess import already_run, episode_name
+from arvla_eval.collect_inprocess import already_run, episode_file, unsuccessful_marker
 from arvla_eval.collect_ros import CollectConfig
 
 __all__ = ["DaggerConfig", "DaggerResult", "DaggerRollout", "collect_dagger"]
@@ -232,12 +232,10 @@ def collect_dagger(policy: Any, config: DaggerConfig, out_dir: str | pathlib.Pat
     def keep(run: DaggerEpisode) -> None:
         result.runs.append(run)
         if run.episode is not None:
-            result.episodes.append(save_episode(ep_dir / f"{episode_name(task, run.seed)}.npz",
-                                                run.episode))
+            result.episodes.append(save_episode(episode_file(ep_dir, task, run.seed), run.episode))
             run.episode = None   # written: do not hold every episode in memory
         else:
-            (ep_dir / f".{episode_name(task, run.seed)}.unsuccessful").write_text(
-                "not solved under the policy\n")
+            unsuccessful_marker(ep_dir, task, run.seed).write_text("not solved under the policy\n")
         bar.update()
         bar.set_postfix(solved=f"{sum(r.success for r in result.runs)}/{len(result.runs)}")
 

@@ -37,20 +37,19 @@ import numpy as np
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-KINDS = ("expert", "chunk", "chunk_te")
+KINDS = {"expert": None, "chunk": "chunk", "chunk_te": "temporal_ensemble"}   # -> chunk exec mode
 
 
 def load_policy(kind: str, path: str, node_params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """(policy, the node parameters it runs with)."""
-    from arvla_action_expert.policy import ExpertPolicy
+    """(policy, the node parameters it runs with), as ``arvla eval`` gives them."""
     from arvla_baselines.chunk import ChunkPolicy
+    from arvla_eval.evaluate import node_params_for
+    from arvla_eval.replay import load_any_policy
 
-    if kind == "expert":
-        return ExpertPolicy.from_checkpoint(path), node_params
-    base = ChunkPolicy.from_checkpoint(path)
-    mode = "temporal_ensemble" if kind == "chunk_te" else "chunk"
-    return (base.with_exec(dataclasses.replace(base.exec, mode=mode)),
-            {k: v for k, v in node_params.items() if k != "ensemble_steps"})
+    policy = load_any_policy(path, mode=KINDS[kind])
+    if isinstance(policy, ChunkPolicy) != (kind != "expert"):
+        raise ValueError(f"{path}: a {type(policy).__name__} checkpoint, not a {kind!r} one")
+    return policy, node_params_for(policy, node_params)
 
 
 def probe(name: str, policy: Any, params: dict[str, Any], layout: dict[str, Any],
@@ -69,6 +68,7 @@ def probe(name: str, policy: Any, params: dict[str, Any], layout: dict[str, Any]
         for task in tasks:
             rows = out[task] = []
             t0 = time.monotonic()
+            half = float(runner.env(task)[0].task.half) if task == "push" else 0.0
             for seed in seeds:
                 log = StepLog(task)
                 rec = runner.episode((name, task, seed), before_step=log)
@@ -76,9 +76,7 @@ def probe(name: str, policy: Any, params: dict[str, Any], layout: dict[str, Any]
                 if task == "pick_lift":
                     m = dataclasses.asdict(grasp_offset(a["hand"], a["obj"], a["opening"]))
                 else:
-                    env, _ = runner.env(task)
-                    m = dataclasses.asdict(push_motion(a["hand"], a["obj"], a["goal"],
-                                                       half=float(env.task.half),
+                    m = dataclasses.asdict(push_motion(a["hand"], a["obj"], a["goal"], half=half,
                                                        approach_gap=PushExpert.approach_gap))
                 rows.append({"seed": seed, "success": bool(rec.success), **m})
             print(f"[{name}] {task}: {sum(r['success'] for r in rows)}/{len(rows)} in "
@@ -146,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--artefacts", help="the demo's artefacts (arvla demo); not for --table")
     ap.add_argument("--policy", action="append", default=[], metavar="NAME=KIND:CKPT",
-                    help=f"a policy to probe (KIND one of {KINDS}); repeatable")
+                    help=f"a policy to probe (KIND one of {list(KINDS)}); repeatable")
     ap.add_argument("--seeds", default="100000:100050", help="held-out seed range A:B")
     ap.add_argument("--tasks", nargs="+", default=["pick_lift", "push"])
     ap.add_argument("--out", default=str(REPO / "runs" / "failure_modes"))
@@ -184,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, rest = spec.partition("=")
         kind, _, path = rest.partition(":")
         if not name or kind not in KINDS or not pathlib.Path(path).is_dir():
-            print(f"--policy {spec!r}: not NAME=KIND:CKPT with KIND one of {KINDS} and CKPT a "
+            print(f"--policy {spec!r}: not NAME=KIND:CKPT with KIND one of {list(KINDS)} and CKPT a "
                   "checkpoint directory", file=sys.stderr)
             return 2
         specs.append((name, kind, path))
@@ -198,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         node[key] = type(node[key])(value)
     results = {}
     for name, kind, path in specs:
-        policy, params = load_policy(kind, path, node)
+        try:
+            policy, params = load_policy(kind, path, node)
+        except ValueError as err:
+            print(f"--policy {name}: {err}", file=sys.stderr)
+            return 2
         results[name] = probe(name, policy, params, layout, args.tasks, list(range(a, b)))
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps(results[name], indent=1))

@@ -47,23 +47,29 @@ if TYPE_CHECKING:
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float,
-                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+                 dtype: torch.dtype = torch.float32, rope_dims: int = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables for integer step indices ``positions`` (any shape) -> (*shape, head_dim/2).
+    ``rope_dims``: see ``_inv_freq``.
 
     Angles are formed in float64: step indices grow without bound over a long run (50 Hz for an
     hour is 180k steps), and ``pos * freq`` in float32 would lose ~1e-2 rad there, breaking the
     "only relative positions matter" property the cache and re-anchoring rely on.
     """
-    inv_freq = _inv_freq(head_dim, base, str(positions.device))
+    inv_freq = _inv_freq(head_dim, base, str(positions.device), rope_dims)
     angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # (*shape, half)
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 @functools.lru_cache(maxsize=16)
-def _inv_freq(head_dim: int, base: float, device: str) -> torch.Tensor:
-    """base^(-2i/d), float64; cached because a cached step would otherwise spend ~0.1 ms on it."""
-    half = head_dim // 2
-    return base ** (-torch.arange(half, dtype=torch.float64, device=device) / half)
+def _inv_freq(head_dim: int, base: float, device: str, rope_dims: int = 0) -> torch.Tensor:
+    """base^(-2i/r) for the first r/2 of the head_dim/2 pairs, 0 for the rest (they are not
+    rotated: pure content), r = ``rope_dims`` or head_dim (all rotated); float64, cached because
+    a cached step would otherwise spend ~0.1 ms on it."""
+    half, r = head_dim // 2, (rope_dims or head_dim) // 2
+    inv = torch.zeros(half, dtype=torch.float64, device=device)
+    inv[:r] = base ** (-torch.arange(r, dtype=torch.float64, device=device) / r)
+    return inv
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -241,6 +247,10 @@ class ExpertConfig:
     dropout: float = 0.0             # residual dropout in every block, training only (against
     #                                  over-fitting few demonstrations; inference is unchanged)
     rope_base: float = 10000.0
+    rope_dims: int = 0               # dims of each head that RoPE rotates (0: all). Fewer
+    #                                  (GPT-NeoX partial rotary) leave the rest pure content:
+    #                                  a prefix key's rotation encodes its staleness, which
+    #                                  varies, so rotated dims match content only up to it
 
     def __post_init__(self) -> None:
         for key in ("state_dim", "action_dim", "prefix_dim", "max_prefix_tokens", "n_embd",
@@ -267,6 +277,10 @@ class ExpertConfig:
         require(self.prefix_kv in ("layerwise", "final"), "prefix_kv", self.prefix_kv,
                 "must be 'layerwise' or 'final'")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
+        require(self.rope_dims == 0 or (self.rope_dims % 2 == 0
+                                        and 2 <= self.rope_dims <= self.n_embd // self.n_head),
+                "rope_dims", self.rope_dims,
+                f"must be 0 (all) or even and in [2, head_dim={self.n_embd // self.n_head}]")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         if self.delta_actions and self.state_dim != self.action_dim:
             raise ConfigError(f"delta_actions: needs state_dim == action_dim, got "
@@ -340,7 +354,7 @@ class ARExpert(nn.Module):
             raise ValueError(f"prefix tokens must be (B, N<= {c.max_prefix_tokens}, "
                              f"{c.prefix_dim}), got {tuple(tokens.shape)}")
         h = self.prefix_in(tokens) + self.prefix_pos[:N]  # (B, N, C)
-        cos, sin = rope_cos_sin(capture.view(B, 1, 1), c.head_dim, c.rope_base, h.dtype)
+        cos, sin = rope_cos_sin(capture.view(B, 1, 1), c.head_dim, c.rope_base, h.dtype, c.rope_dims)
         kv = []
         for block in self.prefix_blocks:
             h, k, v = block(h, None)
@@ -418,7 +432,7 @@ class ARExpert(nn.Module):
             mask = torch.cat((sees, mask), dim=-1)  # (B, T, F*N + T)
             if c.aux_chunk > 0:
                 aux = self.aux_chunk(hidden).view(B, Fn, c.aux_chunk, c.action_dim)
-        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
+        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype, c.rope_dims)
         memory = _Memory(prefix_kv, mask.unsqueeze(1))
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, memory, i)
@@ -433,7 +447,7 @@ class ARExpert(nn.Module):
         """
         c = self.config
         x = self.embed_steps(states, prev)
-        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
+        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype, c.rope_dims)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, i)
         return self.head_out(self.ln_f(x))
@@ -452,7 +466,7 @@ class ARExpert(nn.Module):
         """
         c = self.config
         x = self.embed_steps(states, prev)  # (1, 1, C)
-        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype)
+        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype, c.rope_dims)
         memory = _SlotMemory(keys, values, bias, slot)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, memory, i)

@@ -190,7 +190,7 @@ class OnnxStep:
             self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.int8 = int8
         self.n_layer = c.n_layer
-        self.inv_freq = _inv_freq(c.head_dim, c.rope_base, "cpu").numpy()  # float64
+        self.inv_freq = _inv_freq(c.head_dim, c.rope_base, "cpu", c.rope_dims).numpy()  # float64
         # numpy views of the cache memory: the graph reads them without a copy
         self.k_views = [cache.k[i, 0].numpy() for i in range(c.n_layer)]
         self.v_views = [cache.v[i, 0].numpy() for i in range(c.n_layer)]

@@ -114,6 +114,32 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                     "seen from now), history_drop 0.5, the mean of the last 16 executed",
                     {"model.predict_steps": 16, "model.plan_anchor": "current",
                      "data.history_drop": 0.5}, {"ensemble_steps": 16}),
+    "anchor16h16st1": ("anchor16h16 (training seed 0) with the --large recipe's doubled stage 1 "
+                       "(1200 + 1400 steps)",
+                       {"model.predict_steps": 16, "model.plan_anchor": "current",
+                        "data.history_drop": 0.5, "steps": [1200, 1400]}, {"ensemble_steps": 16}),
+    "anchor16h16s1st1": ("anchor16h16st1 with training seed 1",
+                         {"model.predict_steps": 16, "model.plan_anchor": "current",
+                          "data.history_drop": 0.5, "seed": 1, "steps": [1200, 1400]},
+                         {"ensemble_steps": 16}),
+    "anchor16h16s2st1": ("anchor16h16st1 with training seed 2",
+                         {"model.predict_steps": 16, "model.plan_anchor": "current",
+                          "data.history_drop": 0.5, "seed": 2, "steps": [1200, 1400]},
+                         {"ensemble_steps": 16}),
+    "anchor16h16rope8st1": ("anchor16h16st1 with RoPE on 8 of each head's 32 dims "
+                            "(model.rope_dims; GPT-NeoX partial rotary): a prefix key is rotated "
+                            "by its staleness, which varies (training 0-10 steps, evaluation "
+                            "2-3), so fully rotated keys match the cube's features only up to "
+                            "that angle; 24 dims left pure content",
+                            {"model.predict_steps": 16, "model.plan_anchor": "current",
+                             "data.history_drop": 0.5, "steps": [1200, 1400],
+                             "model.rope_dims": 8}, {"ensemble_steps": 16}),
+    "anchor16h16b64st1": ("anchor16h16st1 with batches of 64 sequences (2x the episodes per "
+                          "step): the baseline sees 4000 x 32 independent frames, the expert's "
+                          "stage 2 1400 x 32 sequences of one episode each",
+                          {"model.predict_steps": 16, "model.plan_anchor": "current",
+                           "data.history_drop": 0.5, "steps": [1200, 1400],
+                           "optim.batch_size": 64}, {"ensemble_steps": 16}),
     "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
              "reaches the last decoder layer through 4 blocks instead of 2",
              {"model.n_layer": 5, "data.history_drop": 0.5}, {}),
@@ -275,6 +301,11 @@ def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Pa
     return d
 
 
+# training settings added after rows were cached: left out of a row's key at their defaults,
+# so the checkpoints trained before them stay found
+LATER_FIELDS = (("model", "rope_dims", 0),)
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -315,7 +346,11 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     # rows with the same training on the same demonstrations share it (before 2026-12-07 the key
     # named the settings twice instead of the demonstration set: two sets with as many episodes
     # would have shared a checkpoint; those directories are not found any more)
-    key = [to_dict(tcfg), steps, len(episodes), data] + ([str(stage1)] if stage1 else [])
+    settings = to_dict(tcfg)
+    for section, field, default in LATER_FIELDS:   # at their defaults: earlier keys kept
+        if settings[section].get(field) == default:
+            del settings[section][field]
+    key = [settings, steps, len(episodes), data] + ([str(stage1)] if stage1 else [])
     d = out / "train" / _key(*key)
     if (d / "DONE").is_file():
         return d / "stage2"

@@ -64,13 +64,15 @@ def reference(model, states, prevs, positions, refreshes):
     return out
 
 
-@pytest.mark.parametrize("use_prev,predict_steps,prefix_kv", [
-    (False, 1, "layerwise"), (True, 1, "layerwise"), (False, 4, "layerwise"), (False, 1, "final")])
+@pytest.mark.parametrize("use_prev,predict_steps,prefix_kv,rope_dims", [
+    (False, 1, "layerwise", 0), (True, 1, "layerwise", 0), (False, 4, "layerwise", 0),
+    (False, 1, "final", 0), (False, 1, "layerwise", 4)])
 @pytest.mark.parametrize("head", ["regression", "binned"])
 def test_cached_steps_match_full_forward_across_wraparound_and_refreshes(use_prev, head,
-                                                                         predict_steps, prefix_kv):
+                                                                         predict_steps, prefix_kv,
+                                                                         rope_dims):
     c = tiny(use_prev_action=use_prev, head=head, n_bins=11, predict_steps=predict_steps,
-             prefix_kv=prefix_kv)
+             prefix_kv=prefix_kv, rope_dims=rope_dims)
     model, cache = make(c)
     g = torch.Generator().manual_seed(1)
     T = 3 * c.window + 2  # wraps the ring several times

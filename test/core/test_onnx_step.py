@@ -39,7 +39,8 @@ def _run_pair(cfg, int8, steps=20):
 
 @pytest.mark.parametrize("kw", [dict(), dict(use_prev_action=True, delta_actions=True),
                                 dict(head="binned", n_bins=16), dict(predict_steps=4),
-                                dict(head="binned", n_bins=16, predict_steps=3)])
+                                dict(head="binned", n_bins=16, predict_steps=3),
+                                dict(rope_dims=4)])
 def test_onnx_fp32_step_matches_torch(kw):
     diff, _ = _run_pair(tiny(**kw), int8=False)
     assert diff < 1e-4, diff

@@ -60,6 +60,8 @@ class GraspOffset:
     approach: float = float("nan")    # the xy offset along the hand's start -> cube direction
     #                                   (-: stopped short of the cube, +: past it)
     approach_dist: float = float("nan")   # hand's start -> cube centre, xy, m
+    cube_x: float = float("nan")          # where the cube was placed (its centre at step 0), m
+    cube_y: float = float("nan")
 
     @property
     def dxy(self) -> float:
@@ -73,11 +75,13 @@ def grasp_offset(hand: np.ndarray, obj: np.ndarray, opening: np.ndarray, *,
     widest = np.maximum.accumulate(opening)
     closing = np.flatnonzero(opening < widest - closing_m)
     if closing.size == 0:
-        return GraspOffset(-1, float("nan"), float("nan"), float("nan"))
+        return GraspOffset(-1, float("nan"), float("nan"), float("nan"),
+                           cube_x=float(obj[0, 0]), cube_y=float(obj[0, 1]))
     i = int(closing[0])
     d = hand[i] - obj[i]
     along, dist = _along_approach(hand[0, :2], obj[i, :2], hand[i, :2])
-    return GraspOffset(i, float(d[0]), float(d[1]), float(d[2]), along, dist)
+    return GraspOffset(i, float(d[0]), float(d[1]), float(d[2]), along, dist,
+                       float(obj[0, 0]), float(obj[0, 1]))
 
 
 def _along_approach(start: np.ndarray, aim: np.ndarray, reached: np.ndarray) -> tuple[float, float]:

@@ -98,15 +98,26 @@ def _corr(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(x[:, 0], x[:, 1])[0, 1]) if len(x) > 2 else float("nan")
 
 
+def _residual_sd(closed: list[dict[str, Any]]) -> float:
+    """Lateral (y) grasp error's spread once its linear trend over the cube's y placement (a
+    bias that grows with the reach) is removed: the scatter no placement explains. nan for
+    records without the placement (before 2026-12-07 session 15) or fewer than 3 grasps."""
+    pts = [(r["cube_y"], r["dy"]) for r in closed if np.isfinite(r.get("cube_y", float("nan")))]
+    if len(pts) < 3:
+        return float("nan")
+    y, d = np.asarray(pts).T
+    return float(np.std(d - np.polyval(np.polyfit(y, d, 1), y)))
+
+
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     lines = []
     picks = {n: r["pick_lift"] for n, r in results.items() if "pick_lift" in r}
     if picks:
         lines += ["pick_lift: hand - cube centre when the fingers start to close (cm)", "",
                   "| policy | episodes | success | close step | mean dx | mean dy "
-                  "| median abs dxy (succ / fail) | p90 abs dxy | mean dz | mean along the approach "
-                  "(-: short) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| median abs dxy (succ / fail) | p90 abs dxy | sd dx / dy | sd dy about its "
+                  "line on the cube's y | mean dz | mean along the approach (-: short) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for n, rows in picks.items():
             closed = [r for r in rows if r["step"] >= 0]
             dxy = [float(np.hypot(r["dx"], r["dy"])) for r in closed]
@@ -117,6 +128,9 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                          f"{_stats([r['dx'] for r in closed])[0] * 100:+.2f} | "
                          f"{_stats([r['dy'] for r in closed])[0] * 100:+.2f} | "
                          f"{med(True):.2f} / {med(False):.2f} | {_stats(dxy)[2] * 100:.2f} | "
+                         f"{np.std([r['dx'] for r in closed]) * 100:.2f} / "
+                         f"{np.std([r['dy'] for r in closed]) * 100:.2f} | "
+                         f"{_residual_sd(closed) * 100:.2f} | "
                          f"{_stats([r['dz'] for r in closed])[0] * 100:.2f} | "
                          f"{_stats([r['approach'] for r in closed])[0] * 100:+.2f} |")
         lines.append("")

@@ -13,6 +13,20 @@ from arvla_sim.env import SimEnv
 from arvla_sim.experts import PushExpert, make_expert
 
 
+def _bench():
+    """bench/failure_modes.py as a module (bench/ is not a package)."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "failure_modes.py"
+    spec = importlib.util.spec_from_file_location("failure_modes_bench", path)
+    fm = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = fm   # its dataclasses look their module up there
+    spec.loader.exec_module(fm)
+    return fm
+
+
 def test_grasp_offset_at_the_first_closing_step():
     T = 30
     hand = np.zeros((T, 3))
@@ -31,6 +45,18 @@ def test_grasp_offset_at_the_first_closing_step():
     assert g.approach_dist == pytest.approx(np.linalg.norm(way))
     assert g.approach == pytest.approx((hand[22, :2] - [0.5, 0.01]) @ way / np.linalg.norm(way))
     assert g.approach < 0                           # short of the cube
+    assert (g.cube_x, g.cube_y) == (0.5, 0.01)      # where it was placed
+
+
+def test_lateral_scatter_about_the_placement_trend():
+    fm = _bench()
+    rng = np.random.default_rng(0)
+    cube_y = rng.uniform(-0.15, 0.15, 40)
+    noise = rng.normal(0, 0.004, 40)
+    rows = [dict(cube_y=float(y), dy=float(0.05 * y + n)) for y, n in zip(cube_y, noise)]
+    assert fm._residual_sd(rows) == pytest.approx(np.std(noise), rel=0.1)   # the trend removed
+    assert np.std([r["dy"] for r in rows]) > 1.2 * fm._residual_sd(rows)
+    assert math.isnan(fm._residual_sd([dict(dy=0.01)] * 5))   # records without the placement
 
 
 def test_grasp_offset_when_the_fingers_never_close():
@@ -107,34 +133,23 @@ def test_the_push_demonstrator_comes_down_behind_the_block_and_pushes_low():
 def test_failure_modes_bench_probes_a_policy_end_to_end(tmp_path):
     """bench/failure_modes.py's probe runs a policy through the in-process evaluation with the
     step log, and its table reads the per-episode results."""
-    import importlib.util
-    import pathlib
-    import sys
-
     pytest.importorskip("torch")
     from arvla_action_expert.model import ExpertConfig
     from arvla_action_expert.policy import ExpertPolicy
     from arvla_sim.robot import JOINT_NAMES
 
-    path = pathlib.Path(__file__).resolve().parents[2] / "bench" / "failure_modes.py"
-    spec = importlib.util.spec_from_file_location("failure_modes_bench", path)
-    fm = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = fm
-    try:
-        spec.loader.exec_module(fm)
-        cfg = ExpertConfig(state_dim=8, action_dim=8, prefix_dim=1280, max_prefix_tokens=8,
-                           n_embd=16, n_layer=1, n_head=2, ffn=32, window=8, head="regression")
-        policy = ExpertPolicy.build_untrained(cfg, joint_names=JOINT_NAMES)
-        layout = {"sim": {"image_height": 64, "image_width": 64, "camera_rate_hz": 10.0},
-                  "perception": {}, "max_seconds": {"pick_lift": 1.0, "push": 1.0}}
-        res = fm.probe("untrained", policy, {"ensemble_steps": 1}, layout,
-                       ["pick_lift", "push"], [5, 6])
-        assert [r["seed"] for r in res["pick_lift"]] == [5, 6]
-        # an untrained expert barely moves: no grasp, the hand never comes down to push
-        assert all(r["step"] == -1 and not r["success"] for r in res["pick_lift"])
-        assert all(r["descent_step"] == -1 and r["progress"] == pytest.approx(0.0, abs=1e-3)
-                   for r in res["push"])
-        text = fm.table({"untrained": res})
-        assert "| untrained | 2 | 0 |" in text and "push: descent point" in text
-    finally:
-        sys.modules.pop(spec.name, None)
+    fm = _bench()
+    cfg = ExpertConfig(state_dim=8, action_dim=8, prefix_dim=1280, max_prefix_tokens=8,
+                       n_embd=16, n_layer=1, n_head=2, ffn=32, window=8, head="regression")
+    policy = ExpertPolicy.build_untrained(cfg, joint_names=JOINT_NAMES)
+    layout = {"sim": {"image_height": 64, "image_width": 64, "camera_rate_hz": 10.0},
+              "perception": {}, "max_seconds": {"pick_lift": 1.0, "push": 1.0}}
+    res = fm.probe("untrained", policy, {"ensemble_steps": 1}, layout,
+                   ["pick_lift", "push"], [5, 6])
+    assert [r["seed"] for r in res["pick_lift"]] == [5, 6]
+    # an untrained expert barely moves: no grasp, the hand never comes down to push
+    assert all(r["step"] == -1 and not r["success"] for r in res["pick_lift"])
+    assert all(r["descent_step"] == -1 and r["progress"] == pytest.approx(0.0, abs=1e-3)
+               for r in res["push"])
+    text = fm.table({"untrained": res})
+    assert "| untrained | 2 | 0 |" in text and "push: descent point" in text

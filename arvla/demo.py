@@ -99,6 +99,8 @@ class TrainStage:
     stage1_steps: int = 1500
     stage2_steps: int = 2500
     history_drop: float | None = None   # overrides expert_config's data.history_drop (None: keep)
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)   # overrides expert_config's
+    #                                     model section, key by key (e.g. predict_steps: 16)
 
     def __post_init__(self) -> None:
         require(self.stage1_steps >= 1, "stage1_steps", self.stage1_steps, "must be >= 1")
@@ -106,6 +108,27 @@ class TrainStage:
         if self.history_drop is not None:
             require(0 <= self.history_drop <= 1, "history_drop", self.history_drop,
                     "must be in [0, 1] (or null: the expert config's)")
+        from arvla_action_expert.model import ExpertConfig
+
+        known = {f.name for f in dataclasses.fields(ExpertConfig)}
+        for key in self.model:
+            if key not in known:
+                raise ConfigError(f"model.{key}: not an expert model setting (one of "
+                                  f"{sorted(known)})")
+
+    def apply(self, tcfg: Any) -> Any:
+        """``tcfg`` (a TrainConfig) with this stage's overrides; the model's values are
+        validated by ExpertConfig (errors name the key)."""
+        if self.history_drop is not None:
+            tcfg = dataclasses.replace(tcfg, data=dataclasses.replace(
+                tcfg.data, history_drop=self.history_drop))
+        if self.model:
+            try:
+                model = dataclasses.replace(tcfg.model, **self.model)
+            except ConfigError as err:
+                raise ConfigError(f"train.model: {err}") from err
+            tcfg = dataclasses.replace(tcfg, model=model)
+        return tcfg
 
 
 @dataclasses.dataclass
@@ -307,10 +330,7 @@ def stage_train(cfg: DemoConfig, out: pathlib.Path, collect_dirs: Sequence[pathl
 
     t = cfg.train
     config_path = _repo_path(t.expert_config)
-    tcfg = load_config(TrainConfig, config_path)
-    if t.history_drop is not None:
-        tcfg = dataclasses.replace(tcfg, data=dataclasses.replace(tcfg.data,
-                                                                  history_drop=t.history_drop))
+    tcfg = t.apply(load_config(TrainConfig, config_path))
     # the prefixes' perception settings go into the checkpoint: bring-up starts the same perception
     perception = token_settings(cfg.perception)
     key = _hash("train", to_dict(tcfg), t.stage1_steps, t.stage2_steps, [p.name for p in collect_dirs],

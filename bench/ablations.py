@@ -140,6 +140,11 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                           {"model.predict_steps": 16, "model.plan_anchor": "current",
                            "data.history_drop": 0.5, "steps": [1200, 1400],
                            "optim.batch_size": 64}, {"ensemble_steps": 16}),
+    "anchor16h16l2st1": ("anchor16h16st1 with stage 2 twice as long (1200 + 2800 steps: the "
+                         "expert's vision-conditioned updates, 2800 x 32 sequences, nearer the "
+                         "baseline's 4000 x 32 frames)",
+                         {"model.predict_steps": 16, "model.plan_anchor": "current",
+                          "data.history_drop": 0.5, "steps": [1200, 2800]}, {"ensemble_steps": 16}),
     "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
              "reaches the last decoder layer through 4 blocks instead of 2",
              {"model.n_layer": 5, "data.history_drop": 0.5}, {}),
@@ -411,7 +416,7 @@ def dagger_row(name: str, demo: Any, layout: dict[str, Any], tasks: list[str], e
                              sim=layout["sim"], perception=perception, prefixes="offline",
                              motion_profile=profile, grasp_retries=retries)
         dcfg = DaggerConfig(collect=ccfg, max_deviation=dev, max_deviation_gripper=dev_gripper,
-                            expert_params={**layout["expert_node"], **ROWS[base][2]},
+                            expert_params={**demo.expert, **ROWS[base][2]},
                             resync_m=resync)
         key = [ccfg.cache_key_dict(), str(base_ckpt), dev, dev_gripper] + ([resync] if resync else [])
         d = out / "dagger" / f"{task}-{_key(*key)}"
@@ -513,7 +518,9 @@ def main() -> int:
         base_row, _, data = r.partition("@")
         data = data or "ros"
         what, overrides, node = ROWS.get(base_row, (base_row, {}, {}))
-        params = {**layout["expert_node"], **node}
+        # the rows' node parameters are the demo recipe's (config/demo.yaml `demo.expert`), as
+        # their training is, whatever the artefacts' variant sets (`--large`: ensemble_steps 16)
+        params = {**demo.expert, **node}
         # the demo's own checkpoint is part of the key only for the row that evaluates it
         # (`demo` on the demo's data); every other row trains its own, and its key stays the
         # same whether or not `arvla demo` has trained one (it read "None" before)

@@ -6,7 +6,8 @@
         [--tasks pick_lift push] [--node-param ensemble_steps=16] [--out runs/failure_modes]
 
 Each policy runs the held-out seeds in process exactly as ``bench/ablations.py`` evaluates it
-(deterministic, perception lag 2 steps, the artefacts' node parameters), with an
+(deterministic, perception lag 2 steps, the demo recipe's node parameters from config/demo.yaml
+``demo.expert``, ``--node-param`` over them), with an
 ``arvla_eval.probes.StepLog`` reading the hand, object and goal every step. Per task it prints:
 
 - pick_lift: the hand's offset from the cube when the fingers start to close (mean dx / dy:
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", default=["pick_lift", "push"])
     ap.add_argument("--out", default=str(REPO / "runs" / "failure_modes"))
     ap.add_argument("--node-param", action="append", default=[], metavar="KEY=VALUE",
-                    help="an expert-node parameter over the artefacts' (e.g. ensemble_steps=16 "
+                    help="an expert-node parameter over the demo recipe's (e.g. ensemble_steps=16 "
                          "for a bench/ablations.py row that sets it); repeatable")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--table", action="store_true", help="only print the table of --out's JSON")
@@ -200,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                   "checkpoint directory", file=sys.stderr)
             return 2
         specs.append((name, kind, path))
-    node = dict(layout["expert_node"])
+    from arvla.demo import load_demo_config
+    from arvla_base.paths import config_file
+
+    # the demo recipe's node parameters, as bench/ablations.py gives its rows (not the
+    # artefacts' variant's: `--large` executes ensemble_steps 16)
+    node = dict(load_demo_config(config_file("demo.yaml")).expert)
     for item in args.node_param:
         key, sep, value = item.partition("=")
         if not sep or key not in node:

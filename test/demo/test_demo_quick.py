@@ -27,8 +27,23 @@ def test_config_loads_and_validates(repo_root):
     assert large.eval.max_seconds["cued_reach"] == 9.0   # the task's own limit
     assert large.collect.motion_profile == "min_jerk" and full.collect.motion_profile == "trapezoid"
     assert large.train.history_drop == 0.5 and full.train.history_drop is None
+    assert large.train.model == {"predict_steps": 16, "plan_anchor": "current"}
+    assert large.expert["ensemble_steps"] == 16 and full.expert["ensemble_steps"] == 4
+    assert full.train.model == {}
     with pytest.raises(ConfigError, match="history_drop"):
         TrainStage(history_drop=1.5)
+    with pytest.raises(ConfigError, match="model.predict_step:"):
+        TrainStage(model={"predict_step": 16})
+    from arvla_action_expert.train import TrainConfig
+    from arvla_base.config import load_config
+
+    base = load_config(TrainConfig, repo_root / "config" / "expert_demo.yaml")
+    tcfg = large.train.apply(base)
+    assert (tcfg.model.predict_steps, tcfg.model.plan_anchor, tcfg.data.history_drop) == (
+        16, "current", 0.5)
+    assert tcfg.model.n_embd == base.model.n_embd and full.train.apply(base) == base
+    with pytest.raises(ConfigError, match="train.model: .*plan_anchor"):
+        TrainStage(model={"plan_anchor": "later"}).apply(base)
     with pytest.raises(ConfigError, match="variant 'huge'"):
         load_demo_config(repo_root / ROOT_CONFIG, variant="huge")
     with pytest.raises(ConfigError, match="tasks"):
@@ -80,7 +95,9 @@ def test_demo_large_path_collects_in_process_on_a_finer_grid(tmp_path, capsys, r
     data["large"] = {**data["quick"], "perception": large["perception"],
                      "collect": {**data["quick"]["collect"], "mode": large["collect"]["mode"],
                                  "processes": 1},
-                     "train": {**data["quick"]["train"], "history_drop": large["train"]["history_drop"]}}
+                     "train": {**data["quick"]["train"], "history_drop": large["train"]["history_drop"],
+                               "model": large["train"]["model"]},
+                     "expert": large["expert"]}
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(yaml.safe_dump(data))
     assert main(["--large", "--config", str(cfg), "--out", str(tmp_path), "--no-progress"]) == 0
@@ -94,4 +111,6 @@ def test_demo_large_path_collects_in_process_on_a_finer_grid(tmp_path, capsys, r
     ep = NpzEpisodeDir(episodes)[0]
     assert ep.frame_tokens.shape[1:] == (17, 384) and ":g4x4" in ep.model_id
     (ckpt,) = list((tmp_path / "large").glob("train/*/stage2/config.json"))
-    assert json.loads(ckpt.read_text())["train"]["data"]["history_drop"] == 0.5   # the large recipe's
+    train = json.loads(ckpt.read_text())["train"]   # the large recipe's
+    assert train["data"]["history_drop"] == 0.5 and train["model"]["predict_steps"] == 16
+    assert train["model"]["plan_anchor"] == "current"

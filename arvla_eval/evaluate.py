@@ -169,7 +169,7 @@ def ensure_baseline(setup: EvalSetup) -> pathlib.Path:
 def make_policies(setup: EvalSetup) -> dict[str, Any]:
     """name -> policy object, for the policies asked for."""
     from arvla_action_expert.policy import ExpertPolicy
-    from arvla_baselines.chunk import ChunkPolicy
+    from arvla_baselines.chunk import POLICY_MODES, ChunkPolicy
 
     policies: dict[str, Any] = {}
     chunk: ChunkPolicy | None = None
@@ -181,8 +181,8 @@ def make_policies(setup: EvalSetup) -> dict[str, Any]:
         elif name in ("chunk", "chunk_te"):
             if chunk is None:
                 chunk = ChunkPolicy.from_checkpoint(ensure_baseline(setup))
-            mode = "chunk" if name == "chunk" else "temporal_ensemble"
-            policies[name] = chunk.with_exec(dataclasses.replace(chunk.exec, mode=mode))
+            policies[name] = chunk.with_exec(dataclasses.replace(chunk.exec,
+                                                                 mode=POLICY_MODES[name]))
         else:
             raise ConfigError(f"--policies: unknown policy {name!r} (known: {list(POLICIES)})")
     return policies

@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from arvla_baselines.chunk import POLICY_MODES
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-KINDS = {"expert": None, "chunk": "chunk", "chunk_te": "temporal_ensemble"}   # -> chunk exec mode
+KINDS = {"expert": None, **POLICY_MODES}   # -> the chunk checkpoint's execution mode
 
 
 def load_policy(kind: str, path: str, node_params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

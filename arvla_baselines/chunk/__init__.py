@@ -35,8 +35,8 @@ written and read by the expert's checkpoint code (``checkpoint.commit_checkpoint
 the single commit point, an interrupted save is rolled forward on load); no pickle anywhere.
 """
 
-from arvla_baselines.chunk.configuration import (FORMAT, MODES, ChunkConfig, ChunkDataConfig,
-                                                 ChunkExecConfig, ChunkTrainConfig)
+from arvla_baselines.chunk.configuration import (FORMAT, MODES, POLICY_MODES, ChunkConfig,
+                                                 ChunkDataConfig, ChunkExecConfig, ChunkTrainConfig)
 from arvla_baselines.chunk.modeling import (ChunkMeta, ChunkTransformer, LoadedChunk, chunk_loss,
                                             load_chunk_checkpoint, save_chunk_checkpoint)
 from arvla_action_expert.policy import MAX_LOOKAHEAD
@@ -46,6 +46,6 @@ from arvla_baselines.chunk.training import (ChunkTrainResult, chunk_batch,
 
 __all__ = ["ChunkConfig", "ChunkDataConfig", "ChunkExecConfig", "ChunkMeta", "ChunkPolicy",
            "ChunkTrainConfig", "ChunkTrainResult", "ChunkTransformer", "FORMAT", "LoadedChunk",
-           "MAX_LOOKAHEAD", "MODES", "chunk_batch", "chunk_loss", "ensemble_weights",
+           "MAX_LOOKAHEAD", "MODES", "POLICY_MODES", "chunk_batch", "chunk_loss", "ensemble_weights",
            "evaluate_chunk", "load_chunk_checkpoint", "save_chunk_checkpoint", "train_chunk",
            "train_chunk_policy"]

@@ -20,6 +20,8 @@ FORMAT = "arvla-chunk/1"
 
 
 MODES = ("chunk", "temporal_ensemble")
+# the evaluation's policy names for the baseline -> its execution mode (one checkpoint, two policies)
+POLICY_MODES = {"chunk": "chunk", "chunk_te": "temporal_ensemble"}
 
 
 @dataclass

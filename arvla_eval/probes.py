@@ -62,6 +62,10 @@ class GraspOffset:
     approach_dist: float = float("nan")   # hand's start -> cube centre, xy, m
     cube_x: float = float("nan")          # where the cube was placed (its centre at step 0), m
     cube_y: float = float("nan")
+    close_move: float = float("nan")      # how far the hand moves in xy while the fingers close
+    #                                       (the ``close_steps`` after they start), m
+    close_rise: float = float("nan")      # its height change over those steps (+: lifting), m
+    cube_shift: float = float("nan")      # how far the cube is shoved in xy over those steps, m
 
     @property
     def dxy(self) -> float:
@@ -69,9 +73,9 @@ class GraspOffset:
 
 
 def grasp_offset(hand: np.ndarray, obj: np.ndarray, opening: np.ndarray, *,
-                 closing_m: float = 0.005) -> GraspOffset:
+                 closing_m: float = 0.005, close_steps: int = 8) -> GraspOffset:
     """The hand's offset from the cube when the fingers first close ``closing_m`` below the
-    widest opening so far."""
+    widest opening so far, and how the hand and the cube move over the ``close_steps`` after."""
     widest = np.maximum.accumulate(opening)
     closing = np.flatnonzero(opening < widest - closing_m)
     if closing.size == 0:
@@ -80,8 +84,11 @@ def grasp_offset(hand: np.ndarray, obj: np.ndarray, opening: np.ndarray, *,
     i = int(closing[0])
     d = hand[i] - obj[i]
     along, dist = _along_approach(hand[0, :2], obj[i, :2], hand[i, :2])
+    j = min(i + close_steps, len(hand) - 1)
     return GraspOffset(i, float(d[0]), float(d[1]), float(d[2]), along, dist,
-                       float(obj[0, 0]), float(obj[0, 1]))
+                       float(obj[0, 0]), float(obj[0, 1]),
+                       float(np.linalg.norm(hand[j, :2] - hand[i, :2])), float(hand[j, 2] - hand[i, 2]),
+                       float(np.linalg.norm(obj[j, :2] - obj[i, :2])))
 
 
 def _along_approach(start: np.ndarray, aim: np.ndarray, reached: np.ndarray) -> tuple[float, float]:

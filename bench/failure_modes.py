@@ -112,6 +112,17 @@ def _residual_sd(closed: list[dict[str, Any]]) -> float:
     return float(np.std(d - np.polyval(np.polyfit(y, d, 1), y)))
 
 
+def _closing(closed: list[dict[str, Any]]) -> str:
+    """Mean hand xy move, hand rise and cube shove (cm) while the fingers close; '-' for records
+    without them (before 2026-12-07 session 15)."""
+    keys = ("close_move", "close_rise", "cube_shift")
+    rows = [r for r in closed if all(np.isfinite(r.get(k, float("nan"))) for k in keys)]
+    if not rows:
+        return "-"
+    m = [float(np.mean([r[k] for r in rows])) * 100 for k in keys]
+    return f"{m[0]:.2f} / {m[1]:+.2f}, {m[2]:.2f}"
+
+
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     lines = []
     picks = {n: r["pick_lift"] for n, r in results.items() if "pick_lift" in r}
@@ -119,8 +130,9 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
         lines += ["pick_lift: hand - cube centre when the fingers start to close (cm)", "",
                   "| policy | episodes | success | close step | mean dx | mean dy "
                   "| median abs dxy (succ / fail) | p90 abs dxy | sd dx / dy | sd dy about its "
-                  "line on the cube's y | mean dz | mean along the approach (-: short) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "line on the cube's y | mean dz | mean along the approach (-: short) "
+                  "| while closing: hand xy move / rise, cube shoved (means) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for n, rows in picks.items():
             closed = [r for r in rows if r["step"] >= 0]
             dxy = [float(np.hypot(r["dx"], r["dy"])) for r in closed]
@@ -135,7 +147,8 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                          f"{np.std([r['dy'] for r in closed]) * 100:.2f} | "
                          f"{_residual_sd(closed) * 100:.2f} | "
                          f"{_stats([r['dz'] for r in closed])[0] * 100:.2f} | "
-                         f"{_stats([r['approach'] for r in closed])[0] * 100:+.2f} |")
+                         f"{_stats([r['approach'] for r in closed])[0] * 100:+.2f} | "
+                         f"{_closing(closed)} |")
         lines.append("")
     pushes = {n: r["push"] for n, r in results.items() if "push" in r}
     if pushes:

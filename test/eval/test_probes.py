@@ -46,6 +46,9 @@ def test_grasp_offset_at_the_first_closing_step():
     assert g.approach == pytest.approx((hand[22, :2] - [0.5, 0.01]) @ way / np.linalg.norm(way))
     assert g.approach < 0                           # short of the cube
     assert (g.cube_x, g.cube_y) == (0.5, 0.01)      # where it was placed
+    # while closing (steps 22..29, the episode's end) the hand moves on in x; the cube stays
+    assert g.close_move == pytest.approx(hand[29, 0] - hand[22, 0])
+    assert g.close_rise == 0.0 and g.cube_shift == 0.0
 
 
 def test_lateral_scatter_about_the_placement_trend():

@@ -39,6 +39,11 @@ import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+# the `--large` recipe since session 15 (config/demo.yaml `large`) as a row's overrides: 16-step
+# plans re-anchored at the token's state, history_drop 0.5, stage 1 doubled
+ANCHOR16H16_ST1: dict[str, Any] = {"model.predict_steps": 16, "model.plan_anchor": "current",
+                                   "data.history_drop": 0.5, "steps": [1200, 1400]}
+
 # row name -> (what it tests, training overrides {"model.x": v, "data.y": v}, expert node params)
 ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "demo": ("the demo's expert (ensemble_steps 4)", {}, {}),
@@ -116,35 +121,25 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                      "data.history_drop": 0.5}, {"ensemble_steps": 16}),
     "anchor16h16st1": ("anchor16h16 (training seed 0) with the --large recipe's doubled stage 1 "
                        "(1200 + 1400 steps)",
-                       {"model.predict_steps": 16, "model.plan_anchor": "current",
-                        "data.history_drop": 0.5, "steps": [1200, 1400]}, {"ensemble_steps": 16}),
+                       ANCHOR16H16_ST1, {"ensemble_steps": 16}),
     "anchor16h16s1st1": ("anchor16h16st1 with training seed 1",
-                         {"model.predict_steps": 16, "model.plan_anchor": "current",
-                          "data.history_drop": 0.5, "seed": 1, "steps": [1200, 1400]},
-                         {"ensemble_steps": 16}),
+                         {**ANCHOR16H16_ST1, "seed": 1}, {"ensemble_steps": 16}),
     "anchor16h16s2st1": ("anchor16h16st1 with training seed 2",
-                         {"model.predict_steps": 16, "model.plan_anchor": "current",
-                          "data.history_drop": 0.5, "seed": 2, "steps": [1200, 1400]},
-                         {"ensemble_steps": 16}),
+                         {**ANCHOR16H16_ST1, "seed": 2}, {"ensemble_steps": 16}),
     "anchor16h16rope8st1": ("anchor16h16st1 with RoPE on 8 of each head's 32 dims "
                             "(model.rope_dims; GPT-NeoX partial rotary): a prefix key is rotated "
                             "by its staleness, which varies (training 0-10 steps, evaluation "
                             "2-3), so fully rotated keys match the cube's features only up to "
                             "that angle; 24 dims left pure content",
-                            {"model.predict_steps": 16, "model.plan_anchor": "current",
-                             "data.history_drop": 0.5, "steps": [1200, 1400],
-                             "model.rope_dims": 8}, {"ensemble_steps": 16}),
+                            {**ANCHOR16H16_ST1, "model.rope_dims": 8}, {"ensemble_steps": 16}),
     "anchor16h16b64st1": ("anchor16h16st1 with batches of 64 sequences (2x the episodes per "
                           "step): the baseline sees 4000 x 32 independent frames, the expert's "
                           "stage 2 1400 x 32 sequences of one episode each",
-                          {"model.predict_steps": 16, "model.plan_anchor": "current",
-                           "data.history_drop": 0.5, "steps": [1200, 1400],
-                           "optim.batch_size": 64}, {"ensemble_steps": 16}),
+                          {**ANCHOR16H16_ST1, "optim.batch_size": 64}, {"ensemble_steps": 16}),
     "anchor16h16l2st1": ("anchor16h16st1 with stage 2 twice as long (1200 + 2800 steps: the "
                          "expert's vision-conditioned updates, 2800 x 32 sequences, nearer the "
                          "baseline's 4000 x 32 frames)",
-                         {"model.predict_steps": 16, "model.plan_anchor": "current",
-                          "data.history_drop": 0.5, "steps": [1200, 2800]}, {"ensemble_steps": 16}),
+                         {**ANCHOR16H16_ST1, "steps": [1200, 2800]}, {"ensemble_steps": 16}),
     "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
              "reaches the last decoder layer through 4 blocks instead of 2",
              {"model.n_layer": 5, "data.history_drop": 0.5}, {}),

@@ -66,6 +66,9 @@ class GraspOffset:
     #                                       (the ``close_steps`` after they start), m
     close_rise: float = float("nan")      # its height change over those steps (+: lifting), m
     cube_shift: float = float("nan")      # how far the cube is shoved in xy over those steps, m
+    opening_after: float = float("nan")   # the finger opening ``close_steps`` after (the cube
+    #                                       held: ~its width; closed on nothing: ~0), m
+    cube_lift: float = float("nan")       # the cube's highest rise after the close began, m
 
     @property
     def dxy(self) -> float:
@@ -88,7 +91,8 @@ def grasp_offset(hand: np.ndarray, obj: np.ndarray, opening: np.ndarray, *,
     return GraspOffset(i, float(d[0]), float(d[1]), float(d[2]), along, dist,
                        float(obj[0, 0]), float(obj[0, 1]),
                        float(np.linalg.norm(hand[j, :2] - hand[i, :2])), float(hand[j, 2] - hand[i, 2]),
-                       float(np.linalg.norm(obj[j, :2] - obj[i, :2])))
+                       float(np.linalg.norm(obj[j, :2] - obj[i, :2])), float(opening[j]),
+                       float(obj[i:, 2].max() - obj[i, 2]))
 
 
 def _along_approach(start: np.ndarray, aim: np.ndarray, reached: np.ndarray) -> tuple[float, float]:

@@ -113,14 +113,18 @@ def _residual_sd(closed: list[dict[str, Any]]) -> float:
 
 
 def _closing(closed: list[dict[str, Any]]) -> str:
-    """Mean hand xy move, hand rise and cube shove (cm) while the fingers close; '-' for records
-    without them (before 2026-12-07 session 15)."""
-    keys = ("close_move", "close_rise", "cube_shift")
+    """Mean hand xy move, hand rise and cube shove (cm) while the fingers close, how many grasps
+    still hold the cube (fingers > 1.5 cm apart) 8 steps on and how many cubes rise > 5 cm: a
+    grasp that held and did not lift lost the cube afterwards. '-' for records without them
+    (before 2026-12-07 session 15)."""
+    keys = ("close_move", "close_rise", "cube_shift", "opening_after", "cube_lift")
     rows = [r for r in closed if all(np.isfinite(r.get(k, float("nan"))) for k in keys)]
     if not rows:
         return "-"
-    m = [float(np.mean([r[k] for r in rows])) * 100 for k in keys]
-    return f"{m[0]:.2f} / {m[1]:+.2f}, {m[2]:.2f}"
+    m = [float(np.mean([r[k] for r in rows])) * 100 for k in keys[:3]]
+    held = sum(1 for r in rows if r["opening_after"] > 0.015)   # at the cube's width, not closed
+    lifted = sum(1 for r in rows if r["cube_lift"] > 0.05)
+    return f"{m[0]:.2f} / {m[1]:+.2f}, {m[2]:.2f}; held {held}, lifted {lifted}"
 
 
 def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
@@ -131,7 +135,8 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                   "| policy | episodes | success | close step | mean dx | mean dy "
                   "| median abs dxy (succ / fail) | p90 abs dxy | sd dx / dy | sd dy about its "
                   "line on the cube's y | mean dz | mean along the approach (-: short) "
-                  "| while closing: hand xy move / rise, cube shoved (means) |",
+                  "| while closing: hand xy move / rise, cube shoved (means, cm); grasps holding "
+                  "the cube 8 steps on, cubes lifted > 5 cm |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for n, rows in picks.items():
             closed = [r for r in rows if r["step"] >= 0]

@@ -49,6 +49,7 @@ def test_grasp_offset_at_the_first_closing_step():
     # while closing (steps 22..29, the episode's end) the hand moves on in x; the cube stays
     assert g.close_move == pytest.approx(hand[29, 0] - hand[22, 0])
     assert g.close_rise == 0.0 and g.cube_shift == 0.0
+    assert g.opening_after == pytest.approx(opening[29]) and g.cube_lift == 0.0
 
 
 def test_lateral_scatter_about_the_placement_trend():

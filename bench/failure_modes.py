@@ -101,6 +101,11 @@ def _corr(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(x[:, 0], x[:, 1])[0, 1]) if len(x) > 2 else float("nan")
 
 
+def _sd(x: list[float]) -> float:
+    """Population spread; nan (no warning) for no values."""
+    return float(np.std(x)) if x else float("nan")
+
+
 def _residual_sd(closed: list[dict[str, Any]]) -> float:
     """Lateral (y) grasp error's spread once its linear trend over the cube's y placement (a
     bias that grows with the reach) is removed: the scatter no placement explains. nan for
@@ -148,8 +153,8 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                          f"{_stats([r['dx'] for r in closed])[0] * 100:+.2f} | "
                          f"{_stats([r['dy'] for r in closed])[0] * 100:+.2f} | "
                          f"{med(True):.2f} / {med(False):.2f} | {_stats(dxy)[2] * 100:.2f} | "
-                         f"{np.std([r['dx'] for r in closed]) * 100:.2f} / "
-                         f"{np.std([r['dy'] for r in closed]) * 100:.2f} | "
+                         f"{_sd([r['dx'] for r in closed]) * 100:.2f} / "
+                         f"{_sd([r['dy'] for r in closed]) * 100:.2f} | "
                          f"{_residual_sd(closed) * 100:.2f} | "
                          f"{_stats([r['dz'] for r in closed])[0] * 100:.2f} | "
                          f"{_stats([r['approach'] for r in closed])[0] * 100:+.2f} | "

@@ -140,6 +140,13 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                          "expert's vision-conditioned updates, 2800 x 32 sequences, nearer the "
                          "baseline's 4000 x 32 frames)",
                          {**ANCHOR16H16_ST1, "steps": [1200, 2800]}, {"ensemble_steps": 16}),
+    "anchor16h16l2s1st1": ("anchor16h16l2st1 with training seed 1",
+                           {**ANCHOR16H16_ST1, "steps": [1200, 2800], "seed": 1},
+                           {"ensemble_steps": 16}),
+    "anchor16h16s1": ("anchor16h16 (stage 1 600 steps, whose push approach stopped short least) "
+                      "with training seed 1",
+                      {"model.predict_steps": 16, "model.plan_anchor": "current",
+                       "data.history_drop": 0.5, "seed": 1}, {"ensemble_steps": 16}),
     "deep": ("hdrop05 with 5 layers instead of 3 (prefix encoder and decoder): the prefix "
              "reaches the last decoder layer through 4 blocks instead of 2",
              {"model.n_layer": 5, "data.history_drop": 0.5}, {}),

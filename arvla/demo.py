@@ -108,13 +108,14 @@ class TrainStage:
         if self.history_drop is not None:
             require(0 <= self.history_drop <= 1, "history_drop", self.history_drop,
                     "must be in [0, 1] (or null: the expert config's)")
-        from arvla_action_expert.model import ExpertConfig
+        if self.model:   # the expert's model (torch) is imported only for a recipe that sets it
+            from arvla_action_expert.model import ExpertConfig
 
-        known = {f.name for f in dataclasses.fields(ExpertConfig)}
-        for key in self.model:
-            if key not in known:
-                raise ConfigError(f"model.{key}: not an expert model setting (one of "
-                                  f"{sorted(known)})")
+            known = {f.name for f in dataclasses.fields(ExpertConfig)}
+            for key in self.model:
+                if key not in known:
+                    raise ConfigError(f"model.{key}: not an expert model setting (one of "
+                                      f"{sorted(known)})")
 
     def apply(self, tcfg: Any) -> Any:
         """``tcfg`` (a TrainConfig) with this stage's overrides; the model's values are

@@ -341,6 +341,12 @@ class ARExpert(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables at step indices ``positions`` with this model's head size, base and
+        rotated dims: the one place the prefix encoder and every decoder path take them from."""
+        c = self.config
+        return rope_cos_sin(positions, c.head_dim, c.rope_base, dtype, c.rope_dims)
+
     # ---- prefix -------------------------------------------------------------------------------
 
     def encode_prefix(self, tokens: torch.Tensor, capture: torch.Tensor
@@ -354,7 +360,7 @@ class ARExpert(nn.Module):
             raise ValueError(f"prefix tokens must be (B, N<= {c.max_prefix_tokens}, "
                              f"{c.prefix_dim}), got {tuple(tokens.shape)}")
         h = self.prefix_in(tokens) + self.prefix_pos[:N]  # (B, N, C)
-        cos, sin = rope_cos_sin(capture.view(B, 1, 1), c.head_dim, c.rope_base, h.dtype, c.rope_dims)
+        cos, sin = self._rope(capture.view(B, 1, 1), h.dtype)
         kv = []
         for block in self.prefix_blocks:
             h, k, v = block(h, None)
@@ -432,7 +438,7 @@ class ARExpert(nn.Module):
             mask = torch.cat((sees, mask), dim=-1)  # (B, T, F*N + T)
             if c.aux_chunk > 0:
                 aux = self.aux_chunk(hidden).view(B, Fn, c.aux_chunk, c.action_dim)
-        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype, c.rope_dims)
+        cos, sin = self._rope(positions.unsqueeze(1), x.dtype)
         memory = _Memory(prefix_kv, mask.unsqueeze(1))
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, memory, i)
@@ -445,9 +451,8 @@ class ARExpert(nn.Module):
         states (1, T, state_dim) normalised, positions (1, T). The cache decides where the new
         keys go (committed ring slot or speculative scratch slot) and which keys are visible.
         """
-        c = self.config
         x = self.embed_steps(states, prev)
-        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype, c.rope_dims)
+        cos, sin = self._rope(positions.unsqueeze(1), x.dtype)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, i)
         return self.head_out(self.ln_f(x))
@@ -464,9 +469,8 @@ class ARExpert(nn.Module):
         index on the slot axis), bias (1, 1, 1, slots) the additive mask of this query
         (``HybridKVCache.mark_step``).
         """
-        c = self.config
         x = self.embed_steps(states, prev)  # (1, 1, C)
-        cos, sin = rope_cos_sin(positions.unsqueeze(1), c.head_dim, c.rope_base, x.dtype, c.rope_dims)
+        cos, sin = self._rope(positions.unsqueeze(1), x.dtype)
         memory = _SlotMemory(keys, values, bias, slot)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, memory, i)

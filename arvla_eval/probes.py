@@ -88,11 +88,12 @@ def grasp_offset(hand: np.ndarray, obj: np.ndarray, opening: np.ndarray, *,
     d = hand[i] - obj[i]
     along, dist = _along_approach(hand[0, :2], obj[i, :2], hand[i, :2])
     j = min(i + close_steps, len(hand) - 1)
-    return GraspOffset(i, float(d[0]), float(d[1]), float(d[2]), along, dist,
-                       float(obj[0, 0]), float(obj[0, 1]),
-                       float(np.linalg.norm(hand[j, :2] - hand[i, :2])), float(hand[j, 2] - hand[i, 2]),
-                       float(np.linalg.norm(obj[j, :2] - obj[i, :2])), float(opening[j]),
-                       float(obj[i:, 2].max() - obj[i, 2]))
+    return GraspOffset(i, float(d[0]), float(d[1]), float(d[2]), approach=along, approach_dist=dist,
+                       cube_x=float(obj[0, 0]), cube_y=float(obj[0, 1]),
+                       close_move=float(np.linalg.norm(hand[j, :2] - hand[i, :2])),
+                       close_rise=float(hand[j, 2] - hand[i, 2]),
+                       cube_shift=float(np.linalg.norm(obj[j, :2] - obj[i, :2])),
+                       opening_after=float(opening[j]), cube_lift=float(obj[i:, 2].max() - obj[i, 2]))
 
 
 def _along_approach(start: np.ndarray, aim: np.ndarray, reached: np.ndarray) -> tuple[float, float]:

@@ -237,6 +237,13 @@ class ExpertConfig:
     #                                  for step t+k is action[t+k] - state[t+k] ("own": every
     #                                  step's own delta) or action[t+k] - state[t] ("current":
     #                                  where the arm is to be in k steps, seen from now)
+    plan_weight: Literal["relative", "uniform"] = "relative"   # plan_anchor "current": how the
+    #                                  loss weighs step t+k of a plan. "relative": each k > 0
+    #                                  divided by its mean |target| in the batch, so the far
+    #                                  steps, which move more, do not outweigh the executed
+    #                                  k = 0; "uniform": every k counts by its error in target
+    #                                  units, as the mean of the last ensemble_steps plans that
+    #                                  the node executes weighs them
     detach_prefix: bool = False      # stop the action loss from training the prefix encoder
     prefix_kv: Literal["layerwise", "final"] = "layerwise"   # what decoder layer i attends to:
     #                                  "layerwise" (pi0): prefix layer i's own K/V, so layer 0
@@ -274,6 +281,8 @@ class ExpertConfig:
         if self.plan_anchor == "current" and self.head != "regression":
             raise ConfigError("plan_anchor: 'current' trains re-anchored targets by regression; "
                               f"it needs head: regression, got head: {self.head!r}")
+        require(self.plan_weight in ("relative", "uniform"), "plan_weight", self.plan_weight,
+                "must be 'relative' or 'uniform'")
         require(self.prefix_kv in ("layerwise", "final"), "prefix_kv", self.prefix_kv,
                 "must be 'layerwise' or 'final'")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
@@ -514,9 +523,10 @@ class ARExpert(nn.Module):
         both steps count; every (token, k) pair weighs the same. With ``plan_anchor: current``
         (regression) the target for t+k is re-anchored at token t's state: ``anchor`` (B, T, A)
         is the state in target-normalised units (state / target std), so target[t+k] +
-        anchor[t+k] - anchor[t] is (action[t+k] - state[t]) normalised; each k > 0 is divided by
-        its mean |target| in the batch (at least 1), so far steps, which move more, do not
-        outweigh the executed k = 0.
+        anchor[t+k] - anchor[t] is (action[t+k] - state[t]) normalised; with ``plan_weight:
+        relative`` each k > 0 is divided by its mean |target| in the batch (at least 1), so far
+        steps, which move more, do not outweigh the executed k = 0; ``uniform`` leaves every k
+        at its error in target units.
         """
         if weight is None:
             weight = torch.ones(target.shape[:2], dtype=target.dtype, device=target.device)
@@ -534,6 +544,7 @@ class ARExpert(nn.Module):
             tk, scale = target[:, k:], 1.0
             if current and k > 0:
                 tk = tk + anchor[:, k:] - anchor[:, :T - k]
+            if current and k > 0 and self.config.plan_weight == "relative":
                 scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach().clamp_min(1.0)
             num = num + (self._per_token(out[:, :T - k, k], tk) / scale * w).sum()
             den = den + w.sum()

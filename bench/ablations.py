@@ -143,6 +143,20 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "anchor16h16l2s1st1": ("anchor16h16l2st1 with training seed 1",
                            {**ANCHOR16H16_ST1, "steps": [1200, 2800], "seed": 1},
                            {"ensemble_steps": 16}),
+    "anchor16h16st1e8": ("anchor16h16st1's checkpoint executing the mean of the last 8 plans "
+                         "(ensemble_steps 8): less of the far, older predictions in each command",
+                         ANCHOR16H16_ST1, {"ensemble_steps": 8}),
+    "anchor16h16st1e4": ("anchor16h16st1's checkpoint, ensemble_steps 4",
+                         ANCHOR16H16_ST1, {"ensemble_steps": 4}),
+    "anchor16h16uwst1": ("anchor16h16st1 with every plan step weighed by its error in target "
+                         "units (model.plan_weight 'uniform'), as the executed mean of 16 plans "
+                         "weighs them; 'relative' divides step k by its mean |target|, so the "
+                         "far steps, 15 of the 16 averaged, train ~1/k as hard",
+                         {**ANCHOR16H16_ST1, "model.plan_weight": "uniform"}, {"ensemble_steps": 16}),
+    "anchor16h16auxst1": ("anchor16h16st1 with ACT's chunk objective on the prefix as an auxiliary "
+                          "loss (model.aux_chunk 16): the prefix encoder must place the arm's "
+                          "next 16 targets from the frame alone, i.e. locate the cube",
+                          {**ANCHOR16H16_ST1, "model.aux_chunk": 16}, {"ensemble_steps": 16}),
     "anchor16h16s1": ("anchor16h16 (stage 1 600 steps, whose push approach stopped short least) "
                       "with training seed 1",
                       {"model.predict_steps": 16, "model.plan_anchor": "current",
@@ -310,7 +324,7 @@ def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Pa
 
 # training settings added after rows were cached: left out of a row's key at their defaults,
 # so the checkpoints trained before them stay found
-LATER_FIELDS = (("model", "rope_dims", 0),)
+LATER_FIELDS = (("model", "rope_dims", 0), ("model", "plan_weight", "relative"))
 
 
 def _key(*parts: Any) -> str:

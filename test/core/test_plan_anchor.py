@@ -61,6 +61,35 @@ def test_current_anchor_loss_rescores_the_future_steps_only():
         cur.loss(out, target, weight)
 
 
+def test_uniform_plan_weight_scores_every_step_in_target_units():
+    """``plan_weight: uniform``: the plain L1 of the re-anchored targets, every k alike (as the
+    node's mean of the last plans weighs them); far steps, whose targets are large, then weigh
+    more than under ``relative``."""
+    torch.manual_seed(1)
+    K, B, T, A = 4, 2, 7, 2
+    out, target = torch.randn(B, T, K, A), torch.randn(B, T, A)
+    anchor = torch.cumsum(torch.randn(B, T, A), dim=1) * 3   # a moving arm: far targets grow
+    weight = torch.ones(B, T)
+    weight[1, -2:] = 0
+    kw = dict(predict_steps=K, state_dim=2, delta_actions=True, plan_anchor="current")
+    uni = ARExpert(tiny(plan_weight="uniform", **kw))
+    rel = ARExpert(tiny(**kw))
+    num = den = 0.0
+    for k in range(K):
+        w = weight[:, :T - k] * weight[:, k:]
+        tk = target[:, k:] + (anchor[:, k:] - anchor[:, :T - k] if k else 0)
+        num += float(((out[:, :T - k, k] - tk).abs().mean(-1) * w).sum())
+        den += float(w.sum())
+    assert uni.loss(out, target, weight, anchor).item() == pytest.approx(num / den, rel=1e-5)
+    assert uni.loss(out, target, weight, anchor).item() > rel.loss(out, target, weight, anchor).item()
+    # K = 1 has nothing to weigh: both read the same
+    one = dict(kw, predict_steps=1)
+    assert ARExpert(tiny(plan_weight="uniform", **one)).loss(out[:, :, 0], target).item() == \
+        pytest.approx(ARExpert(tiny(**one)).loss(out[:, :, 0], target).item())
+    with pytest.raises(ConfigError, match="plan_weight"):
+        tiny(plan_weight="far")
+
+
 def test_config_checks_name_the_key():
     with pytest.raises(ConfigError, match="plan_anchor"):
         tiny(plan_anchor="later")

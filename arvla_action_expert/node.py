@@ -443,12 +443,16 @@ class ActionExpertNode(Node):
         if cfg.lookahead_steps > MAX_LOOKAHEAD + 1:
             raise ConfigError(f"lookahead_steps: {cfg.lookahead_steps} > the policy's limit {MAX_LOOKAHEAD + 1}")
         if not policy.capabilities.ensembles:  # e.g. the chunked baseline
+            if cfg.ensemble_m != 0.0:
+                raise ConfigError(f"ensemble_m: {cfg.ensemble_m}, but a {type(policy).__name__} "
+                                  "has no multi-token predictions to ensemble")
             if cfg.ensemble_steps > 1:
                 raise ConfigError(f"ensemble_steps: {cfg.ensemble_steps}, but a {type(policy).__name__} "
                                   "has no multi-token predictions to ensemble")
             return
         try:
             policy.ensemble_steps = cfg.ensemble_steps
+            policy.ensemble_m = cfg.ensemble_m
         except ValueError as err:
             raise ConfigError(f"ensemble_steps: {err}") from err
 

@@ -14,6 +14,7 @@ call it, so the dry run prints what the node enforces.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Optional
 
@@ -65,6 +66,9 @@ class ExpertNodeConfig:
     ensemble_steps: int = _p(1, "Multi-token ensembling: execute for each step the mean of what the last "
                                 "ensemble_steps AR tokens predicted for it (a model trained with "
                                 "predict_steps K predicts K steps per token). 1 = plain AR; at most K.")
+    ensemble_m: float = _p(0.0, "Weights of the ensembled predictions (ensemble_steps > 1), ACT's temporal "
+                                "ensembling: exp(-m * i), i = 0 the oldest. 0 = the plain mean; > 0 leans on "
+                                "older predictions, < 0 on newer ones.")
     controller_name: str = _p("arm_controller", "joint_trajectory_controller (or any JointTrajectoryController "
                                                 "type, e.g. scaled_joint_trajectory_controller) name: commands go "
                                                 "to <controller_name>/joint_trajectory, relative to the node's "
@@ -140,6 +144,7 @@ class ExpertNodeConfig:
         require(self.trajectory_timing in TRAJECTORY_TIMINGS, "trajectory_timing", self.trajectory_timing,
                 f"must be one of {list(TRAJECTORY_TIMINGS)}")
         require(self.ensemble_steps >= 1, "ensemble_steps", self.ensemble_steps, "must be >= 1")
+        require(math.isfinite(self.ensemble_m), "ensemble_m", self.ensemble_m, "must be a finite number")
         require(1 <= self.lookahead_steps <= 100, "lookahead_steps", self.lookahead_steps, "must be in [1, 100]")
         require(bool(self.controller_name) and "/" not in self.controller_name, "controller_name",
                 self.controller_name, "must be a non-empty name without '/'")

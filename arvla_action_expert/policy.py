@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 from typing import Any, Sequence
 
@@ -110,6 +111,7 @@ class ExpertPolicy(PolicyBase):
         self._onnx = None  # set by use_onnx()
         self._static: StaticStep | None = None  # set by use_static_step() / use_cuda_graph()
         self._ensemble = 1
+        self._ensemble_m = 0.0
         # multi-token predictions of the last committed steps: step index -> (K, A) normalised
         self._plans: dict[int, np.ndarray] = {}
 
@@ -215,6 +217,23 @@ class ExpertPolicy(PolicyBase):
         self._ensemble = int(n)
         if self._static is not None:
             self._static.ensemble.fill_(int(n))
+
+    @property
+    def ensemble_m(self) -> float:
+        return self._ensemble_m
+
+    @ensemble_m.setter
+    def ensemble_m(self, m: float) -> None:
+        """Weights of the ensembled plans, ACT's temporal ensembling: ``exp(-m * i)`` with i = 0
+        the oldest prediction, normalised. 0 = the plain mean (the default); m > 0 leans on
+        the older plans, m < 0 on the newer ones. The chunked baseline's ``ensemble_m`` means
+        the same."""
+        m = float(m)
+        if not math.isfinite(m):
+            raise ValueError(f"ensemble_m must be a finite number, got {m}")
+        self._ensemble_m = m
+        if self._static is not None:
+            self._static.set_weights(m)
 
     # ---- memory -------------------------------------------------------------------------------
 
@@ -328,13 +347,25 @@ class ExpertPolicy(PolicyBase):
         if n == 1:
             return plan[0]
         now = 0.0 if anchor is None else anchor
-        rows = [plan[0]] + [self._plans[s][step_index - s] - now
-                            for s in range(step_index - n + 1, step_index) if s in self._plans]
+        older = [s for s in range(step_index - n + 1, step_index) if s in self._plans]
+        rows = [plan[0]] + [self._plans[s][step_index - s] - now for s in older]
         if commit:
             self._plans[step_index] = plan + now
             for s in [s for s in self._plans if not step_index - n < s <= step_index]:
                 del self._plans[s]
-        return np.mean(rows, axis=0)
+        if self._ensemble_m == 0.0:
+            return np.mean(rows, axis=0)
+        w = age_weights([0] + [step_index - s for s in older], self._ensemble_m,
+                        self.config.predict_steps)
+        return (np.einsum("i,ia->a", w, np.asarray(rows, np.float64)) / w.sum()).astype(np.float32)
+
+
+def age_weights(ages: Sequence[int] | np.ndarray, m: float, predict_steps: int) -> np.ndarray:
+    """Unnormalised ensemble weights of predictions made ``ages`` steps ago: ``exp(m * age)``,
+    which normalised is ACT's ``exp(-m * i)`` counted from the oldest; scaled so that the
+    largest possible one (ages 0 .. predict_steps - 1) is 1 and none overflows."""
+    top = max(0.0, m * (predict_steps - 1))
+    return np.exp(m * np.asarray(ages, np.float64) - top)
 
 
 class StaticStep:
@@ -392,11 +423,22 @@ class StaticStep:
         self.plan_steps = torch.full((K,), _NO_STEP, **i64)
         self.ensemble = torch.full((1,), policy.ensemble_steps, **i64)
         self.lags = torch.arange(K - 1, 0, -1, **i64)  # K-1 .. 1: the oldest plan first
+        # ensemble weights (ExpertPolicy._age_weights): of this token's plan[0], of each lag
+        self.weight_now = torch.ones((), **f32)
+        self.weights = torch.ones(K - 1, **f32)
+        self.set_weights(policy.ensemble_m)
         self.out = torch.zeros(rows, 2 * A + 2, **f64)
         self.prev_host = np.zeros(A, np.float32)  # self.prev as of the last finished tick
         self.graphs: tuple[Any, Any] | None = None
         if cuda_graph:
             self._capture()
+
+    def set_weights(self, m: float) -> None:
+        """The ensemble weights for ``ExpertPolicy.ensemble_m`` = m (in place: graphs keep them)."""
+        K = self.config.predict_steps
+        w = age_weights(np.arange(K), m, K)   # by age: w[0] this token's plan, w[lag] older
+        self.weight_now.fill_(float(w[0]))
+        self.weights.copy_(torch.as_tensor(w[K - 1:0:-1].copy(), dtype=torch.float32))
 
     def reset(self) -> None:
         """A new episode: no previous target, no plans (in place: the graphs keep them)."""
@@ -451,10 +493,10 @@ class StaticStep:
         else:
             plan_kept = plan
         rows = torch.where(valid[:, None], rows, 0.0)
-        acc = plan[0]
+        acc = self.weight_now * plan[0]
         for d in range(K - 1):  # one add per row, oldest first: the sum np.mean forms
-            acc = acc + rows[d]
-        target_n = acc / (valid.sum() + 1).to(acc.dtype)
+            acc = acc + self.weights[d] * rows[d]
+        target_n = acc / (self.weight_now + (self.weights * valid).sum())
         if commit:  # remembered only when blending, as ExpertPolicy._blend does
             here = torch.remainder(step, K)
             self.plans.index_copy_(0, here, plan_kept[None])

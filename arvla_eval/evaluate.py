@@ -189,12 +189,13 @@ def make_policies(setup: EvalSetup) -> dict[str, Any]:
 
 
 def node_params_for(policy: StepPolicy, params: dict[str, Any]) -> dict[str, Any]:
-    """The expert node parameters for ``policy``: ``ensemble_steps`` goes only to a policy that
-    ensembles (``capabilities.ensembles``); the chunked baselines have their own execution modes,
-    and the node would refuse ensemble_steps > 1 for them."""
+    """The expert node parameters for ``policy``: ``ensemble_steps`` and ``ensemble_m`` go only
+    to a policy that ensembles (``capabilities.ensembles``); the chunked baselines have their own
+    execution modes, and the node would refuse the AR's ensembling for them."""
     if policy.capabilities.ensembles:
         return dict(params)
-    return {**params, "ensemble_steps": 1} if "ensemble_steps" in params else dict(params)
+    defaults = {"ensemble_steps": 1, "ensemble_m": 0.0}
+    return {**params, **{k: v for k, v in defaults.items() if k in params}}
 
 
 def seed_text(seeds: Sequence[int]) -> str:

@@ -148,6 +148,19 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                          ANCHOR16H16_ST1, {"ensemble_steps": 8}),
     "anchor16h16st1e4": ("anchor16h16st1's checkpoint, ensemble_steps 4",
                          ANCHOR16H16_ST1, {"ensemble_steps": 4}),
+    "anchor32h32st1": ("anchor16h16st1 with 32-step plans, the mean of the last 32 executed "
+                       "(model.predict_steps 32, ensemble_steps 32): averaging 8 or 4 plans "
+                       "instead of 16 lost pick_lift (31, 26 against 34), so more of them",
+                       {**ANCHOR16H16_ST1, "model.predict_steps": 32}, {"ensemble_steps": 32}),
+    "anchor16h16h2st1": ("anchor16h16st1 with stage 2 half as long (1200 + 700 steps): stage 2 "
+                         "at 2800 lost pick_lift on both seeds (31, 29), so fewer",
+                         {**ANCHOR16H16_ST1, "steps": [1200, 700]}, {"ensemble_steps": 16}),
+    "anchor16h16st1m01": ("anchor16h16st1's checkpoint, the 16 plans weighed as ACT does with "
+                          "ensemble_m 0.1 (exp(-m i), i = 0 the oldest: the oldest plan 4.5x the "
+                          "newest); fewer plans lost pick_lift, so lean on the older ones",
+                          ANCHOR16H16_ST1, {"ensemble_steps": 16, "ensemble_m": 0.1}),
+    "anchor16h16st1m-01": ("anchor16h16st1's checkpoint, ensemble_m -0.1 (the newest plan 4.5x "
+                           "the oldest)", ANCHOR16H16_ST1, {"ensemble_steps": 16, "ensemble_m": -0.1}),
     "anchor16h16uwst1": ("anchor16h16st1 with every plan step weighed by its error in target "
                          "units (model.plan_weight 'uniform'), as the executed mean of 16 plans "
                          "weighs them; 'relative' divides step k by its mean |target|, so the "

@@ -93,3 +93,14 @@ def test_ensemble_steps_executes_the_mean_of_the_recent_tokens_predictions(head)
     # a reset forgets the plans: step 0 again is the token's own prediction
     policy.reset()
     np.testing.assert_allclose(policy.step(states[0], 0)[0], states[0] + plans[0, 0], atol=1e-5)
+    # ensemble_m: ACT's weights exp(-m * i), i = 0 the oldest prediction (either sign)
+    for m in (0.7, -0.4):
+        policy.reset()
+        policy.ensemble_steps, policy.ensemble_m = E, m
+        got = np.stack([policy.step(states[t], t)[0] for t in range(T)])
+        for t in range(T):
+            rows = np.array([plans[s, t - s] for s in range(max(0, t - E + 1), t + 1)])  # oldest first
+            w = np.exp(-m * np.arange(len(rows)))
+            np.testing.assert_allclose(got[t], states[t] + w @ rows / w.sum(), atol=1e-5)
+    with pytest.raises(ValueError, match="ensemble_m must be a finite number"):
+        policy.ensemble_m = float("nan")

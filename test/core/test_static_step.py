@@ -117,6 +117,27 @@ def test_static_step_equals_the_cache_path_for_plans_anchored_at_their_token(ens
     np.testing.assert_array_equal(_episode(static), _episode(eager))
 
 
+@pytest.mark.parametrize("anchor", ["own", "current"])
+def test_static_step_weighs_the_ensemble_as_the_cache_path(anchor):
+    """ensemble_m != 0: the device blend's weights are the host's (float32 against the host's
+    float64 sums: equal to rounding); set before or after use_static_step, and back to 0 it is
+    the plain mean again, bit for bit."""
+    c = _config(head="regression", delta_actions=True, predict_steps=4, plan_anchor=anchor)
+    eager, static = _pair(c, ensemble=4)
+    eager.ensemble_m = static.ensemble_m = 0.5
+    np.testing.assert_allclose(_episode(static), _episode(eager), rtol=1e-5, atol=1e-5)
+    late = _policy(c)
+    late.ensemble_steps, late.ensemble_m = 4, -0.3
+    late.use_static_step()
+    eager.reset()
+    eager.ensemble_m = -0.3
+    np.testing.assert_allclose(_episode(late), _episode(eager), rtol=1e-5, atol=1e-5)
+    eager.reset()
+    late.reset()
+    eager.ensemble_m = late.ensemble_m = 0.0
+    np.testing.assert_array_equal(_episode(late), _episode(eager))
+
+
 def test_lookahead_counts_and_state_dims_that_differ():
     """Any lookahead from 1 to the maximum; a model whose state and action dims differ runs
     lookahead 1 only (as the cache path)."""

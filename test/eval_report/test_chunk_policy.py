@@ -273,3 +273,5 @@ def test_both_policies_are_step_policies_with_explicit_capabilities():
     params = {"ensemble_steps": 4, "lookahead_steps": 3}
     assert node_params_for(expert, params) == params
     assert node_params_for(chunk, params) == {"ensemble_steps": 1, "lookahead_steps": 3}
+    assert node_params_for(chunk, {**params, "ensemble_m": 0.1})["ensemble_m"] == 0.0
+    assert node_params_for(expert, {**params, "ensemble_m": 0.1})["ensemble_m"] == 0.1

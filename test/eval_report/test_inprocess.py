@@ -115,3 +115,6 @@ def test_ensemble_steps_reach_only_a_policy_that_ensembles(tmp_path):
     with pytest.raises(ConfigError, match="ensemble_steps: 4"):
         _configure(chunk, {"ensemble_steps": 4})
     _configure(chunk, node_params_for(chunk, {"ensemble_steps": 4}))  # 1: accepted
+    with pytest.raises(ConfigError, match="ensemble_m: 0.2"):
+        _configure(chunk, {"ensemble_m": 0.2})
+    _configure(chunk, node_params_for(chunk, {"ensemble_steps": 4, "ensemble_m": 0.2}))

@@ -463,6 +463,11 @@ def test_configuration_errors_name_the_key(ros_context):
         build(tiny_policy(), max_velocity=[1.0])
     with pytest.raises(ConfigError, match=r"ensemble_steps: ensemble_steps must be in \[1, predict_steps=1\]"):
         build(tiny_policy(), ensemble_steps=2)
+    node = build(tiny_policy(), ensemble_m=0.25)   # a declared parameter, handed to the policy
+    try:
+        assert node.policy.ensemble_m == 0.25
+    finally:
+        node.destroy_node()
     with pytest.raises(ConfigError, match="joints: 2 controller joints, but the policy has state_dim 3"):
         build(tiny_policy(), joints=["j1", "j2"], position_min=[-1.0, -1.0], position_max=[1.0, 1.0],
               max_velocity=[1.0, 1.0])

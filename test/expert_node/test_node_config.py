@@ -33,6 +33,7 @@ def test_shipped_yaml_lists_every_parameter_and_is_valid(repo_root):
     ("control_rate", 0.0, "control_rate: must be in"),
     ("lookahead_steps", 0, "lookahead_steps: must be in"),
     ("ensemble_steps", 0, "ensemble_steps: must be >= 1"),
+    ("ensemble_m", float("inf"), "ensemble_m: must be a finite number"),
     ("controller_name", "a/b", "controller_name: must be a non-empty name"),
     ("joints", ["a", "a"], "joints: must not repeat"),
     ("max_staleness", -1, "max_staleness: must be >= 0"),

@@ -87,6 +87,10 @@ class DataConfig:
     #                              arrived frame, exactly as the KV cache runs at inference)
     frame_drop: float = 0.0      # stream: P(a frame never arrives) -> longer staleness seen
     stage1_length: int = 0       # window length in stage 1 (0 = history + chunk)
+    state_noise: float = 0.0     # std of Gaussian noise added to the step tokens' input states
+    #                              (normalised units) in training; targets and anchors stay
+    #                              the clean ones, so a token learns where the arm is to be
+    #                              from a state read a little off, as in closed loop
     val_path: str = ""           # held-out .npz episodes (other seeds than path's): the loss on
     #                              them every val_every steps, in val_curve.json beside the
     #                              checkpoint ("" = none)
@@ -102,6 +106,7 @@ class DataConfig:
         require(self.prefix_mode in ("chunk", "stream"), "prefix_mode", self.prefix_mode,
                 "must be 'chunk' or 'stream'")
         require(0 <= self.frame_drop < 1, "frame_drop", self.frame_drop, "must be in [0, 1)")
+        require(0 <= self.state_noise < 10, "state_noise", self.state_noise, "must be in [0, 10)")
         require(self.val_batches >= 1, "val_batches", self.val_batches, "must be >= 1")
 
 
@@ -202,6 +207,16 @@ def step_mask(batch: dict[str, torch.Tensor], history_drop: float,
         age = torch.arange(T).view(T, 1) - torch.arange(T).view(1, T)  # query t, key s: t - s
         mask = mask & (age.unsqueeze(0) < horizon.view(B, 1, 1))
     return mask
+
+
+def add_state_noise(batch: dict[str, torch.Tensor], std: float, g: torch.Generator
+                    ) -> dict[str, torch.Tensor]:
+    """``DataConfig.state_noise``: the input states read ``std`` (normalised units) off, the
+    targets, anchors and everything else as built. std 0 draws nothing (batches unchanged)."""
+    if std <= 0:
+        return batch
+    noise = torch.randn(batch["states"].shape, generator=g, dtype=batch["states"].dtype)
+    return {**batch, "states": batch["states"] + std * noise}
 
 
 def batch_forward(model: ARExpert, batch: dict[str, torch.Tensor], mask: torch.Tensor, *,
@@ -425,7 +440,7 @@ def train(cfg: TrainConfig, *, stage: int, out: str | pathlib.Path | None,
             batch = (builder.stage1_batch(cfg.optim.batch_size, length, g) if stage == 1
                      else builder.stage2_batch(cfg.optim.batch_size, spec, g))
             mask = step_mask(batch, d.history_drop if stage == 2 else 0.0, g)
-            yield dist.shard(batch, mask)
+            yield dist.shard(add_state_noise(batch, d.state_noise, g), mask)
 
     losses: list[float] = []
     path = None

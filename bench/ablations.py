@@ -114,6 +114,11 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                  "targets per token, the mean of the last 16 executed",
                  {"model.delta_actions": False, "model.predict_steps": 16,
                   "data.history_drop": 0.5}, {"ensemble_steps": 16}),
+    "chunkmemst1": ("chunkmem (absolute targets, the memory, 16 plans averaged; pick_lift 38 "
+                    "against anchor16h16's 27 at the same 600-step stage 1) with the --large "
+                    "recipe's doubled stage 1 (1200 + 1400 steps)",
+                    {"model.delta_actions": False, "model.predict_steps": 16,
+                     "data.history_drop": 0.5, "steps": [1200, 1400]}, {"ensemble_steps": 16}),
     "anchor16h16": ("chunk-like execution with delta targets and the memory: 16 targets per "
                     "token anchored at its state (plan_anchor 'current': where the arm is to be, "
                     "seen from now), history_drop 0.5, the mean of the last 16 executed",
@@ -161,6 +166,14 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                           ANCHOR16H16_ST1, {"ensemble_steps": 16, "ensemble_m": 0.1}),
     "anchor16h16st1m-01": ("anchor16h16st1's checkpoint, ensemble_m -0.1 (the newest plan 4.5x "
                            "the oldest)", ANCHOR16H16_ST1, {"ensemble_steps": 16, "ensemble_m": -0.1}),
+    "anchor16h16sn05st1": ("anchor16h16st1 with the input states read off by noise of 0.05 "
+                           "(data.state_noise, normalised units) in training: a longer stage 2 "
+                           "fits the demonstrations better and loses pick_lift in closed loop "
+                           "(h2 40, st1 34, l2 31)",
+                           {**ANCHOR16H16_ST1, "data.state_noise": 0.05}, {"ensemble_steps": 16}),
+    "anchor16h16h2s1st1": ("anchor16h16h2st1 with training seed 1",
+                           {**ANCHOR16H16_ST1, "steps": [1200, 700], "seed": 1},
+                           {"ensemble_steps": 16}),
     "anchor16h16uwst1": ("anchor16h16st1 with every plan step weighed by its error in target "
                          "units (model.plan_weight 'uniform'), as the executed mean of 16 plans "
                          "weighs them; 'relative' divides step k by its mean |target|, so the "
@@ -337,7 +350,8 @@ def train_chunk_row(data: str, episode_dirs: list[pathlib.Path], out: pathlib.Pa
 
 # training settings added after rows were cached: left out of a row's key at their defaults,
 # so the checkpoints trained before them stay found
-LATER_FIELDS = (("model", "rope_dims", 0), ("model", "plan_weight", "relative"))
+LATER_FIELDS = (("model", "rope_dims", 0), ("model", "plan_weight", "relative"),
+                ("data", "state_noise", 0.0))
 
 
 def _key(*parts: Any) -> str:

@@ -204,3 +204,24 @@ def test_arvla_train_cli_end_to_end(tmp_path):
                                  str(tmp_path / "nowhere")], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "checkpoint not found" in bad.stderr
+
+
+def test_state_noise_reads_the_input_states_off_and_nothing_else():
+    """data.state_noise: only the step tokens' input states move, by the configured spread;
+    targets and anchors stay clean; 0 draws nothing, so every other recipe's batches are the
+    same as before the option existed."""
+    from arvla_action_expert.train import DataConfig, add_state_noise
+
+    eps = synthetic_episodes(8, steps=48, state_dim=2, prefix_dim=8, seed=5)
+    b = SampleBuilder(InMemoryEpisodes(eps), delta_actions=True, anchors=True)
+    batch = b.stage2_batch(64, SampleSpec(8, 8, 2), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    noisy = add_state_noise(batch, 0.2, g)
+    moved = noisy["states"] - batch["states"]
+    assert moved.std().item() == pytest.approx(0.2, rel=0.1) and abs(moved.mean().item()) < 0.02
+    for key in batch.keys() - {"states"}:
+        assert torch.equal(noisy[key], batch[key]), key
+    before = g.get_state()
+    assert add_state_noise(batch, 0.0, g) is batch and torch.equal(g.get_state(), before)
+    with pytest.raises(ConfigError, match="state_noise"):
+        DataConfig(state_noise=-0.1)

@@ -169,15 +169,25 @@ class SampleSpec:
     frame_drop: float = 0.0      # stream: P(a frame never arrives), for longer staleness
 
 
+SAMPLE_BY = ("episode", "step")   # SampleBuilder / DataConfig.sample_by
+
+
 class SampleBuilder:
     """Normalises episodes once, then cuts stage-1/stage-2 batches out of them."""
 
     def __init__(self, episodes: EpisodeSource, *, delta_actions: bool,
                  state_norm: Normalizer | None = None, target_norm: Normalizer | None = None,
-                 anchors: bool = False):
+                 anchors: bool = False, sample_by: str = "episode"):
         """``anchors``: every window also carries ``"anchor"``, its states in target-normalised
         units (state / target std), which re-anchor delta targets at another step (a model with
-        ``plan_anchor: current``); needs ``delta_actions``."""
+        ``plan_anchor: current``); needs ``delta_actions``. ``sample_by``: how a sample's episode
+        is drawn: ``"episode"``, every episode alike (a long one's steps are seen less often);
+        ``"step"``, in proportion to its length, so every step alike (a task whose episodes
+        are 1.6x as long gets 1.6x the samples)."""
+        if sample_by not in SAMPLE_BY:
+            raise ValueError(f"SampleBuilder: sample_by must be one of {list(SAMPLE_BY)}, "
+                             f"got {sample_by!r}")
+        self.sample_by = sample_by
         if anchors and not delta_actions:
             raise ValueError("SampleBuilder: anchors re-anchor delta targets; need delta_actions")
         self.episodes = [episodes[i] for i in range(len(episodes))]
@@ -239,11 +249,19 @@ class SampleBuilder:
             out["anchor"] = self.anchors[e][idx] * valid[:, None]
         return out
 
+    def _draw(self, candidates: Sequence[int], g: torch.Generator) -> int:
+        """One episode of ``candidates`` as ``sample_by`` says."""
+        if self.sample_by == "episode":
+            return candidates[int(torch.randint(len(candidates), (1,), generator=g))]
+        lengths = torch.tensor([float(self.states[e].shape[0]) for e in candidates])
+        return candidates[int(torch.multinomial(lengths, 1, generator=g))]
+
     def stage1_batch(self, batch_size: int, length: int, g: torch.Generator
                      ) -> dict[str, torch.Tensor]:
         items = []
+        everyone = range(len(self.episodes))
         for _ in range(batch_size):
-            e = int(torch.randint(len(self.episodes), (1,), generator=g))
+            e = self._draw(everyone, g)
             T = self.states[e].shape[0]
             start = int(torch.randint(max(T - length, 0) + 1, (1,), generator=g))
             items.append(self._window(e, start, length))
@@ -263,7 +281,7 @@ class SampleBuilder:
         delays = sample_staleness(g, (batch_size,), spec.max_staleness)
         items, tokens, capture, aux = [], [], [], []
         for b in range(batch_size):
-            e = candidates[int(torch.randint(len(candidates), (1,), generator=g))]
+            e = self._draw(candidates, g)
             steps = self.episodes[e].frame_steps
             T = self.states[e].shape[0]
             f = int(torch.randint(len(steps), (1,), generator=g))
@@ -305,7 +323,7 @@ class SampleBuilder:
         delays = sample_staleness(g, (batch_size,), spec.max_staleness)
         items, frames, captures = [], [], []
         for b in range(batch_size):
-            e = candidates[int(torch.randint(len(candidates), (1,), generator=g))]
+            e = self._draw(candidates, g)
             steps = torch.from_numpy(self.episodes[e].frame_steps)
             T = self.states[e].shape[0]
             keep = torch.rand(len(steps), generator=g) >= spec.frame_drop

@@ -41,7 +41,7 @@ from arvla_base.training import (Distributed, OptimConfig, ValidationCurve, auto
 from arvla_action_expert.bins import fit_bins
 from arvla_action_expert.checkpoint import (CheckpointError, CheckpointMeta, load_checkpoint,
                                             save_checkpoint)
-from arvla_action_expert.data import (EpisodeSource, InMemoryEpisodes,
+from arvla_action_expert.data import (SAMPLE_BY, EpisodeSource, InMemoryEpisodes,
                                       NpzEpisodeDir, SampleBuilder, SampleSpec, episode_summary,
                                       synthetic_episodes)
 from arvla_action_expert.model import ARExpert, ExpertConfig, PrefixBatch
@@ -87,6 +87,8 @@ class DataConfig:
     #                              arrived frame, exactly as the KV cache runs at inference)
     frame_drop: float = 0.0      # stream: P(a frame never arrives) -> longer staleness seen
     stage1_length: int = 0       # window length in stage 1 (0 = history + chunk)
+    sample_by: str = "episode"   # a sample's episode drawn "episode": every episode alike, or
+    #                              "step": in proportion to its length (every step alike)
     state_noise: float = 0.0     # std of Gaussian noise added to the step tokens' input states
     #                              (normalised units) in training; targets and anchors stay
     #                              the clean ones, so a token learns where the arm is to be
@@ -106,6 +108,8 @@ class DataConfig:
         require(self.prefix_mode in ("chunk", "stream"), "prefix_mode", self.prefix_mode,
                 "must be 'chunk' or 'stream'")
         require(0 <= self.frame_drop < 1, "frame_drop", self.frame_drop, "must be in [0, 1)")
+        require(self.sample_by in SAMPLE_BY, "sample_by", self.sample_by,
+                f"must be one of {list(SAMPLE_BY)}")
         require(0 <= self.state_noise < 10, "state_noise", self.state_noise, "must be in [0, 10)")
         require(self.val_batches >= 1, "val_batches", self.val_batches, "must be >= 1")
 
@@ -332,12 +336,12 @@ def _starting_point(cfg: TrainConfig, stage: int, source: EpisodeSource,
         model = loaded.model
         builder = SampleBuilder(source, delta_actions=c.delta_actions,
                                 state_norm=loaded.state_norm, target_norm=loaded.target_norm,
-                                anchors=c.plan_anchor == "current")
+                                anchors=c.plan_anchor == "current", sample_by=cfg.data.sample_by)
     else:
         torch.manual_seed(cfg.seed)
         model = ARExpert(c)
         builder = SampleBuilder(source, delta_actions=c.delta_actions,
-                                anchors=c.plan_anchor == "current")
+                                anchors=c.plan_anchor == "current", sample_by=cfg.data.sample_by)
         check_data_matches_model(builder, c, prefix=prefix_use)
         if c.head == "binned":
             model.bin_centers.copy_(fit_bins(builder.all_targets(), c.n_bins, seed=cfg.seed))

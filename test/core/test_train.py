@@ -225,3 +225,31 @@ def test_state_noise_reads_the_input_states_off_and_nothing_else():
     assert add_state_noise(batch, 0.0, g) is batch and torch.equal(g.get_state(), before)
     with pytest.raises(ConfigError, match="state_noise"):
         DataConfig(state_noise=-0.1)
+
+
+def test_sample_by_step_draws_episodes_in_proportion_to_their_length():
+    """data.sample_by: 'episode' draws every episode alike (the default, as before); 'step' in
+    proportion to its length, in both stages; anything else names the key."""
+    from arvla_action_expert.train import DataConfig
+
+    eps = synthetic_episodes(2, steps=30, state_dim=2, prefix_dim=8, seed=2)
+    eps += synthetic_episodes(1, steps=120, state_dim=2, prefix_dim=8, seed=3)
+    long_share = {}
+    for how in ("episode", "step"):
+        b = SampleBuilder(InMemoryEpisodes(eps), delta_actions=True, sample_by=how)
+        g = torch.Generator().manual_seed(0)
+        drawn = []
+        for _ in range(15):
+            s2 = b.stage2_batch(32, SampleSpec(8, 8, 2, prefix_mode="stream"), g)
+            drawn += [int(e) for e in s2["episode"]]
+            s1 = b.stage1_batch(32, 24, g)   # which episode: the one whose states the window holds
+            for states in s1["states"]:
+                drawn.append(next(e for e in range(3)
+                                  if any(torch.equal(states[0], row) for row in b.states[e])))
+        long_share[how] = float(np.mean(np.array(drawn) == 2))
+    assert long_share["episode"] == pytest.approx(1 / 3, abs=0.05)
+    assert long_share["step"] == pytest.approx(120 / 180, abs=0.05)
+    with pytest.raises(ValueError, match="sample_by"):
+        SampleBuilder(InMemoryEpisodes(eps), delta_actions=True, sample_by="task")
+    with pytest.raises(ConfigError, match="sample_by"):
+        DataConfig(sample_by="task")

@@ -176,6 +176,17 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                          "pick_lift's, so per step pick_lift trains ~1.9x as often; pick_lift "
                          "gains from a shorter stage 2 (h2 40) where push loses (7)",
                          {**ANCHOR16H16_ST1, "data.sample_by": "step"}, {"ensemble_steps": 16}),
+    "anchor16h16sps1st1": ("anchor16h16spst1 with training seed 1",
+                           {**ANCHOR16H16_ST1, "data.sample_by": "step", "seed": 1},
+                           {"ensemble_steps": 16}),
+    "anchor16h16sps2st1": ("anchor16h16spst1 with training seed 2",
+                           {**ANCHOR16H16_ST1, "data.sample_by": "step", "seed": 2},
+                           {"ensemble_steps": 16}),
+    "anchor16h16spl2st1": ("anchor16h16spst1 with stage 2 twice as long (1200 + 2800): push "
+                           "gained with stage-2 length on both seeds (700: 7, 2; 1400: 15, 13; "
+                           "2800: 15, 18)",
+                           {**ANCHOR16H16_ST1, "data.sample_by": "step", "steps": [1200, 2800]},
+                           {"ensemble_steps": 16}),
     "anchor16h16h2s1st1": ("anchor16h16h2st1 with training seed 1",
                            {**ANCHOR16H16_ST1, "steps": [1200, 700], "seed": 1},
                            {"ensemble_steps": 16}),

@@ -98,8 +98,8 @@ def episode_record(out: Mapping[str, Any], *, policy: str, task: str, control_ra
 
 def _configure(policy: StepPolicy, expert_params: Mapping[str, Any]) -> None:
     """What the expert node does with its ``ensemble_steps`` / ``ensemble_m`` parameters: given
-    to a policy that ensembles, refused (above 1 / non-zero) for one that does not (give each policy its parameters through
-    ``evaluate.node_params_for``, as the graph does)."""
+    to a policy that ensembles, refused (above 1 / non-zero) for one that does not (give each
+    policy its parameters through ``evaluate.node_params_for``, as the graph does)."""
     steps = int(expert_params.get("ensemble_steps", 1))
     m = float(expert_params.get("ensemble_m", 0.0))
     if policy.capabilities.ensembles:

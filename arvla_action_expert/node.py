@@ -58,7 +58,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from arvla_base.config import ConfigError
 from arvla_base.params import declare_config_parameters
-from arvla_base.policy import StepPolicy
+from arvla_base.policy import StepPolicy, configure_ensembling
 from arvla_base.rosutil import ns_to_stamp, stamp_to_ns
 from arvla_action_expert.gripper import GripperLimiter, GripperSpec, gripper_target, gripper_trajectory
 from arvla_action_expert.joints import (JointError, JointLimits, JointReading, UrdfRobot, implausible_joints,
@@ -442,19 +442,7 @@ class ActionExpertNode(Node):
 
         if cfg.lookahead_steps > MAX_LOOKAHEAD + 1:
             raise ConfigError(f"lookahead_steps: {cfg.lookahead_steps} > the policy's limit {MAX_LOOKAHEAD + 1}")
-        if not policy.capabilities.ensembles:  # e.g. the chunked baseline
-            if cfg.ensemble_m != 0.0:
-                raise ConfigError(f"ensemble_m: {cfg.ensemble_m}, but a {type(policy).__name__} "
-                                  "has no multi-token predictions to ensemble")
-            if cfg.ensemble_steps > 1:
-                raise ConfigError(f"ensemble_steps: {cfg.ensemble_steps}, but a {type(policy).__name__} "
-                                  "has no multi-token predictions to ensemble")
-            return
-        try:
-            policy.ensemble_steps = cfg.ensemble_steps
-            policy.ensemble_m = cfg.ensemble_m
-        except ValueError as err:
-            raise ConfigError(f"ensemble_steps: {err}") from err
+        configure_ensembling(policy, cfg.ensemble_steps, cfg.ensemble_m)
 
     # ---- callbacks: convert only --------------------------------------------------------------
 

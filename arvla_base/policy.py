@@ -13,7 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["PolicyCapabilities", "StepPolicy"]
+from arvla_base.config import ConfigError
+
+__all__ = ["PolicyCapabilities", "StepPolicy", "configure_ensembling"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +23,8 @@ class PolicyCapabilities:
     """What a policy can do beyond ``StepPolicy``'s methods."""
 
     # Multi-token predictions the node may average over the last ``ensemble_steps`` tokens: the
-    # policy then has a writable ``ensemble_steps`` attribute (ValueError on a bad value).
+    # policy then has writable ``ensemble_steps`` and ``ensemble_m`` attributes (ValueError on a
+    # bad value).
     ensembles: bool = False
     # A memory across steps (the expert's KV cache): ``reset`` forgets something that matters.
     has_memory: bool = False
@@ -57,3 +60,22 @@ class StepPolicy(Protocol):
 
     def step(self, state: np.ndarray, step_index: int, lookahead: int = 1) -> np.ndarray:
         """(lookahead, action_dim) absolute targets in real units; row 0 is committed."""
+
+
+def configure_ensembling(policy: Any, ensemble_steps: int, ensemble_m: float) -> None:
+    """The expert node's ``ensemble_steps`` / ``ensemble_m`` parameters given to ``policy``: set
+    on a policy that ensembles (``capabilities.ensembles``), refused (above 1 / non-zero) for one
+    that does not; a bad value is a ConfigError naming the parameter. The node and the in-process
+    evaluation both call this, so they accept and refuse the same."""
+    if not policy.capabilities.ensembles:  # e.g. the chunked baseline
+        refused = ("ensemble_m", ensemble_m) if ensemble_m != 0.0 else (
+            ("ensemble_steps", ensemble_steps) if ensemble_steps > 1 else None)
+        if refused is not None:
+            raise ConfigError(f"{refused[0]}: {refused[1]}, but a {type(policy).__name__} has no "
+                              "multi-token predictions to ensemble")
+        return
+    for key, value in (("ensemble_steps", ensemble_steps), ("ensemble_m", ensemble_m)):
+        try:
+            setattr(policy, key, value)
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from err

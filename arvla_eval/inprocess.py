@@ -28,7 +28,7 @@ import numpy as np
 
 from arvla_base.config import ConfigError, from_dict
 from arvla_base.paths import config_file
-from arvla_base.policy import StepPolicy
+from arvla_base.policy import StepPolicy, configure_ensembling
 from arvla_eval.records import EpisodeRecord
 
 __all__ = ["EpisodeRunner", "InProcessSetup", "episode_record", "perception_config", "run_inprocess", "sim_limits"]
@@ -97,20 +97,11 @@ def episode_record(out: Mapping[str, Any], *, policy: str, task: str, control_ra
 
 
 def _configure(policy: StepPolicy, expert_params: Mapping[str, Any]) -> None:
-    """What the expert node does with its ``ensemble_steps`` / ``ensemble_m`` parameters: given
-    to a policy that ensembles, refused (above 1 / non-zero) for one that does not (give each
-    policy its parameters through ``evaluate.node_params_for``, as the graph does)."""
-    steps = int(expert_params.get("ensemble_steps", 1))
-    m = float(expert_params.get("ensemble_m", 0.0))
-    if policy.capabilities.ensembles:
-        policy.ensemble_steps = steps  # type: ignore[attr-defined]
-        policy.ensemble_m = m  # type: ignore[attr-defined]
-    elif m != 0.0:
-        raise ConfigError(f"ensemble_m: {m}, but a {type(policy).__name__} has no "
-                          "multi-token predictions to ensemble")
-    elif steps > 1:
-        raise ConfigError(f"ensemble_steps: {steps}, but a {type(policy).__name__} has no "
-                          "multi-token predictions to ensemble")
+    """What the expert node does with its ``ensemble_steps`` / ``ensemble_m`` parameters
+    (``configure_ensembling``, the node's own call; give each policy its parameters through
+    ``evaluate.node_params_for``, as the graph does)."""
+    configure_ensembling(policy, int(expert_params.get("ensemble_steps", 1)),
+                         float(expert_params.get("ensemble_m", 0.0)))
 
 
 class EpisodeRunner:

@@ -206,6 +206,7 @@ class SampleBuilder:
                                                                        self.episodes]))
         self.target_norm = target_norm or Normalizer.fit(np.concatenate(raw_targets))
         self.states = [torch.from_numpy(self.state_norm.normalize(e.states)) for e in self.episodes]
+        self.lengths = torch.tensor([float(s.shape[0]) for s in self.states])  # sample_by "step"
         self.targets = [torch.from_numpy(self.target_norm.normalize(t)) for t in raw_targets]
         self.tokens = [torch.from_numpy(e.frame_tokens) for e in self.episodes]
         self.anchors = ([torch.from_numpy((e.states / self.target_norm.std).astype(np.float32))
@@ -253,8 +254,7 @@ class SampleBuilder:
         """One episode of ``candidates`` as ``sample_by`` says."""
         if self.sample_by == "episode":
             return candidates[int(torch.randint(len(candidates), (1,), generator=g))]
-        lengths = torch.tensor([float(self.states[e].shape[0]) for e in candidates])
-        return candidates[int(torch.multinomial(lengths, 1, generator=g))]
+        return candidates[int(torch.multinomial(self.lengths[list(candidates)], 1, generator=g))]
 
     def stage1_batch(self, batch_size: int, length: int, g: torch.Generator
                      ) -> dict[str, torch.Tensor]:

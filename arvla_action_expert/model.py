@@ -544,8 +544,8 @@ class ARExpert(nn.Module):
             tk, scale = target[:, k:], 1.0
             if current and k > 0:
                 tk = tk + anchor[:, k:] - anchor[:, :T - k]
-            if current and k > 0 and self.config.plan_weight == "relative":
-                scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach().clamp_min(1.0)
+                if self.config.plan_weight == "relative":
+                    scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach().clamp_min(1.0)
             num = num + (self._per_token(out[:, :T - k, k], tk) / scale * w).sum()
             den = den + w.sum()
         return num / den.clamp_min(1e-8)

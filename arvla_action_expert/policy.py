@@ -423,7 +423,7 @@ class StaticStep:
         self.plan_steps = torch.full((K,), _NO_STEP, **i64)
         self.ensemble = torch.full((1,), policy.ensemble_steps, **i64)
         self.lags = torch.arange(K - 1, 0, -1, **i64)  # K-1 .. 1: the oldest plan first
-        # ensemble weights (ExpertPolicy._age_weights): of this token's plan[0], of each lag
+        # ensemble weights (``age_weights``): of this token's plan[0], of each lag
         self.weight_now = torch.ones((), **f32)
         self.weights = torch.ones(K - 1, **f32)
         self.set_weights(policy.ensemble_m)
@@ -494,7 +494,7 @@ class StaticStep:
             plan_kept = plan
         rows = torch.where(valid[:, None], rows, 0.0)
         acc = self.weight_now * plan[0]
-        for d in range(K - 1):  # one add per row, oldest first: the sum np.mean forms
+        for d in range(K - 1):  # one add per row, oldest first: at m = 0 the sum np.mean forms
             acc = acc + self.weights[d] * rows[d]
         target_n = acc / (self.weight_now + (self.weights * valid).sum())
         if commit:  # remembered only when blending, as ExpertPolicy._blend does

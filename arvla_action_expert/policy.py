@@ -227,7 +227,8 @@ class ExpertPolicy(PolicyBase):
         """Weights of the ensembled plans, ACT's temporal ensembling: ``exp(-m * i)`` with i = 0
         the oldest prediction, normalised. 0 = the plain mean (the default); m > 0 leans on
         the older plans, m < 0 on the newer ones. The chunked baseline's ``ensemble_m`` means
-        the same."""
+        the same while no step is skipped: it counts its predictions, this weighs their ages
+        (a skipped step's missing plan leaves a gap in the weights)."""
         m = float(m)
         if not math.isfinite(m):
             raise ValueError(f"ensemble_m must be a finite number, got {m}")

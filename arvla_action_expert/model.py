@@ -15,7 +15,8 @@ Read top to bottom: RoPE -> attention -> MLP -> blocks -> config -> model.
   exactly ``current_step - capture_step``: the prefix's staleness (Dynamic Temporal
   Re-anchoring). Cached keys are never re-rotated, which is what makes the KV cache exact.
 - Heads: per-dimension binned actions (k-means bin centres, cross-entropy, decoded by centre)
-  or continuous regression (L1); optionally an ACT-style auxiliary chunk head on the prefix.
+  or continuous regression (L1, or L2 / Huber: ``regression_loss``); optionally an ACT-style
+  auxiliary chunk head on the prefix.
   With ``predict_steps`` K > 1 every step token also predicts the K-1 targets after its own
   (multi-token prediction, trained only): only the first is ever executed, the others make the
   token carry a plan instead of "keep doing what the history did".
@@ -244,6 +245,13 @@ class ExpertConfig:
     #                                  k = 0; "uniform": every k counts by its error in target
     #                                  units, as the mean of the last ensemble_steps plans that
     #                                  the node executes weighs them
+    regression_loss: Literal["l1", "l2", "huber"] = "l1"   # regression head: "l1" fits each
+    #                                  target's conditional median, which sits exactly on "no
+    #                                  motion" wherever the demonstrator rested more than half
+    #                                  the time among states the model cannot tell apart; "l2"
+    #                                  fits the mean (it shrinks towards rest, never snaps onto
+    #                                  it); "huber": l2 within huber_delta of the target, l1 beyond
+    huber_delta: float = 1.0         # "huber": where it turns linear, in target-normalised units
     detach_prefix: bool = False      # stop the action loss from training the prefix encoder
     prefix_kv: Literal["layerwise", "final"] = "layerwise"   # what decoder layer i attends to:
     #                                  "layerwise" (pi0): prefix layer i's own K/V, so layer 0
@@ -283,6 +291,12 @@ class ExpertConfig:
                               f"it needs head: regression, got head: {self.head!r}")
         require(self.plan_weight in ("relative", "uniform"), "plan_weight", self.plan_weight,
                 "must be 'relative' or 'uniform'")
+        require(self.regression_loss in ("l1", "l2", "huber"), "regression_loss",
+                self.regression_loss, "must be 'l1', 'l2' or 'huber'")
+        if self.regression_loss != "l1" and self.head != "regression":
+            raise ConfigError(f"regression_loss: {self.regression_loss!r} scores a regression "
+                              f"head; head: {self.head!r} is trained by cross-entropy")
+        require(self.huber_delta > 0, "huber_delta", self.huber_delta, "must be > 0")
         require(self.prefix_kv in ("layerwise", "final"), "prefix_kv", self.prefix_kv,
                 "must be 'layerwise' or 'final'")
         require(self.rope_base > 1.0, "rope_base", self.rope_base, "must be > 1")
@@ -518,7 +532,8 @@ class ARExpert(nn.Module):
              ) -> torch.Tensor:
         """Action loss averaged with weights (B, T) (e.g. 0 for unused tokens).
 
-        Binned: cross-entropy against the nearest bin centre per dim; regression: L1. With
+        Binned: cross-entropy against the nearest bin centre per dim; regression: L1 (or
+        ``regression_loss``: L2, Huber). With
         predict_steps K > 1, token t is also scored on targets t+1 .. t+K-1 of its window, where
         both steps count; every (token, k) pair weighs the same. With ``plan_anchor: current``
         (regression) the target for t+k is re-anchored at token t's state: ``anchor`` (B, T, A)
@@ -546,7 +561,11 @@ class ARExpert(nn.Module):
                 tk = tk + anchor[:, k:] - anchor[:, :T - k]
                 if self.config.plan_weight == "relative":
                     scale = ((tk.abs().mean(-1) * w).sum() / w.sum().clamp_min(1e-8)).detach().clamp_min(1.0)
-            num = num + (self._per_token(out[:, :T - k, k], tk) / scale * w).sum()
+            if self.config.regression_loss == "l1":
+                per = self._per_token(out[:, :T - k, k], tk) / scale
+            else:   # the loss of the scaled errors, so that "relative" weighs k as for L1
+                per = self._per_token(out[:, :T - k, k] / scale, tk / scale)
+            num = num + (per * w).sum()
             den = den + w.sum()
         return num / den.clamp_min(1e-8)
 
@@ -556,6 +575,10 @@ class ARExpert(nn.Module):
             labels = encode_bins(target, self.bin_centers)  # (B, T, A)
             per = F.cross_entropy(out.flatten(0, -2), labels.flatten(), reduction="none")
             return per.view(target.shape).mean(-1)
+        if self.config.regression_loss == "l2":
+            return (out - target).square().mean(-1)
+        if self.config.regression_loss == "huber":
+            return F.huber_loss(out, target, reduction="none", delta=self.config.huber_delta).mean(-1)
         return (out - target).abs().mean(-1)
 
     def num_params(self) -> int:

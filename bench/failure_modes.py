@@ -56,15 +56,16 @@ def load_policy(kind: str, path: str, node_params: dict[str, Any]) -> tuple[Any,
 
 
 def probe(name: str, policy: Any, params: dict[str, Any], layout: dict[str, Any],
-          tasks: list[str], seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
-    """Per task, one dict per episode: seed, success and the task's probe."""
+          tasks: list[str], seeds: list[int], lag_steps: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """Per task, one dict per episode: seed, success and the task's probe; ``lag_steps``: the
+    perception latency in control periods (the evaluation's 2)."""
     from arvla_eval.inprocess import EpisodeRunner, InProcessSetup
     from arvla_eval.probes import StepLog, grasp_offset, push_motion
     from arvla_sim.experts import PushExpert
 
     setup = InProcessSetup(tasks=tasks, seeds=seeds, max_seconds_per_task=layout["max_seconds"] or {},
                            sim_params=layout["sim"], perception_params=layout["perception"],
-                           expert_params=params, progress=False)
+                           expert_params=params, lag_steps=lag_steps, progress=False)
     runner = EpisodeRunner({name: policy}, setup)
     out: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node-param", action="append", default=[], metavar="KEY=VALUE",
                     help="an expert-node parameter over the demo recipe's (e.g. ensemble_steps=16 "
                          "for a bench/ablations.py row that sets it); repeatable")
+    ap.add_argument("--lag-steps", type=int, default=2,
+                    help="perception latency in control periods (the evaluation's: 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--table", action="store_true", help="only print the table of --out's JSON")
     args = ap.parse_args(argv)
@@ -246,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             print(f"--policy {name}: {err}", file=sys.stderr)
             return 2
-        results[name] = probe(name, policy, params, layout, args.tasks, list(range(a, b)))
+        results[name] = probe(name, policy, params, layout, args.tasks, list(range(a, b)),
+                              lag_steps=args.lag_steps)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps(results[name], indent=1))
-    print(f"\nIn process, deterministic (perception lag 2), seeds {a}..{b - 1}:\n")
+    print(f"\nIn process, deterministic (perception lag {args.lag_steps}), seeds {a}..{b - 1}:\n")
     print(table(results))
     return 0
 

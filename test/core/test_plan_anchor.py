@@ -136,3 +136,45 @@ def test_training_builds_the_anchors_a_current_anchor_model_needs(tmp_path):
     r1 = train(cfg, stage=1, out=tmp_path / "s1", progress=False)
     r2 = train(cfg, stage=2, out=tmp_path / "s2", init=tmp_path / "s1", progress=False)
     assert np.isfinite(r1.losses + r2.losses).all() and len(r2.losses) == 3
+
+
+@pytest.mark.parametrize("kind", ["l2", "huber"])
+def test_regression_loss_scores_the_scaled_errors(kind):
+    """``regression_loss`` l2 / huber: the same (token, k) pairs and relative scales as L1, the
+    loss of the errors divided by each k's scale (so "relative" weighs k alike for every loss);
+    L1 stays the default and is unchanged."""
+    torch.manual_seed(2)
+    K, B, T, A = 3, 2, 6, 2
+    out, target = torch.randn(B, T, K, A) * 2, torch.randn(B, T, A)
+    anchor = torch.cumsum(torch.randn(B, T, A), dim=1) * 3
+    weight = torch.ones(B, T)
+    weight[0, :1] = 0
+    kw = dict(predict_steps=K, state_dim=2, delta_actions=True, plan_anchor="current")
+    model = ARExpert(tiny(regression_loss=kind, huber_delta=0.5, **kw))
+
+    def elementwise(e: torch.Tensor) -> torch.Tensor:
+        if kind == "l2":
+            return e.square()
+        return torch.where(e.abs() <= 0.5, 0.5 * e.square(), 0.5 * (e.abs() - 0.25))
+
+    num = den = 0.0
+    for k in range(K):
+        w = weight[:, :T - k] * weight[:, k:]
+        tk = target[:, k:] + (anchor[:, k:] - anchor[:, :T - k] if k else 0)
+        scale = max(float((tk.abs().mean(-1) * w).sum() / w.sum()), 1.0) if k else 1.0
+        num += float((elementwise((out[:, :T - k, k] - tk) / scale).mean(-1) * w).sum())
+        den += float(w.sum())
+    assert model.loss(out, target, weight, anchor).item() == pytest.approx(num / den, rel=1e-5)
+    # one step per token: the plain loss of the errors
+    one = ARExpert(tiny(regression_loss=kind, huber_delta=0.5, state_dim=2, delta_actions=True))
+    want = float(elementwise(out[:, :, 0] - target).mean())
+    assert one.loss(out[:, :, 0], target).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_regression_loss_checks_name_the_key():
+    with pytest.raises(ConfigError, match="regression_loss"):
+        tiny(regression_loss="l3")
+    with pytest.raises(ConfigError, match="regression_loss"):
+        tiny(regression_loss="l2", head="binned")
+    with pytest.raises(ConfigError, match="huber_delta"):
+        tiny(regression_loss="huber", head="regression", huber_delta=0.0)

@@ -204,6 +204,23 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                           "huber_delta 1.0): the mean near the target, the median for outliers",
                           {**ANCHOR16H16_ST1, "model.regression_loss": "huber"},
                           {"ensemble_steps": 16}),
+    "anchor16h16nost1": ("anchor16h16st1 without the action-only stage 1: stage 2 for 2600 "
+                         "steps from a new model (the same optimiser steps in all). Without vision "
+                         "stage 1 can only learn the demonstrator's typical motion from a state; "
+                         "on push the expert moves for the demonstrator's time at a smaller "
+                         "amplitude (seed 100004: 10.9 cm of 18.8) and comes down where that "
+                         "leaves it, as if that prior outweighed the prefix",
+                         {**ANCHOR16H16_ST1, "steps": [0, 2600]}, {"ensemble_steps": 16}),
+    "anchor16h16hd1st1": ("anchor16h16st1 with history_drop 1.0: every stage-2 sample's memory "
+                          "cut to a random horizon of 1-48 steps per layer (at 0.5 only ~1 sample "
+                          "in 6 is cut below the 16-step window). On push the expert moves for "
+                          "the demonstrator's time whatever distance that covers and does not "
+                          "correct after it (descent at step 59 +- 3); a memory that cannot see "
+                          "the whole lateral move cannot time it",
+                          {**ANCHOR16H16_ST1, "data.history_drop": 1.0}, {"ensemble_steps": 16}),
+    "anchor16h16w8st1": ("anchor16h16st1 with an attention window of 8 (3 layers relay 21 steps "
+                         "back instead of 45): shorter than push's lateral move (~25 steps)",
+                         {**ANCHOR16H16_ST1, "model.window": 8}, {"ensemble_steps": 16}),
     "anchor16h16fd0st1": ("anchor16h16st1 with every camera frame arriving in training "
                           "(data.frame_drop 0): the prefix's age in training is then 0-5 steps, "
                           "as the baselines' (0-4) and near the evaluation's 2-3, instead of "
@@ -211,6 +228,12 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                           "compensates the arm's motion since capture for the training's mean age "
                           "would stop short at the evaluation's shorter one",
                           {**ANCHOR16H16_ST1, "data.frame_drop": 0.0}, {"ensemble_steps": 16}),
+    "anchor16h16fd0s1st1": ("anchor16h16fd0st1 with training seed 1",
+                            {**ANCHOR16H16_ST1, "data.frame_drop": 0.0, "seed": 1},
+                            {"ensemble_steps": 16}),
+    "anchor16h16fd0s2st1": ("anchor16h16fd0st1 with training seed 2",
+                            {**ANCHOR16H16_ST1, "data.frame_drop": 0.0, "seed": 2},
+                            {"ensemble_steps": 16}),
     "anchor16h16spfd0st1": ("anchor16h16fd0st1 with data.sample_by 'step'",
                             {**ANCHOR16H16_ST1, "data.frame_drop": 0.0, "data.sample_by": "step"},
                             {"ensemble_steps": 16}),
@@ -447,8 +470,12 @@ def train_row(name: str, overrides: dict[str, Any], demo: Any, episodes: list[An
     if (d / "DONE").is_file():
         return d / "stage2"
     source = InMemoryEpisodes(episodes)
-    stages = ((1, steps[0], None), (2, steps[1], d / "stage1")) if stage1 is None else (
-        (2, steps[1], stage1),)
+    if stage1 is not None:                 # stage 2 only, from that stage-1 checkpoint
+        stages: tuple[tuple[int, int, Any], ...] = ((2, steps[1], stage1),)
+    elif steps[0] == 0:                    # no action-only stage: stage 2 from a new model
+        stages = ((2, steps[1], None),)
+    else:
+        stages = ((1, steps[0], None), (2, steps[1], d / "stage1"))
     for stage, n, init in stages:
         scfg = dataclasses.replace(tcfg, optim=dataclasses.replace(
             tcfg.optim, max_steps=n, warmup_steps=min(tcfg.optim.warmup_steps, n // 10)))

@@ -63,6 +63,19 @@ def test_lateral_scatter_about_the_placement_trend():
     assert math.isnan(fm._residual_sd([dict(dy=0.01)] * 5))   # records without the placement
 
 
+def test_descent_timing_mean_spread_and_slope_over_the_approach():
+    """The push table's descent column: when the hand comes down, its spread, and how much
+    later it comes down per 10 cm of approach (a policy that waits until it is there follows
+    the distance; one that moves for a set time does not)."""
+    fm = _bench()
+    dist = np.array([0.05, 0.10, 0.15, 0.20, 0.25])
+    rows = [dict(descent_step=int(40 + 60 * d), approach_dist=float(d)) for d in dist]  # 6 / 10 cm
+    rows.append(dict(descent_step=-1, approach_dist=0.1))         # never came down: left out
+    steps = 40 + 60 * dist
+    assert fm._descent(rows) == f"{steps.mean():.1f} ± {steps.std():.1f}, +6.0"
+    assert fm._descent(rows[:2] + rows[-1:]) == "-"               # too few to fit a slope
+
+
 def test_grasp_offset_when_the_fingers_never_close():
     T = 10
     g = grasp_offset(np.zeros((T, 3)), np.zeros((T, 3)), np.full(T, 0.04))

@@ -69,7 +69,7 @@ class DemonstrationSim:
                      home_noise=float(sim.get("home_noise", 0.02)),
                      max_duration_s=float(config.max_seconds or task.max_duration_s))
         return cls(env, ThroughController(env, FOLLOWER_HZ),
-                   make_expert(env, config.motion_profile, config.grasp_retries), rate,
+                   make_expert(env, config.motion_profile, config.grasp_retries, config.speed_jitter), rate,
                    max(1, int(round(rate / camera_hz))))
 
 

@@ -75,6 +75,9 @@ class CollectConfig:
     #                                        "trapezoid", "min_jerk" (smoother demonstrations) or
     #                                        "min_jerk_replan" (min_jerk re-planned every step)
     grasp_retries: int = 0                 # tries after a missed grasp (pick_lift's demonstrator)
+    speed_jitter: float = 0.0              # min_jerk: each waypoint's speed scaled by a factor in
+    #                                        [1/(1+j), 1+j] drawn per episode seed, so a move's
+    #                                        duration does not follow from its length (0: off)
     sim: dict[str, Any] = dataclasses.field(default_factory=dict)         # SimNode parameters
     perception: dict[str, Any] = dataclasses.field(default_factory=dict)  # PerceptionNode parameters
 
@@ -96,6 +99,9 @@ class CollectConfig:
         require(self.motion_profile in MOTION_PROFILES, "motion_profile", self.motion_profile,
                 f"must be one of {list(MOTION_PROFILES)}")
         require(self.grasp_retries >= 0, "grasp_retries", self.grasp_retries, "must be >= 0")
+        require(0 <= self.speed_jitter <= 1, "speed_jitter", self.speed_jitter, "must be in [0, 1]")
+        require(self.speed_jitter == 0 or self.motion_profile == "min_jerk", "speed_jitter",
+                self.speed_jitter, f"scales min_jerk's speeds; motion_profile is {self.motion_profile!r}")
 
     def cache_key_dict(self) -> dict[str, Any]:
         """The settings that make a collection (for cache keys). Settings added later are left
@@ -103,8 +109,9 @@ class CollectConfig:
         from arvla_base.config import to_dict
 
         d = to_dict(self)
-        if d.get("grasp_retries") == 0:
-            del d["grasp_retries"]
+        for key in ("grasp_retries", "speed_jitter"):
+            if d.get(key) == 0:
+                del d[key]
         return d
 
     def noise_for(self, index: int) -> float:
@@ -147,13 +154,14 @@ def _make_scripted_node_class() -> type:
         """
 
         def __init__(self, sim: Any, *, control_rate_hz: float = 20.0, motion_profile: str = "trapezoid",
-                     grasp_retries: int = 0, controller_name: str = "arm_controller",
-                     **kwargs: Any) -> None:
+                     grasp_retries: int = 0, speed_jitter: float = 0.0,
+                     controller_name: str = "arm_controller", **kwargs: Any) -> None:
             super().__init__("arvla_scripted_expert", **kwargs)
             self.sim = sim
             # The sim's env runs at the controller rate (100 Hz); the expert moves its waypoints
             # per control tick, so it must know the tick is ours.
-            self.expert = sim.scripted_expert(control_rate_hz, motion_profile, grasp_retries)
+            self.expert = sim.scripted_expert(control_rate_hz, motion_profile, grasp_retries,
+                                              speed_jitter)
             self.period_ns = int(round(1e9 / control_rate_hz))
             self._lock = threading.Lock()
             self._q: np.ndarray | None = None
@@ -351,7 +359,7 @@ def collect_ros(config: CollectConfig, out_dir: str | pathlib.Path, *, progress:
 
     def factory(context: Any, graph: RolloutGraph) -> Any:
         return ScriptedExpertNode(graph.sim, control_rate_hz=rate, motion_profile=config.motion_profile,
-                                  grasp_retries=config.grasp_retries,
+                                  grasp_retries=config.grasp_retries, speed_jitter=config.speed_jitter,
                                   controller_name=graph.sim.config.controller_name, context=context,
                                   parameter_overrides=_parameters({"use_sim_time": True}))
 

@@ -177,16 +177,27 @@ class WaypointExpert:
     peak_yaw_rate: float = 0.8       # rad/s at the middle of a turn (the sim's wrist actuator,
     #                                  12 Nm against damping 10, saturates near 1.2 rad/s)
 
-    def __init__(self, env: "SimEnv", motion_profile: str = "trapezoid", grasp_retries: int = 0):
+    def __init__(self, env: "SimEnv", motion_profile: str = "trapezoid", grasp_retries: int = 0,
+                 speed_jitter: float = 0.0):
+        """``speed_jitter`` j (``min_jerk`` only): every waypoint's speed is scaled by a factor
+        drawn log-uniformly in [1/(1+j), 1+j] (seeded by the episode's seed), so how long a move
+        takes no longer follows from its length: a learner that times a move from its start
+        (its memory) cannot tell where it ends, only where the target is can. 0: as before."""
         if motion_profile not in MOTION_PROFILES:
             raise ValueError(f"motion_profile must be one of {MOTION_PROFILES}, got {motion_profile!r}")
         if grasp_retries < 0:
             raise ValueError(f"grasp_retries must be >= 0, got {grasp_retries}")
+        if not 0.0 <= speed_jitter <= 1.0:
+            raise ValueError(f"speed_jitter must be in [0, 1], got {speed_jitter}")
+        if speed_jitter > 0 and motion_profile != "min_jerk":
+            raise ValueError(f"speed_jitter scales min_jerk's segment speeds; motion_profile is "
+                             f"{motion_profile!r}")
         self.env = env
         self.ik = DlsIK(env.world)
         self.dt = env.dt
         self.motion_profile = motion_profile
         self.grasp_retries = grasp_retries   # tasks that grasp (pick_lift): tries after a miss
+        self.speed_jitter = float(speed_jitter)
 
     def reset(self, obs: dict[str, Any]) -> None:
         self.sync_to_state(obs)
@@ -197,6 +208,15 @@ class WaypointExpert:
         self.settle = 0.0
         self.t = 0.0
         self.resyncs = 0
+        # the speed factors of this episode's waypoints (speed_jitter): the same seed, the same draws
+        self._speed_rng = np.random.default_rng([int(getattr(self.env, "seed", 0) or 0), 0x5EED])
+
+    def _speed_factor(self) -> float:
+        """The next waypoint's speed factor (1 without ``speed_jitter``; nothing drawn then)."""
+        if self.speed_jitter <= 0:
+            return 1.0
+        span = float(np.log1p(self.speed_jitter))
+        return float(np.exp(self._speed_rng.uniform(-span, span)))
 
     def sync_to_state(self, obs: dict[str, Any]) -> None:
         """Restart the commanded pose from the measured joints: arm joints, hand position, at rest."""
@@ -250,7 +270,7 @@ class WaypointExpert:
             if dist < 1e-6 and not self.vel.any():
                 self.pos, self.acc = wp.pos.copy(), np.zeros(3)
                 return True
-            T = self._min_jerk_time(dist, wp.speed)
+            T = self._min_jerk_time(dist, wp.speed * self._speed_factor())
             self._segment = (wp, quintic(self.pos, self.vel, self.acc, wp.pos, T), T, 0.0)
         _, c, T, t = self._segment
         t = min(t + self.dt, T)
@@ -519,7 +539,9 @@ EXPERTS: dict[str, type[WaypointExpert]] = {
     "pick_lift": PickLiftExpert, "push": PushExpert, "cued_reach": CuedReachExpert}
 
 
-def make_expert(env: "SimEnv", motion_profile: str = "trapezoid", grasp_retries: int = 0) -> WaypointExpert:
+def make_expert(env: "SimEnv", motion_profile: str = "trapezoid", grasp_retries: int = 0,
+                speed_jitter: float = 0.0) -> WaypointExpert:
     """The scripted expert for ``env``'s task, moving with ``motion_profile`` (MOTION_PROFILES);
-    ``grasp_retries``: how often a task that grasps tries again after a missed grasp."""
-    return EXPERTS[env.task.name](env, motion_profile, grasp_retries)
+    ``grasp_retries``: how often a task that grasps tries again after a missed grasp;
+    ``speed_jitter``: see ``WaypointExpert``."""
+    return EXPERTS[env.task.name](env, motion_profile, grasp_retries, speed_jitter)

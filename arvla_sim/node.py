@@ -265,14 +265,15 @@ class SimNode(Node):
         return bool(self.env.failure())
 
     def scripted_expert(self, control_rate_hz: float, motion_profile: str = "trapezoid",
-                        grasp_retries: int = 0) -> Any:
+                        grasp_retries: int = 0, speed_jitter: float = 0.0) -> Any:
         """The task's scripted demonstrator (``arvla_sim.experts``, moving with
-        ``motion_profile``, trying a missed grasp again up to ``grasp_retries`` times),
+        ``motion_profile``, trying a missed grasp again up to ``grasp_retries`` times, its
+        speeds jittered by ``speed_jitter``),
         stepping its waypoints once per control tick at ``control_rate_hz``; it acts on
         ``demonstrator_view``."""
         from arvla_sim.experts import make_expert
 
-        expert = make_expert(self.env, motion_profile, grasp_retries)
+        expert = make_expert(self.env, motion_profile, grasp_retries, speed_jitter)
         expert.dt = 1.0 / control_rate_hz
         return expert
 

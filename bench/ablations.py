@@ -305,7 +305,7 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
                              sim=layout["sim"], perception=data_perception(data, layout), prefixes="offline",
                              noise_std=c.noise_std if spec.noise is None else spec.noise,
                              noisy_fraction=c.noisy_fraction, motion_profile=spec.profile,
-                             grasp_retries=spec.retries)
+                             grasp_retries=spec.retries, speed_jitter=spec.jitter)
         # one cache per setting (not per count): inproc50 is the first 50 seeds of inproc150
         d = out / "demos" / f"{task}-{_key({**ccfg.cache_key_dict(), 'seeds': None})}"
         t0 = time.monotonic()
@@ -331,7 +331,7 @@ def data_episodes(data: str, demo: Any, layout: dict[str, Any], tasks: list[str]
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """A demonstration set named ``inprocN[gK][mj|mjr][nS][sO][retry]`` (see ``parse_data``)."""
+    """A demonstration set named ``inprocN[gK][mj|mjr][nS][jJ][sO][retry]`` (see ``parse_data``)."""
 
     n: int                      # demonstrations per task
     grid: int | None = None     # K: perception tokens on a K x K grid (None: the demo's)
@@ -339,28 +339,32 @@ class DataSpec:
     noise: float | None = None  # DART noise, rad (None: the demo's)
     offset: int = 0             # the demonstration seeds start here
     retries: int = 0            # grasp_retries of the demonstrator
+    jitter: float = 0.0         # speed_jitter of the demonstrator
 
 
 def parse_data(data: str) -> DataSpec:
     """'inprocN' -> N per task; then 'gK' -> perception on a K x K token grid; then 'mj' -> the
     demonstrator moves along minimum-jerk profiles (``motion_profile: min_jerk``), 'mjr' ->
     along minimum-jerk profiles re-planned every step (``min_jerk_replan``); then 'nS' -> DART
-    noise of S/100 rad (the demo's: 0.02); then 'sO' -> the demonstration seeds O..O+N-1
+    noise of S/100 rad (the demo's: 0.02); then 'jJ' -> every waypoint's speed scaled by a
+    factor drawn in [1/(1+J/100), 1+J/100] (``speed_jitter``, 'mj' only); then 'sO' -> the demonstration seeds O..O+N-1
     instead of 0..N-1 (the same demonstrator, other samples: ``inproc150g4mjs150`` against
     ``inproc150g4mj`` measures how far resampling alone moves a result; both are cut from
     ``inproc300g4mj``'s cache); then 'retry' -> pick_lift's demonstrator tries a missed grasp
     again, twice at most (``grasp_retries: 2``)."""
-    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?(?:s(\d+))?(retry)?", data)
+    m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?(?:j(\d+))?(?:s(\d+))?(retry)?", data)
     if m is None:
         raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
                          "'inprocNgK' (perception tokens on a K x K grid), either + 'mj' "
                          "(minimum-jerk demonstrator) or 'mjr' (the same, re-planned every step), "
-                         "+ 'nS' (DART noise S/100 rad), + 'sO' (seeds from O), + 'retry' "
+                         "+ 'nS' (DART noise S/100 rad), + 'jJ' (speeds jittered by J/100), "
+                         "+ 'sO' (seeds from O), + 'retry' "
                          "(missed grasps tried again)")
     return DataSpec(n=int(m.group(1)), grid=int(m.group(2)) if m.group(2) else None,
                     profile={"mj": "min_jerk", "mjr": "min_jerk_replan", None: "trapezoid"}[m.group(3)],
                     noise=int(m.group(4)) / 100.0 if m.group(4) else None,
-                    offset=int(m.group(5) or 0), retries=2 if m.group(6) else 0)
+                    jitter=int(m.group(5) or 0) / 100.0,
+                    offset=int(m.group(6) or 0), retries=2 if m.group(7) else 0)
 
 
 def data_perception(data: str, layout: dict[str, Any]) -> dict[str, Any]:

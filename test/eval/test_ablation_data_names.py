@@ -1,4 +1,4 @@
-"""bench/ablations.py names its demonstration sets ``inprocN[gK][mj|mjr][nS][sO][retry]``; the
+"""bench/ablations.py names its demonstration sets ``inprocN[gK][mj|mjr][nS][jJ][sO][retry]``; the
 names decide which demonstrations a row trains on, so a misread name would silently compare the
 wrong data."""
 
@@ -33,6 +33,9 @@ def ablations():
     ("inproc150g4mjs150", dict(n=150, grid=4, profile="min_jerk", noise=None, offset=150, retries=0)),
     ("inproc150g4mjretry", dict(n=150, grid=4, profile="min_jerk", noise=None, offset=0, retries=2)),
     ("inproc150g4mjrretry", dict(n=150, grid=4, profile="min_jerk_replan", noise=None, offset=0, retries=2)),
+    ("inproc150g4mjj50", dict(n=150, grid=4, profile="min_jerk", noise=None, offset=0, retries=0, jitter=0.5)),
+    ("inproc150g4mjn4j30s150", dict(n=150, grid=4, profile="min_jerk", noise=0.04, offset=150, retries=0,
+                                    jitter=0.3)),
 ])
 def test_data_names_parse(ablations, name, want):
     assert ablations.parse_data(name) == ablations.DataSpec(**want)

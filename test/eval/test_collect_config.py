@@ -45,6 +45,26 @@ def test_grasp_retries_is_validated_and_keeps_earlier_cache_keys():
     with pytest.raises(ConfigError, match="grasp_retries"):
         CollectConfig(grasp_retries=-1)
     plain = CollectConfig(seeds=[0, 1], noise_std=0.02)
-    before = {k: v for k, v in to_dict(plain).items() if k != "grasp_retries"}  # the key before the setting
+    before = {k: v for k, v in to_dict(plain).items()               # the key before the settings
+              if k not in ("grasp_retries", "speed_jitter")}
     assert plain.cache_key_dict() == before
     assert CollectConfig(seeds=[0, 1], noise_std=0.02, grasp_retries=2).cache_key_dict()["grasp_retries"] == 2
+
+
+def test_speed_jitter_is_validated_reaches_the_demonstrator_and_keeps_earlier_cache_keys():
+    from arvla_eval.collect_inprocess import Demonstrator
+
+    with pytest.raises(ConfigError, match="speed_jitter"):
+        CollectConfig(motion_profile="min_jerk", speed_jitter=2.0)
+    with pytest.raises(ConfigError, match="speed_jitter"):
+        CollectConfig(motion_profile="trapezoid", speed_jitter=0.5)
+    assert "speed_jitter" not in CollectConfig(seeds=[0]).cache_key_dict()
+    assert CollectConfig(seeds=[0], motion_profile="min_jerk",
+                         speed_jitter=0.5).cache_key_dict()["speed_jitter"] == 0.5
+    cfg = CollectConfig(task="push", prefixes="offline", motion_profile="min_jerk", speed_jitter=0.3,
+                        sim={"image_height": 32, "image_width": 32})
+    demo = Demonstrator(cfg)
+    try:
+        assert demo.expert.speed_jitter == 0.3
+    finally:
+        demo.close()

@@ -471,3 +471,36 @@ def test_pick_lift_demonstrator_tries_a_missed_grasp_again():
     with pytest.raises(ValueError, match="grasp_retries"):
         make_expert(env, "min_jerk", grasp_retries=-1)
     env.close()
+
+
+def test_speed_jitter_scales_each_move_per_episode_seed():
+    """speed_jitter (min_jerk): each waypoint's speed is scaled by a factor drawn in [1/(1+j),
+    1+j] from the episode's seed, so a move of one length takes different times in different
+    episodes; the same seed draws the same factors, and 0 draws nothing (the demonstrator as
+    before, command for command)."""
+    from arvla_sim.collect import collect_episode
+
+    env = SimEnv(task="push", image_height=32, image_width=32)
+
+    def run(jitter: float, seed: int) -> np.ndarray:
+        ep = collect_episode(env, seed, render=False, expert=make_expert(env, "min_jerk",
+                                                                         speed_jitter=jitter))
+        return np.asarray(ep["actions"])
+
+    plain = run(0.0, 100003)
+    assert np.array_equal(plain, np.asarray(collect_episode(
+        env, 100003, render=False, expert=make_expert(env, "min_jerk"))["actions"]))
+    jittered = run(0.5, 100003)
+    assert np.array_equal(jittered, run(0.5, 100003))            # seeded by the episode
+    assert not np.array_equal(jittered[:40], plain[:40])          # the moves are timed otherwise
+    expert = make_expert(env, "min_jerk", speed_jitter=0.5)
+    expert.reset(env.reset(5))
+    factors = [expert._speed_factor() for _ in range(200)]
+    assert 1 / 1.5 - 1e-9 <= min(factors) and max(factors) <= 1.5 + 1e-9
+    assert min(factors) < 0.8 and max(factors) > 1.3              # spread over the range
+    expert.reset(env.reset(5))
+    assert expert._speed_factor() == factors[0]                   # the same seed, the same draws
+    with pytest.raises(ValueError, match="speed_jitter"):
+        make_expert(env, "trapezoid", speed_jitter=0.5)
+    with pytest.raises(ValueError, match="speed_jitter"):
+        make_expert(env, "min_jerk", speed_jitter=1.5)

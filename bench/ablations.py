@@ -347,11 +347,11 @@ def parse_data(data: str) -> DataSpec:
     demonstrator moves along minimum-jerk profiles (``motion_profile: min_jerk``), 'mjr' ->
     along minimum-jerk profiles re-planned every step (``min_jerk_replan``); then 'nS' -> DART
     noise of S/100 rad (the demo's: 0.02); then 'jJ' -> every waypoint's speed scaled by a
-    factor drawn in [1/(1+J/100), 1+J/100] (``speed_jitter``, 'mj' only); then 'sO' -> the demonstration seeds O..O+N-1
-    instead of 0..N-1 (the same demonstrator, other samples: ``inproc150g4mjs150`` against
-    ``inproc150g4mj`` measures how far resampling alone moves a result; both are cut from
-    ``inproc300g4mj``'s cache); then 'retry' -> pick_lift's demonstrator tries a missed grasp
-    again, twice at most (``grasp_retries: 2``)."""
+    factor drawn in [1/(1+J/100), 1+J/100] (``speed_jitter``, 'mj' only); then 'sO' -> the
+    demonstration seeds O..O+N-1 instead of 0..N-1 (the same demonstrator, other samples:
+    ``inproc150g4mjs150`` against ``inproc150g4mj`` measures how far resampling alone moves a
+    result; both are cut from ``inproc300g4mj``'s cache); then 'retry' -> pick_lift's
+    demonstrator tries a missed grasp again, twice at most (``grasp_retries: 2``)."""
     m = re.fullmatch(r"inproc(\d+)(?:g(\d+))?(mjr|mj)?(?:n(\d+))?(?:j(\d+))?(?:s(\d+))?(retry)?", data)
     if m is None:
         raise SystemExit(f"unknown demonstrations {data!r}: 'ros', 'inprocN' (N per task), "
